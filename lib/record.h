@@ -1,0 +1,81 @@
+/*
+ * NAME
+ *	record.h - the on-disk key and record codec (pure: no I/O, no allocation)
+ *
+ * DESCRIPTION
+ *	Key:    one namespace byte, then the identifier (1..SESSDB_ID_MAX bytes).
+ *	Value:  a 32-byte big-endian header, then the payload:
+ *
+ *	  off len field
+ *	    0   4 magic "SDBR"
+ *	    4   1 format version (REC_VERSION)
+ *	    5   1 flags (REC_FLAGS_KNOWN; unknown bits make the record unreadable)
+ *	    6   2 reserved, zero
+ *	    8   8 created, unix seconds, signed
+ *	   16   8 expires, unix seconds, signed
+ *	   24   4 payload length
+ *	   28   4 CRC-32C of key, header bytes 0..27, and payload
+ *	   32   - payload
+ *
+ *	docs/FORMAT.md is the normative description; keep the two in step.
+ */
+#ifndef SESSDB_RECORD_H
+#define SESSDB_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sessdb.h"
+
+#define REC_MAGIC	"SDBR"
+#define REC_VERSION	1
+#define REC_HEADER_LEN	32
+#define REC_KEY_MAX	(1 + SESSDB_ID_MAX)
+#define REC_FLAGS_KNOWN	0x00	/* no flags defined yet (0x01 reserved: encrypted) */
+
+enum rec_status {
+	REC_OK = 0,
+	REC_EMPTY,		/* zero-length value */
+	REC_SHORT,		/* shorter than the header */
+	REC_BAD_MAGIC,
+	REC_BAD_VERSION,
+	REC_BAD_FLAGS,		/* unknown flag bits */
+	REC_BAD_RESERVED,	/* reserved bytes not zero */
+	REC_BAD_LENGTH,		/* payload length disagrees with the value size */
+	REC_BAD_TIMES,		/* expires not after created */
+	REC_BAD_CHECKSUM,	/* torn write, bit rot, or value under the wrong key */
+	REC_BAD_KEY,		/* key: empty, unknown namespace, id of 0 or > 32 bytes */
+};
+
+struct rec {
+	unsigned		flags;
+	int64_t			created;
+	int64_t			expires;
+	const unsigned char	*payload;	/* points into the decoded value */
+	size_t			payload_len;
+};
+
+/* rec_strerror - a short description of status. */
+const char *rec_strerror(enum rec_status status);
+
+/* rec_key_make - write the key for (ns, id) into out; returns its length or 0 if invalid. */
+size_t rec_key_make(unsigned char out[REC_KEY_MAX], unsigned ns, const void *id, size_t id_len);
+
+/* rec_key_parse - split a key into namespace and id (pointing into key). */
+enum rec_status rec_key_parse(const unsigned char *key, size_t key_len,
+    unsigned *ns, const unsigned char **id, size_t *id_len);
+
+/* rec_encode - write header and payload for key into out, which holds
+ * REC_HEADER_LEN + r->payload_len bytes.  r->payload may alias nothing in out. */
+void rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
+    const struct rec *r);
+
+/* rec_decode - check and parse value (stored under key) into r; r->payload
+ * points into value.  Returns REC_OK or why the record is unreadable. */
+enum rec_status rec_decode(const unsigned char *value, size_t value_len,
+    const unsigned char *key, size_t key_len, struct rec *r);
+
+/* rec_crc32c - CRC-32C (Castagnoli), continuing from crc (start with 0). */
+uint32_t rec_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif /* SESSDB_RECORD_H */

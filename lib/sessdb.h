@@ -1,0 +1,260 @@
+/*
+ * NAME
+ *	sessdb.h - a TLS session store shared by many processes through one GDBM file
+ *
+ * SYNOPSIS
+ *	#include <sessdb.h>
+ *
+ * DESCRIPTION
+ *	A store maps keys (a namespace byte and a 1..32 byte identifier) to
+ *	records (opaque payload bytes with a creation and an expiry time) in one
+ *	GDBM file.  Any number of processes may open the same file: readers
+ *	take a shared flock on "<db>.lock", writers an exclusive one, and each
+ *	handle notices other processes' writes through a change counter kept
+ *	in that lock file, so it never reads through stale GDBM state.
+ *
+ *	The store knows nothing of OpenSSL; see <sessdb_ssl.h> for the glue.
+ *
+ * RETURN VALUES
+ *	Unless a function says otherwise it returns 0 on success and -1 on
+ *	error; sessdb_error() then describes the last error of that handle.
+ *	Lookups distinguish three outcomes: SESSDB_OK (hit), SESSDB_MISS (no
+ *	live record: absent, expired or corrupt) and -1 (error).  A miss is
+ *	not an error.
+ *
+ * CAVEATS
+ *	- A handle is not thread-safe: use one handle per thread, or serialise.
+ *	- A handle may be opened before fork(); each process notices the fork
+ *	  and reopens its own lock descriptor and GDBM handle on its next call
+ *	  (flock locks belong to the open file description, which fork shares).
+ *	- Do not open the same file twice in one process: both handles share
+ *	  the process's flock semantics only through separate descriptors,
+ *	  which is correct, but doubles the memory for no benefit.
+ *	- Locks are flock(2): do not put the store on a network filesystem.
+ *	- Durability: records are written to the file (page cache) at once but
+ *	  not fsync'ed; an operating system crash may lose recent records.  A
+ *	  killed process loses nothing it committed.
+ */
+#ifndef SESSDB_H
+#define SESSDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SESSDB_VERSION_MAJOR 0
+#define SESSDB_VERSION_MINOR 1
+
+/* Return values besides 0 (SESSDB_OK) and -1 (error). */
+#define SESSDB_OK	0
+#define SESSDB_MISS	1	/* get/take: no live record under that key */
+#define SESSDB_FULL	2	/* put: declined, the store is at its cap */
+
+/* Key namespaces (first byte of every key). */
+#define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
+#define SESSDB_NS_CLIENT 0x43	/* 'C': reserved for client sessions by peer name */
+
+#define SESSDB_ID_MAX	32	/* longest identifier, as SSL_MAX_SSL_SESSION_ID_LENGTH */
+#define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
+
+/* Open flags (struct sessdb_options.flags). */
+#define SESSDB_RDONLY	0x01	/* never write; the file must exist */
+#define SESSDB_NOCREATE	0x02	/* fail if the database does not exist */
+
+/* Log levels passed to the log callback. */
+#define SESSDB_LOG_ERR		3
+#define SESSDB_LOG_WARNING	4
+#define SESSDB_LOG_INFO		6
+
+struct sessdb;
+
+/*
+ * sessdb_options - how to open a store.  Zero every field you do not set
+ * (memset or a designated initialiser): zero always means "the default".
+ */
+struct sessdb_options {
+	unsigned	flags;		/* SESSDB_RDONLY, SESSDB_NOCREATE */
+	uint32_t	default_ttl;	/* seconds, for put(expires == 0); default 300 */
+	uint32_t	max_ttl;	/* seconds, expiry is capped at now + max_ttl;
+					   default 86400 */
+	uint64_t	max_entries;	/* cap on the number of records; 0 = none */
+	uint64_t	max_bytes;	/* cap on the database file size; 0 = none */
+	unsigned	lock_timeout_ms; /* longest wait for a lock; default 1000 */
+	unsigned	sweep_batch;	/* keys deleted per exclusive lock; default 256 */
+	/* Called for every error, recovery and notable event; may be NULL.
+	   msg is valid only during the call. */
+	void		(*log)(void *arg, int level, const char *msg);
+	void		*log_arg;
+	/* Clock in unix seconds; NULL = time(NULL).  Tests inject a fake one. */
+	int64_t		(*clock)(void *arg);
+	void		*clock_arg;
+};
+
+/* Per-handle counters since open (or the last sessdb_stats_reset). */
+struct sessdb_stats {
+	uint64_t hits;		/* get/take returned a live record */
+	uint64_t misses;	/* get/take found nothing live (incl. expired, corrupt) */
+	uint64_t stores;	/* put stored a record */
+	uint64_t declined;	/* put declined: store full */
+	uint64_t deletes;	/* delete/take removed a record */
+	uint64_t expired;	/* expired records removed (lookup or sweep) */
+	uint64_t corrupt;	/* records that failed to decode (and were removed
+				   unless the handle is read-only) */
+	uint64_t errors;	/* calls that returned -1 */
+	uint64_t lock_timeouts;	/* lock waits that reached lock_timeout_ms */
+	uint64_t reopens;	/* GDBM handle reopened after another process wrote */
+	uint64_t recoveries;	/* damaged files recovered or moved aside */
+};
+
+/* Metadata of a record, filled by get/take when asked. */
+struct sessdb_meta {
+	int64_t		created;	/* unix seconds */
+	int64_t		expires;	/* unix seconds; live while now < expires */
+	unsigned	flags;		/* record flags (format flags, see FORMAT.md) */
+};
+
+/*
+ * One record as seen by sessdb_foreach().  All pointers are valid only
+ * during the callback.  When problem is non-NULL the record failed to
+ * decode: problem says why, key/key_len hold the raw key, and the other
+ * fields are zero except data/len, which hold the raw value.
+ */
+struct sessdb_record {
+	unsigned		ns;
+	const unsigned char	*id;
+	size_t			id_len;
+	const unsigned char	*key;	/* raw GDBM key (ns byte + id) */
+	size_t			key_len;
+	struct sessdb_meta	meta;
+	const unsigned char	*data;	/* payload */
+	size_t			len;
+	const char		*problem; /* NULL when the record is well formed */
+};
+
+/* Return 0 to continue, non-zero to stop (sessdb_foreach returns that value). */
+typedef int (*sessdb_foreach_fn)(void *arg, const struct sessdb_record *rec);
+
+/*
+ * sessdb_open - open (and by default create, mode 0600) the store at path.
+ *	opts may be NULL for all defaults; it is copied.  The lock file is
+ *	"<path>.lock".  Both are refused if they are symlinks, not regular
+ *	files, group/world writable, or owned by another user (root may open
+ *	files of any owner).  A damaged database is recovered or moved aside
+ *	to "<path>.corrupt-<unixtime>".
+ *	Returns a handle, or NULL with a message in errbuf (if errbuf_len > 0).
+ */
+struct sessdb *sessdb_open(const char *path, const struct sessdb_options *opts,
+    char *errbuf, size_t errbuf_len);
+
+/* sessdb_close - release everything; NULL is a no-op.  Never deletes records. */
+void sessdb_close(struct sessdb *db);
+
+/* sessdb_error - the last error message of db; valid until the next call on db. */
+const char *sessdb_error(const struct sessdb *db);
+
+/* sessdb_path - the database path db was opened with. */
+const char *sessdb_path(const struct sessdb *db);
+
+/*
+ * sessdb_put - store data under (ns, id), replacing any record there.
+ *	expires is absolute unix seconds; 0 means now + default_ttl; it is
+ *	capped at now + max_ttl.  A record that would already be expired is
+ *	refused (-1).  Returns 0, SESSDB_FULL (declined, counted) or -1.
+ */
+int sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    const void *data, size_t len, int64_t expires);
+
+/*
+ * sessdb_get - look up (ns, id).  On SESSDB_OK *data is a malloc'ed copy of
+ *	the payload (release with sessdb_free) of *len bytes; meta, if not
+ *	NULL, is filled.  An expired or corrupt record is a miss and is
+ *	removed (unless read-only).  Returns SESSDB_OK, SESSDB_MISS or -1.
+ */
+int sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    void **data, size_t *len, struct sessdb_meta *meta);
+
+/*
+ * sessdb_take - like sessdb_get, but the record is also deleted under the
+ *	same exclusive lock: of many processes taking one key, exactly one
+ *	gets SESSDB_OK.
+ */
+int sessdb_take(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    void **data, size_t *len, struct sessdb_meta *meta);
+
+/* sessdb_delete - remove (ns, id); an absent key is success (0). */
+int sessdb_delete(struct sessdb *db, unsigned ns, const void *id, size_t id_len);
+
+/* sessdb_free - release a payload returned by get/take; NULL is a no-op. */
+void sessdb_free(void *data);
+
+/* Flags for sessdb_foreach. */
+#define SESSDB_ITER_LIVE	0x01	/* skip expired records */
+#define SESSDB_ITER_EXPIRED	0x02	/* only expired records */
+#define SESSDB_ITER_REMOVE_BAD	0x04	/* delete records that fail to decode
+					   (after reporting them) */
+
+/*
+ * sessdb_foreach - call fn for every record.  The traversal runs in
+ *	batches under the shared lock and calls fn with no lock held, so fn
+ *	may call back into db and servers are never blocked for long.  It is
+ *	not a snapshot: a record written or deleted meanwhile may or may not
+ *	be seen.  Returns 0 after the last record, fn's non-zero value if fn
+ *	stopped it, or -1 on error.
+ */
+int sessdb_foreach(struct sessdb *db, unsigned flags, sessdb_foreach_fn fn,
+    void *arg);
+
+/* What a sweep did. */
+struct sessdb_sweep_result {
+	uint64_t examined;	/* records looked at */
+	uint64_t expired;	/* expired records removed (or, dry run, found) */
+	uint64_t corrupt;	/* undecodable records removed (or found) */
+	uint64_t live;		/* records kept */
+	uint64_t batches;	/* exclusive-lock periods used */
+};
+
+#define SESSDB_SWEEP_DRY_RUN	0x01	/* find, report, remove nothing */
+
+/*
+ * sessdb_sweep - remove expired (and undecodable) records in batches of
+ *	opts.sweep_batch keys, taking the exclusive lock once per batch.
+ *	If on_removed is not NULL it is called for each removed record
+ *	(no lock held).  res may be NULL.
+ */
+int sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed,
+    void *arg, struct sessdb_sweep_result *res);
+
+/* Current size of the store, from the file and the lock file's counters. */
+struct sessdb_info {
+	uint64_t entries;	/* records, as counted by the writers (approximate
+				   after a crash until the next sweep recounts) */
+	uint64_t file_size;	/* bytes of the GDBM file */
+	uint64_t generation;	/* change counter: bumped by every write */
+};
+
+int sessdb_info(struct sessdb *db, struct sessdb_info *info);
+
+/*
+ * sessdb_compact - rewrite the database without its free space
+ *	(gdbm_reorganize) under the exclusive lock, keeping owner and mode.
+ *	Other processes notice through the change counter and reopen.
+ */
+int sessdb_compact(struct sessdb *db);
+
+/* sessdb_stats - copy the per-handle counters. */
+void sessdb_stats(const struct sessdb *db, struct sessdb_stats *st);
+
+/* sessdb_stats_reset - zero the per-handle counters. */
+void sessdb_stats_reset(struct sessdb *db);
+
+/* sessdb_now - the handle's clock (unix seconds). */
+int64_t sessdb_now(const struct sessdb *db);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SESSDB_H */
