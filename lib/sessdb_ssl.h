@@ -34,13 +34,71 @@ extern "C" {
 
 /*
  * sessdb_ssl_attach - wire db into ctx's external session cache callbacks.
- *	Returns 0, or -1 (ctx unchanged) if ctx is not a server context, or
- *	on allocation failure.
+ *	What it changes on ctx:
+ *	- session cache mode: SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL,
+ *	  so db is the only cache: every lookup sees what the other
+ *	  processes stored or removed, a stateful TLS 1.3 ticket can be
+ *	  accepted for early data at most once across processes, and
+ *	  SSL_CTX_free() has nothing to flush (it never deletes records).
+ *	  With SESSDB_SSL_KEEP_INTERNAL: SSL_SESS_CACHE_SERVER only.  OpenSSL
+ *	  then looks in its own cache first (saving a file read when a
+ *	  client returns to the same process) but may resume a session that
+ *	  another process already removed, and the early-data guarantee
+ *	  holds only within one process; since OpenSSL reports evictions and
+ *	  the flush at SSL_CTX_free() through the same remove callback, in
+ *	  this mode removals never delete records (they expire instead).
+ *	- new, get and remove session callbacks, and an ex_data slot.
+ *	Nothing else: the session timeout (SSL_CTX_set_timeout, OpenSSL's
+ *	default 7200 s for TLS) sets each record's expiry, capped by the
+ *	store's max_ttl; the session-ID context is yours to set.
+ *
+ *	Requirements:
+ *	- Set a session-ID context (SSL_CTX_set_session_id_context) naming
+ *	  the service before handshakes start, different for every service
+ *	  (virtual host, client-certificate policy) that shares db.
+ *	  OpenSSL refuses to resume a session under another context; sessions
+ *	  without a context are not stored (counted in skipped_unsafe).
+ *	- db must stay open while ctx or any SSL made from it is in use, or
+ *	  until sessdb_ssl_detach().
+ *	- Calls into db are serialised per ctx; do not use db from another
+ *	  thread or another attached ctx at the same time (one handle each).
+ *
+ *	What is stored: TLS 1.2 sessions (by session ID) and TLS 1.3
+ *	sessions behind stateful tickets (SSL_OP_NO_TICKET, or early data
+ *	with anti-replay, where OpenSSL makes tickets stateful itself); each
+ *	of the TLS 1.3 tickets of a handshake is one record.  Sessions that
+ *	resume from stateless tickets are not written.  With early data
+ *	enabled (SSL_get_max_early_data() > 0) lookups use sessdb_take().
+ *
+ *	Attaching an attached ctx replaces its store and flags.
+ *	Returns 0, or -1 (ctx unchanged) if ctx was made with a client-only
+ *	method, flags has unknown bits, or on allocation failure.
  */
 int sessdb_ssl_attach(SSL_CTX *ctx, struct sessdb *db, unsigned flags);
 
-/* sessdb_ssl_detach - undo attach: remove the callbacks; db is not closed. */
+/*
+ * sessdb_ssl_detach - undo attach: remove the callbacks and the ex_data,
+ *	restore the cache mode ctx had before; db is not closed, records are
+ *	not deleted.  Freeing an attached ctx does the same implicitly.
+ *	Returns 0, or -1 if ctx is not attached.
+ */
 int sessdb_ssl_detach(SSL_CTX *ctx);
+
+/* Counters of the glue on one ctx since attach. */
+struct sessdb_ssl_stats {
+	uint64_t stores;		/* sessions written to the store */
+	uint64_t store_failures;	/* encode failed, store full or in error */
+	uint64_t skipped_stateless;	/* TLS 1.3 stateless-ticket sessions, not written */
+	uint64_t skipped_unsafe;	/* no session-ID context (or bad ID), not written */
+	uint64_t hits;			/* lookups that handed a session to OpenSSL */
+	uint64_t misses;		/* lookups with no live record, or a store error */
+	uint64_t rejected;		/* records that did not decode or had another ID
+					   (deleted; a miss for OpenSSL) */
+	uint64_t removes;		/* records deleted at OpenSSL's request */
+};
+
+/* sessdb_ssl_stats - copy the counters of ctx; 0, or -1 if not attached. */
+int sessdb_ssl_stats(const SSL_CTX *ctx, struct sessdb_ssl_stats *st);
 
 #ifdef __cplusplus
 }
