@@ -231,6 +231,8 @@ int sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed
 struct sessdb_info {
 	uint64_t entries;	/* records, as counted by the writers (approximate
 				   after a crash until the next sweep recounts) */
+	uint64_t bytes;		/* key + value bytes of those records (what
+				   max_bytes caps; the file adds GDBM's overhead) */
 	uint64_t file_size;	/* bytes of the GDBM file */
 	uint64_t generation;	/* change counter: bumped by every write */
 };

@@ -1,0 +1,69 @@
+/*
+ * NAME
+ *	lock.h - the lock file: flock with bounded waits, and a shared page
+ *	holding the change counter and the store's size counters
+ *
+ * DESCRIPTION
+ *	"<db>.lock" is a small host-local file, mapped MAP_SHARED by every
+ *	process using the store.  Its first page holds a magic, a change
+ *	counter that every writer bumps under LOCK_EX (so a handle knows, for
+ *	the price of a memory read, whether its GDBM state is stale), and the
+ *	record and byte counters used by the capacity cap.  Native byte order:
+ *	the lock file is never copied between machines; a page with a wrong
+ *	magic is simply reinitialised.
+ */
+#ifndef SESSDB_LOCK_H
+#define SESSDB_LOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LOCK_PAGE_MAGIC "SDBLOCK1"
+
+struct lock_page {
+	char		magic[8];
+	uint64_t	generation;	/* bumped by every committed write */
+	uint64_t	entries;	/* records in the database (approximate) */
+	uint64_t	bytes;		/* key + value bytes of those records */
+	int64_t		swept_at;	/* last capacity sweep, unix seconds */
+};
+
+struct lockfile {
+	int			fd;
+	struct lock_page	*page;	/* NULL if the file could not be mapped */
+	int			writable;
+	int			held;	/* 0, LOCK_SH or LOCK_EX */
+};
+
+/* safe_open - open path refusing symlinks, non-regular files, foreign
+ * owners and group/world-writable modes; create (0600) if creat.  Returns
+ * an fd, or -1 with a message in err; *created tells whether it was made. */
+int safe_open(const char *path, int writable, int creat, int *created,
+    char *err, size_t errlen);
+
+/* lock_open - open or create the lock file and map its page. */
+int lock_open(struct lockfile *lf, const char *path, int writable,
+    char *err, size_t errlen);
+
+void lock_close(struct lockfile *lf);
+
+/* lock_acquire - flock LOCK_SH or LOCK_EX, waiting at most timeout_ms.
+ * Returns 0, or -1 with errno (ETIMEDOUT when the wait ran out). */
+int lock_acquire(struct lockfile *lf, int op, unsigned timeout_ms);
+
+void lock_release(struct lockfile *lf);
+
+/* lock_generation - the change counter (0 if the page is unavailable). */
+uint64_t lock_generation(const struct lockfile *lf);
+
+/* lock_bump - a write was committed: increment the change counter.  Must
+ * hold LOCK_EX.  Returns the new value. */
+uint64_t lock_bump(struct lockfile *lf);
+
+/* lock_count - adjust the record and byte counters (saturating at 0). */
+void lock_count(struct lockfile *lf, int64_t entries, int64_t bytes);
+
+/* lock_set_counts - overwrite the counters (after a full recount). */
+void lock_set_counts(struct lockfile *lf, uint64_t entries, uint64_t bytes);
+
+#endif /* SESSDB_LOCK_H */

@@ -1,0 +1,57 @@
+/*
+ * NAME
+ *	store_internal.h - the handle, shared by store.c and sweep.c
+ */
+#ifndef SESSDB_STORE_INTERNAL_H
+#define SESSDB_STORE_INTERNAL_H
+
+#include <gdbm.h>
+#include <stdint.h>
+
+#include "lock.h"
+#include "record.h"
+#include "sessdb.h"
+
+struct sessdb {
+	char			*path;
+	char			*lock_path;
+	struct sessdb_options	opt;
+	int			rdonly;
+	struct lockfile		lock;
+	GDBM_FILE		dbf;		/* NULL until the first operation */
+	uint64_t		seen_gen;	/* change counter dbf is current with */
+	unsigned long		fork_epoch;	/* process the descriptors belong to */
+	struct sessdb_stats	st;
+	char			err[512];
+};
+
+/* store_begin - take the lock (LOCK_SH or LOCK_EX) and make dbf current.
+ * May upgrade to LOCK_EX to initialise or recover the file.  -1 on error,
+ * with the message set and no lock held. */
+int store_begin(struct sessdb *db, int op);
+
+/* store_end - release the lock; if wrote, bump the change counter first. */
+void store_end(struct sessdb *db, int wrote);
+
+/* store_gdbm_fail - report a failed GDBM call (lock held), release the
+ * lock, and repair the file if GDBM says it is damaged.  Returns -1. */
+int store_gdbm_fail(struct sessdb *db, const char *what);
+
+/* store_error - set the handle's message (printf-like) and return -1. */
+int store_error(struct sessdb *db, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* store_log - pass a message to the application's log callback. */
+void store_log(struct sessdb *db, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* store_delete_if_same - delete key if it still holds exactly value
+ * (so a record replaced meanwhile survives).  Takes LOCK_EX itself.
+ * Returns 1 if deleted, 0 if not, -1 on error. */
+int store_delete_if_same(struct sessdb *db, const unsigned char *key,
+    size_t key_len, const unsigned char *value, size_t value_len);
+
+/* store_recount - count records and bytes (LOCK_EX held) into the lock page. */
+void store_recount(struct sessdb *db);
+
+#endif /* SESSDB_STORE_INTERNAL_H */
