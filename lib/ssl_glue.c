@@ -49,7 +49,9 @@ struct glue {
 };
 
 static pthread_once_t glue_once = PTHREAD_ONCE_INIT;
-static int glue_index = -1;
+static int glue_index = -1;		/* SSL_CTX ex_data: struct glue */
+static int glue_taken_index = -1;	/* SSL_SESSION ex_data: itself, when
+					   its record was taken */
 
 /* glue_ex_free - ex_data free callback: runs when the SSL_CTX is freed. */
 static void
@@ -64,11 +66,15 @@ glue_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 	free(g);
 }
 
-/* glue_index_init - allocate our SSL_CTX ex_data index once per process. */
+/* glue_index_init - allocate our ex_data indexes once per process. */
 static void
 glue_index_init(void)
 {
 	glue_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, glue_ex_free);
+	glue_taken_index = SSL_SESSION_get_ex_new_index(0, NULL, NULL, NULL,
+	    NULL);
+	if (glue_taken_index < 0)
+		glue_index = -1;
 }
 
 /* glue_get - the state attached to ctx, or NULL. */
@@ -86,9 +92,9 @@ glue_get(const SSL_CTX *ctx)
  *	OpenSSL's choice in tls_construct_new_session_ticket(): TLS 1.3
  *	tickets are stateful (the ticket is the session ID) only with
  *	SSL_OP_NO_TICKET, or with early data under anti-replay protection.
- *	TLS 1.2 and older always resume by session ID here (a TLS 1.2
- *	stateless ticket resumes without a lookup, but the ID lookup is
- *	still offered by clients that ignore tickets).
+ *	Below TLS 1.3 the callback only sees sessions with an ID (when
+ *	OpenSSL issues a TLS 1.2 ticket the session gets an empty ID and is
+ *	never offered to the cache), and those resume by session ID.
  */
 static int
 glue_stateless(SSL *ssl, SSL_SESSION *sess)
@@ -264,20 +270,64 @@ glue_decode(const void *der, size_t len, const unsigned char *id,
 	return sess;
 }
 
-/* glue_wants_take - whether a lookup on ssl may lead to accepting 0-RTT. */
+/*
+ * glue_wants_take - whether a lookup on ssl may lead to accepting 0-RTT
+ *	data: TLS 1.3 with early data enabled on ssl or its ctx.  Such a
+ *	record must be taken, so that only one process ever resumes it.
+ *	(TLS 1.2 session IDs are reused by every resumption: never taken.)
+ */
 static int
 glue_wants_take(SSL *ssl)
 {
+	if (SSL_version(ssl) != TLS1_3_VERSION)
+		return 0;
 	return SSL_get_max_early_data(ssl) > 0 ||
 	    SSL_CTX_get_max_early_data(SSL_get_SSL_CTX(ssl)) > 0;
 }
 
 /*
+ * glue_replay_check - whether OpenSSL will now run its anti-replay check
+ *	on the session we return: SSL_CTX_remove_session(), which refuses to
+ *	resume a session that is not in the in-process cache.
+ */
+static int
+glue_replay_check(SSL *ssl)
+{
+	return SSL_version(ssl) == TLS1_3_VERSION &&
+	    SSL_get_max_early_data(ssl) > 0 &&
+	    !(SSL_get_options(ssl) & SSL_OP_NO_ANTI_REPLAY);
+}
+
+/*
+ * glue_register_taken - prepare a taken session for OpenSSL's anti-replay
+ *	check.  It is marked as taken (its record is gone: the remove
+ *	callback has nothing to delete) and, when OpenSSL's cache is off
+ *	(SSL_SESS_CACHE_NO_INTERNAL_STORE), put there for the moment between
+ *	this lookup and the check, which takes it out again.  Without that
+ *	OpenSSL would never resume a stateful ticket with early data enabled.
+ *	With the internal store on, OpenSSL adds it itself.  0 or -1.
+ */
+static int
+glue_register_taken(SSL *ssl, SSL_SESSION *sess)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+
+	if (!SSL_SESSION_set_ex_data(sess, glue_taken_index, sess))
+		return -1;
+	if (!glue_replay_check(ssl))
+		return 0;
+	if (!(SSL_CTX_get_session_cache_mode(ctx) &
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE))
+		return 0;
+	return SSL_CTX_add_session(ctx, sess) ? 0 : -1;
+}
+
+/*
  * glue_get_cb - OpenSSL's get-session callback: the session stored under
  *	id, as a new reference handed to OpenSSL (*copy = 0), or NULL (miss).
- *	With early data enabled the record is taken (read and deleted under
- *	one exclusive lock), so that of all processes at most one resumes a
- *	stateful ticket and can accept its early data.
+ *	With TLS 1.3 early data enabled the record is taken (read and deleted
+ *	under one exclusive lock), so that of all processes at most one
+ *	resumes a stateful ticket and can accept its early data.
  */
 static SSL_SESSION *
 glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
@@ -286,13 +336,13 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 	SSL_SESSION *sess = NULL;
 	void *der = NULL;
 	size_t len = 0;
-	int rc;
+	int rc, take;
 
 	*copy = 0;
 	if (g == NULL || id_len <= 0 || id_len > SESSDB_ID_MAX)
 		return NULL;
-	rc = glue_fetch(g, glue_wants_take(ssl), id, (size_t)id_len, &der,
-	    &len);
+	take = glue_wants_take(ssl);
+	rc = glue_fetch(g, take, id, (size_t)id_len, &der, &len);
 	if (rc != SESSDB_OK) {
 		glue_count(g, &g->st.misses);
 		goto done;
@@ -300,7 +350,14 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 	sess = glue_decode(der, len, id, (size_t)id_len);
 	if (sess == NULL) {
 		glue_count(g, &g->st.rejected);
-		glue_forget(g, id, (size_t)id_len);
+		if (!take)
+			glue_forget(g, id, (size_t)id_len);
+		goto done;
+	}
+	if (take && glue_register_taken(ssl, sess) < 0) {
+		SSL_SESSION_free(sess);
+		sess = NULL;
+		glue_count(g, &g->st.misses);
 		goto done;
 	}
 	glue_count(g, &g->st.hits);
@@ -312,11 +369,13 @@ done:
 /*
  * glue_remove_cb - OpenSSL's remove-session callback: OpenSSL no longer
  *	wants sess resumed (a fatal alert, a connection freed without
- *	close_notify, a timed out or replay-protected session), so delete
- *	its record.  With SESSDB_SSL_KEEP_INTERNAL OpenSSL also calls this
- *	when it evicts sessions from, or flushes, its in-process cache (at
- *	SSL_CTX_free, for one), which must not touch the shared file: in
- *	that mode nothing is deleted here and records simply expire.
+ *	SSL_shutdown, a timed out session), so delete its record, unless it
+ *	was taken (nothing left to delete).  OpenSSL also calls this when it
+ *	evicts sessions from, or flushes, its in-process cache (at every
+ *	SSL_CTX_free), which must not touch the shared file.  By default
+ *	that cache holds nothing but taken sessions (see attach); with
+ *	SESSDB_SSL_KEEP_INTERNAL the two cannot be told apart, so in that
+ *	mode nothing is deleted here and records simply expire.
  */
 static void
 glue_remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
@@ -326,6 +385,8 @@ glue_remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
 	unsigned int id_len;
 
 	if (g == NULL || (g->flags & SESSDB_SSL_KEEP_INTERNAL))
+		return;
+	if (SSL_SESSION_get_ex_data(sess, glue_taken_index) == sess)
 		return;
 	id = SSL_SESSION_get_id(sess, &id_len);
 	if (id_len == 0 || id_len > SESSDB_ID_MAX)
