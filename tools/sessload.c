@@ -1,0 +1,602 @@
+/*
+ * NAME
+ *	sessload - TLS resumption load client for sessdemo
+ *
+ * SYNOPSIS
+ *	sessload --connect HOST:PORT [--connections K] [--parallel C]
+ *	    [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE] [--path PATH]
+ *	    [--timeout SECS] [--json]
+ *
+ * DESCRIPTION
+ *	Opens K connections, C at a time.  Each of the C lanes is a process
+ *	that makes its share of the connections one after the other, each
+ *	offering the session saved from the lane's previous connection (none
+ *	with --new).  A connection is: TCP connect, handshake, one HTTP GET,
+ *	the whole response read (so TLS 1.3 tickets, sent before it, are in),
+ *	then the session saved and close_notify sent.  The response of
+ *	sessdemo names the worker pid, which the lane compares with the pid
+ *	of its previous connection: a resumption on another pid proves the
+ *	session crossed processes.
+ *
+ *	Lanes write their results into a shared anonymous mapping; the parent
+ *	times the whole run, merges and prints them.
+ *
+ * DIAGNOSTICS
+ *	Exit status 0 if every connection succeeded, 1 if any failed, 2 on
+ *	bad usage.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#define MAX_PARALLEL	1024
+#define MAX_PIDS	256		/* distinct server pids remembered per lane */
+#define RESP_MAX	4096
+
+struct options {
+	char		host[256];
+	char		port[16];
+	long		connections;
+	int		parallel;
+	int		tls_min;
+	int		tls_max;
+	int		fresh;		/* --new */
+	int		early;
+	int		json;
+	int		timeout_s;
+	const char	*ca;
+	const char	*path;
+};
+
+/* One lane's results, in the shared mapping. */
+struct lane {
+	uint64_t	ok;
+	uint64_t	failed;
+	uint64_t	offered;	/* connections that offered a session */
+	uint64_t	resumed;	/* SSL_session_reused on the client */
+	uint64_t	cross;		/* resumed on a pid other than the previous one */
+	uint64_t	server_resumed;	/* the server's response said resumed=1 */
+	uint64_t	tls12;
+	uint64_t	tls13;
+	uint64_t	early_sent;
+	uint64_t	early_accepted;
+	int		done;		/* the lane finished and wrote its results */
+	int		npids;
+	int		pid_overflow;
+	int		pids[MAX_PIDS];
+	char		error[160];	/* first failure */
+};
+
+/* What one connection found out. */
+struct result {
+	int	pid;		/* server worker pid from the response, 0 unknown */
+	int	server_resumed;
+	int	resumed;
+	int	early_accepted;
+};
+
+static const char usage_text[] =
+"usage: sessload --connect HOST:PORT [--connections K] [--parallel C]\n"
+"                [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE]\n"
+"                [--path PATH] [--timeout SECS] [--json]\n";
+
+/* now_s - monotonic clock in seconds */
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* parse_long - decimal in [lo, hi]; -1 on junk */
+static int
+parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* parse_connect - "host:port" or "[v6]:port" */
+static int
+parse_connect(const char *s, struct options *o)
+{
+	const char *colon = strrchr(s, ':');
+	size_t hlen;
+
+	if (colon == NULL || colon == s || colon[1] == '\0' ||
+	    strlen(colon + 1) >= sizeof o->port)
+		return -1;
+	hlen = (size_t)(colon - s);
+	if (s[0] == '[' && colon[-1] == ']') {
+		s++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof o->host)
+		return -1;
+	memcpy(o->host, s, hlen);
+	o->host[hlen] = '\0';
+	strcpy(o->port, colon + 1);
+	return 0;
+}
+
+/* parse_args - fill o from argv; -1 on bad usage (usage printed) */
+static int
+parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "connect",	 required_argument, NULL, 'c' },
+		{ "connections", required_argument, NULL, 'k' },
+		{ "parallel",	 required_argument, NULL, 'p' },
+		{ "tls",	 required_argument, NULL, 't' },
+		{ "new",	 no_argument,	    NULL, 'n' },
+		{ "early-data",	 no_argument,	    NULL, 'e' },
+		{ "ca",		 required_argument, NULL, 'a' },
+		{ "path",	 required_argument, NULL, 'P' },
+		{ "timeout",	 required_argument, NULL, 'T' },
+		{ "json",	 no_argument,	    NULL, 'j' },
+		{ "help",	 no_argument,	    NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch, bad = 0, have_connect = 0;
+	long v;
+
+	*o = (struct options){ .connections = 100, .parallel = 1, .path = "/",
+	    .tls_min = TLS1_2_VERSION, .tls_max = TLS1_3_VERSION, .timeout_s = 10 };
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': bad |= parse_connect(optarg, o); have_connect = 1; break;
+		case 'k': bad |= parse_long(optarg, 1, 100000000, &o->connections); break;
+		case 'p':
+			bad |= parse_long(optarg, 1, MAX_PARALLEL, &v);
+			o->parallel = (int)v;
+			break;
+		case 't':
+			if (strcmp(optarg, "1.2") == 0)
+				o->tls_min = o->tls_max = TLS1_2_VERSION;
+			else if (strcmp(optarg, "1.3") == 0)
+				o->tls_min = o->tls_max = TLS1_3_VERSION;
+			else
+				bad = -1;
+			break;
+		case 'n': o->fresh = 1; break;
+		case 'e': o->early = 1; break;
+		case 'a': o->ca = optarg; break;
+		case 'P': o->path = optarg; break;
+		case 'T':
+			bad |= parse_long(optarg, 1, 3600, &v);
+			o->timeout_s = (int)v;
+			break;
+		case 'j': o->json = 1; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		default: bad = -1; break;
+		}
+	}
+	if (bad || !have_connect || optind != argc || strpbrk(o->path, " \r\n") ||
+	    o->path[0] != '/') {
+		fputs(usage_text, stderr);
+		return -1;
+	}
+	if (o->parallel > o->connections)
+		o->parallel = (int)o->connections;
+	return 0;
+}
+
+/* make_ctx - the client SSL_CTX, shared by all connections of a lane */
+static SSL_CTX *
+make_ctx(const struct options *o)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, o->tls_min);
+	SSL_CTX_set_max_proto_version(ctx, o->tls_max);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (o->ca != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	return ctx;
+}
+
+/* lane_error - remember the first failure of the lane */
+static void
+lane_error(struct lane *l, const char *what)
+{
+	char ssl[120] = "";
+	unsigned long e = ERR_peek_error();
+
+	if (l->error[0] == '\0') {
+		if (e != 0)
+			ERR_error_string_n(e, ssl, sizeof ssl);
+		else if (errno != 0)
+			snprintf(ssl, sizeof ssl, "%s", strerror(errno));
+		snprintf(l->error, sizeof l->error, "%s%s%s", what,
+		    ssl[0] ? ": " : "", ssl);
+	}
+	ERR_clear_error();
+}
+
+/* tcp_connect - a connected TCP socket to ai with the I/O timeouts set */
+static int
+tcp_connect(const struct addrinfo *ai, int timeout_s)
+{
+	struct timeval tv = { .tv_sec = timeout_s };
+	int fd, one = 1;
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* body_complete - whether resp holds the head and Content-Length bytes */
+static int
+body_complete(const char *resp, size_t len)
+{
+	const char *end = memmem(resp, len, "\r\n\r\n", 4);
+	const char *cl;
+	long clen;
+
+	if (end == NULL)
+		return 0;
+	cl = strcasestr(resp, "\r\nContent-Length:");
+	if (cl == NULL || cl > end)
+		return 0;
+	clen = strtol(cl + 17, NULL, 10);
+	return (size_t)(end + 4 - resp) + (size_t)clen <= len;
+}
+
+/* read_response - read the HTTP response until complete or EOF */
+static int
+read_response(SSL *ssl, char *resp, size_t cap)
+{
+	size_t len = 0;
+	int n;
+
+	while (len < cap - 1 && !body_complete(resp, len)) {
+		n = SSL_read(ssl, resp + len, (int)(cap - 1 - len));
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		resp[len] = '\0';
+	}
+	resp[len] = '\0';
+	return strncmp(resp, "HTTP/1.", 7) == 0 ? 0 : -1;
+}
+
+/* parse_body - the worker pid and resumed flag from sessdemo's response */
+static void
+parse_body(const char *resp, struct result *r)
+{
+	const char *p = strstr(resp, "\r\n\r\npid=");
+	const char *q = strstr(resp, " resumed=");
+
+	r->pid = p ? atoi(p + 8) : 0;
+	r->server_resumed = q ? q[9] == '1' : 0;
+}
+
+/* send_request - the GET, as early data if the session allows it */
+static int
+send_request(SSL *ssl, const char *req, size_t len, int try_early, struct result *r,
+    struct lane *l)
+{
+	size_t written = 0;
+
+	if (try_early) {
+		if (SSL_write_early_data(ssl, req, len, &written) != 1)
+			return -1;
+		l->early_sent++;
+	}
+	if (SSL_connect(ssl) != 1)
+		return -1;
+	if (try_early && SSL_get_early_data_status(ssl) == SSL_EARLY_DATA_ACCEPTED) {
+		r->early_accepted = 1;
+		return 0;
+	}
+	return SSL_write(ssl, req, (int)len) == (int)len ? 0 : -1;
+}
+
+/* is_numeric_host - an IP address literal (sent without SNI) */
+static int
+is_numeric_host(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* one_conn - one connection offering *sess; on success *sess is replaced
+ * by the connection's session (unless fresh).  0 or -1. */
+static int
+one_conn(const struct options *o, SSL_CTX *ctx, const struct addrinfo *ai,
+    SSL_SESSION **sess, struct result *r, struct lane *l)
+{
+	char req[512], resp[RESP_MAX];
+	SSL *ssl = NULL;
+	int fd, rc = -1, try_early;
+
+	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n"
+	    "Connection: close\r\n\r\n", o->path, o->host);
+	if ((fd = tcp_connect(ai, o->timeout_s)) < 0) {
+		lane_error(l, "connect");
+		return -1;
+	}
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
+		goto done;
+	if (!is_numeric_host(o->host)) {
+		SSL_set_tlsext_host_name(ssl, o->host);
+		if (o->ca != NULL)
+			SSL_set1_host(ssl, o->host);
+	}
+	if (*sess != NULL && !o->fresh) {
+		SSL_set_session(ssl, *sess);
+		l->offered++;
+	}
+	try_early = o->early && *sess != NULL && !o->fresh &&
+	    SSL_SESSION_get_max_early_data(*sess) > 0;
+	if (send_request(ssl, req, strlen(req), try_early, r, l) < 0) {
+		lane_error(l, "handshake");
+		goto done;
+	}
+	if (read_response(ssl, resp, sizeof resp) < 0) {
+		lane_error(l, "response");
+		goto done;
+	}
+	parse_body(resp, r);
+	r->resumed = SSL_session_reused(ssl);
+	if (SSL_version(ssl) == TLS1_3_VERSION)
+		l->tls13++;
+	else
+		l->tls12++;
+	if (!o->fresh) {
+		SSL_SESSION_free(*sess);
+		*sess = SSL_get1_session(ssl);
+	}
+	SSL_shutdown(ssl);
+	rc = 0;
+done:
+	ERR_clear_error();
+	SSL_free(ssl);
+	close(fd);
+	return rc;
+}
+
+/* note_pid - add pid to the lane's set of distinct worker pids */
+static void
+note_pid(struct lane *l, int pid)
+{
+	int i;
+
+	if (pid <= 0)
+		return;
+	for (i = 0; i < l->npids; i++)
+		if (l->pids[i] == pid)
+			return;
+	if (l->npids == MAX_PIDS) {
+		l->pid_overflow = 1;
+		return;
+	}
+	l->pids[l->npids++] = pid;
+}
+
+/* run_lane - n connections in a row, each offering the previous session */
+static void
+run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane *l)
+{
+	SSL_CTX *ctx = make_ctx(o);
+	SSL_SESSION *sess = NULL;
+	int prev_pid = 0;
+	long i;
+
+	if (ctx == NULL) {
+		lane_error(l, "SSL_CTX");
+		l->failed = (uint64_t)n;
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
+		struct result r = { 0 };
+
+		if (one_conn(o, ctx, ai, &sess, &r, l) < 0) {
+			l->failed++;
+			SSL_SESSION_free(sess);
+			sess = NULL;
+			prev_pid = 0;
+			continue;
+		}
+		l->ok++;
+		l->resumed += (uint64_t)r.resumed;
+		l->server_resumed += (uint64_t)r.server_resumed;
+		l->early_accepted += (uint64_t)r.early_accepted;
+		if (r.resumed && prev_pid != 0 && r.pid != prev_pid)
+			l->cross++;
+		note_pid(l, r.pid);
+		prev_pid = r.pid;
+	}
+done:
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(ctx);
+	l->done = 1;
+}
+
+/* merge - add lane b into the total a (pids merged as a set) */
+static void
+merge(struct lane *a, const struct lane *b)
+{
+	int i;
+
+	a->ok += b->ok;
+	a->failed += b->failed;
+	a->offered += b->offered;
+	a->resumed += b->resumed;
+	a->cross += b->cross;
+	a->server_resumed += b->server_resumed;
+	a->tls12 += b->tls12;
+	a->tls13 += b->tls13;
+	a->early_sent += b->early_sent;
+	a->early_accepted += b->early_accepted;
+	a->pid_overflow |= b->pid_overflow;
+	for (i = 0; i < b->npids; i++)
+		note_pid(a, b->pids[i]);
+	if (a->error[0] == '\0')
+		memcpy(a->error, b->error, sizeof a->error);
+}
+
+/* pct - a/b as a percentage, 0 when b is 0 */
+static double
+pct(uint64_t a, uint64_t b)
+{
+	return b ? 100.0 * (double)a / (double)b : 0.0;
+}
+
+/* report - print the merged results, as text or one JSON object */
+static void
+report(const struct options *o, const struct lane *t, double secs, long lost)
+{
+	double rate = secs > 0 ? (double)t->ok / secs : 0;
+	uint64_t conns = t->ok + t->failed;
+
+	if (o->json) {
+		printf("{\"connections\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%"
+		    PRIu64 ",\"seconds\":%.3f,\"conn_per_sec\":%.1f,\"offered\":%"
+		    PRIu64 ",\"resumed\":%" PRIu64 ",\"resumed_fraction\":%.4f,"
+		    "\"server_resumed\":%" PRIu64 ",\"cross_worker_resumed\":%" PRIu64
+		    ",\"worker_pids\":%d,\"tls12\":%" PRIu64 ",\"tls13\":%" PRIu64
+		    ",\"early_sent\":%" PRIu64 ",\"early_accepted\":%" PRIu64
+		    ",\"lost_lanes\":%ld,\"parallel\":%d,\"new\":%s}\n",
+		    conns, t->ok, t->failed, secs, rate, t->offered, t->resumed,
+		    conns ? (double)t->resumed / (double)conns : 0.0, t->server_resumed,
+		    t->cross, t->npids, t->tls12, t->tls13, t->early_sent,
+		    t->early_accepted, lost, o->parallel, o->fresh ? "true" : "false");
+		return;
+	}
+	printf("sessload: %" PRIu64 " connections (%d parallel%s): %" PRIu64 " ok, %"
+	    PRIu64 " failed in %.3f s = %.1f conn/s\n", conns, o->parallel,
+	    o->fresh ? ", --new" : "", t->ok, t->failed, secs, rate);
+	printf("sessload: resumed %" PRIu64 "/%" PRIu64 " = %.1f%% (%" PRIu64
+	    " offered a session; %" PRIu64 " resumed on another worker than the"
+	    " previous connection)\n", t->resumed, conns, pct(t->resumed, conns),
+	    t->offered, t->cross);
+	printf("sessload: %d distinct worker pids%s; TLSv1.2 %" PRIu64 ", TLSv1.3 %"
+	    PRIu64 "\n", t->npids, t->pid_overflow ? " (or more)" : "", t->tls12,
+	    t->tls13);
+	if (o->early)
+		printf("sessload: early data sent %" PRIu64 ", accepted %" PRIu64 "\n",
+		    t->early_sent, t->early_accepted);
+	if (t->error[0] != '\0')
+		printf("sessload: first error: %s\n", t->error);
+}
+
+/* resolve - the first address of host:port */
+static struct addrinfo *
+resolve(const struct options *o)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	int rc = getaddrinfo(o->host, o->port, &hints, &ai);
+
+	if (rc != 0) {
+		fprintf(stderr, "sessload: %s:%s: %s\n", o->host, o->port,
+		    gai_strerror(rc));
+		return NULL;
+	}
+	return ai;
+}
+
+/* run_lanes - fork the lanes, wait for them; returns lanes that died */
+static long
+run_lanes(const struct options *o, const struct addrinfo *ai, struct lane *lanes)
+{
+	long share = o->connections / o->parallel, extra = o->connections % o->parallel;
+	long lost = 0;
+	int i, status;
+	pid_t pid;
+
+	fflush(stdout);
+	for (i = 0; i < o->parallel; i++) {
+		pid = fork();
+		if (pid < 0) {
+			fprintf(stderr, "sessload: fork: %s\n", strerror(errno));
+			lanes[i].failed = (uint64_t)(share + (i < extra));
+			continue;
+		}
+		if (pid == 0) {
+			run_lane(o, ai, share + (i < extra), &lanes[i]);
+			_exit(0);
+		}
+	}
+	while (wait(&status) > 0 || errno == EINTR)
+		;
+	for (i = 0; i < o->parallel; i++)
+		if (!lanes[i].done && lanes[i].ok + lanes[i].failed == 0)
+			lost++;
+	return lost;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct addrinfo *ai;
+	struct lane *lanes, total = { 0 };
+	double t0, secs;
+	long lost;
+	int i;
+
+	if (parse_args(argc, argv, &o) < 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	if ((ai = resolve(&o)) == NULL)
+		return 1;
+	lanes = mmap(NULL, sizeof *lanes * (size_t)o.parallel, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (lanes == MAP_FAILED) {
+		fprintf(stderr, "sessload: mmap: %s\n", strerror(errno));
+		freeaddrinfo(ai);
+		return 1;
+	}
+	t0 = now_s();
+	lost = run_lanes(&o, ai, lanes);
+	secs = now_s() - t0;
+	for (i = 0; i < o.parallel; i++)
+		merge(&total, &lanes[i]);
+	report(&o, &total, secs, lost);
+	munmap(lanes, sizeof *lanes * (size_t)o.parallel);
+	freeaddrinfo(ai);
+	return total.failed == 0 && lost == 0 && total.ok > 0 ? 0 : 1;
+}
