@@ -24,8 +24,14 @@
  *	Signals: the parent blocks SIGTERM, SIGINT, SIGHUP and SIGCHLD and
  *	waits for them with sigtimedwait(), so it has no handlers.  A worker
  *	ignores SIGINT (the parent relays a terminal's ^C as SIGTERM) and
- *	keeps SIGTERM blocked except while it waits in ppoll() for the next
+ *	keeps SIGTERM blocked except while it waits in accept() for the next
  *	connection, so a connection in progress is always finished.
+ *
+ *	Accepting: workers block in accept() on the shared socket, which
+ *	wakes one worker per connection, the one that has waited longest
+ *	(poll() would wake all of them to race for it).  So consecutive
+ *	connections of one client tend to land on different workers, and
+ *	without a shared cache resume less often than 1 in N.
  *
  * DIAGNOSTICS
  *	Exit status 0 after a clean stop, 1 on a setup error, 2 on bad usage.
@@ -39,7 +45,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -343,13 +348,14 @@ open_store(const struct config *cfg, unsigned flags)
 	return db;
 }
 
-/* listen_on - bind and listen on addr:port (non-blocking, for ppoll+accept) */
+/* listen_on - bind and listen on addr:port; accept() times out each second */
 static int
 listen_on(const struct config *cfg)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 	    .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
 	struct addrinfo *ai = NULL;
+	struct timeval tv = { .tv_sec = 1 };
 	char port[16];
 	int fd = -1, one = 1, rc;
 
@@ -359,12 +365,13 @@ listen_on(const struct config *cfg)
 		logmsg("bad --bind address %s: %s", cfg->bind_addr, gai_strerror(rc));
 		return -1;
 	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		logmsg("socket: %s", strerror(errno));
 		goto done;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);	/* accept */
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
 		logmsg("cannot listen on %s:%d: %s", cfg->bind_addr, cfg->port,
 		    strerror(errno));
@@ -638,26 +645,28 @@ done:
 	close(fd);
 }
 
-/* accept_loop - wait for connections (SIGTERM unblocked only in ppoll) */
+/* accept_loop - take connections until SIGTERM.  accept() on the blocking
+ * listening socket wakes one waiting worker at a time (the one waiting
+ * longest), unlike poll(), which wakes all of them to race for the
+ * connection.  SIGTERM is unblocked only around accept(); a signal that
+ * lands between the check and the call is seen within the socket's
+ * one-second accept timeout. */
 static void
 accept_loop(struct worker *w, const sigset_t *waitmask)
 {
-	struct pollfd p = { .fd = w->lfd, .events = POLLIN };
+	sigset_t old;
 	int fd;
 
 	while (!worker_stop) {
-		if (ppoll(&p, 1, NULL, waitmask) < 0) {
-			if (errno != EINTR)
-				logmsg("ppoll: %s", strerror(errno));
-			continue;
-		}
-		fd = accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC);
+		sigprocmask(SIG_SETMASK, waitmask, &old);
+		fd = worker_stop ? -1 : accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC);
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
 				logmsg("accept: %s", strerror(errno));
 				usleep(100000);
 			}
-			continue;	/* EAGAIN: another worker took it */
+			continue;	/* EINTR, EAGAIN (timeout), ECONNABORTED */
 		}
 		serve(w, fd);
 	}
