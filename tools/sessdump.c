@@ -1,0 +1,287 @@
+/*
+ * NAME
+ *	sessdump - inspect, verify, migrate and sweep a sessdb session store
+ *
+ * SYNOPSIS
+ *	sessdump [--db PATH] [--lock-timeout MS] [--no-progress] COMMAND
+ *	    [OPTIONS] [ARGS]
+ *
+ * DESCRIPTION
+ *	This file parses the global options, finds the command in a table and
+ *	runs it; it also holds the helpers every command shares: usage text,
+ *	error messages and opening the store.  The commands themselves live
+ *	in sessdump_read.c, sessdump_maint.c and sessdump_xfer.c.  See
+ *	sessdump.1.
+ *
+ * DIAGNOSTICS
+ *	Errors are one line on stderr, prefixed "sessdump: ".  Exit statuses
+ *	are the enum sd_exit values in sessdump.h.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sessdump.h"
+
+/* cmds - every command, in the order --help lists them. */
+static const struct sd_cmd cmds[] = {
+	{ "list", sd_cmd_list, "list [--live|--expired|--corrupt] [--sort KEY] [--reverse] [--json]",
+	  "  --live          only records that have not expired\n"
+	  "  --expired       only expired records\n"
+	  "  --corrupt       only records that fail to decode\n"
+	  "  --sort KEY      created (default), expires, id, size, protocol, cipher\n"
+	  "  --reverse       reverse the order\n"
+	  "  --json          one JSON document instead of a table\n" },
+	{ "show", sd_cmd_show, "show [--secrets] [--json] ID",
+	  "  ID              session ID in hex (colons allowed)\n"
+	  "  --secrets       also print the master key / resumption secret\n"
+	  "  --json          one JSON object instead of text\n" },
+	{ "stats", sd_cmd_stats, "stats [--json]",
+	  "  --json          one JSON document instead of text\n" },
+	{ "verify", sd_cmd_verify, "verify [--repair] [--quiet]",
+	  "  --repair        remove the records that fail to decode\n"
+	  "  --quiet         print only the summary line\n"
+	  "  Exit status 0 if the file is clean (or was repaired), 1 if not.\n" },
+	{ "export", sd_cmd_export, "export [--der] [-o FILE] (--all | --live | ID...)",
+	  "  ID...           sessions to export (hex)\n"
+	  "  --all           every decodable session, expired ones included\n"
+	  "  --live          every session that has not expired\n"
+	  "  --der           DER instead of PEM \"SSL SESSION PARAMETERS\"\n"
+	  "  -o, --output F  write to F (created mode 0600) instead of stdout\n" },
+	{ "import", sd_cmd_import, "import [--der|--pem] [--dry-run] [FILE...]",
+	  "  FILE...         PEM or DER session files; none or \"-\": stdin\n"
+	  "  --der, --pem    force the input format (default: detect)\n"
+	  "  --dry-run       check the input, store nothing\n" },
+	{ "sweep", sd_cmd_sweep, "sweep [--dry-run] [--quiet] [--batch N] [--compact|--no-compact]",
+	  "  --dry-run       report what would be removed, remove nothing\n"
+	  "  --quiet         print only the summary line\n"
+	  "  --batch N       records deleted per exclusive lock (default 256)\n"
+	  "  --compact       always compact the file afterwards\n"
+	  "  --no-compact    never compact\n"
+	  "  --compact-free P  compact when at least P% of the file is free\n"
+	  "                  and it is at least 1 MiB (default 50)\n" },
+};
+
+#define NCMDS (sizeof cmds / sizeof cmds[0])
+
+/* sd_find_cmd - the command called name, or NULL. */
+const struct sd_cmd *
+sd_find_cmd(const char *name)
+{
+	for (size_t i = 0; i < NCMDS; i++)
+		if (strcmp(cmds[i].name, name) == 0)
+			return &cmds[i];
+	return NULL;
+}
+
+/* main_usage - the top-level usage text. */
+static void
+main_usage(FILE *fp)
+{
+	fputs("usage: sessdump [--db PATH] [--lock-timeout MS] [--no-progress] "
+	    "COMMAND [OPTIONS] [ARGS]\n\n"
+	    "The database is --db PATH, or $SESSDB_PATH.\n\ncommands:\n", fp);
+	for (size_t i = 0; i < NCMDS; i++)
+		fprintf(fp, "  %s\n", cmds[i].synopsis);
+	fputs("\n'sessdump COMMAND --help' describes a command's options.\n", fp);
+}
+
+/* sd_usage - the usage text of one command. */
+void
+sd_usage(FILE *fp, const struct sd_cmd *cmd)
+{
+	fprintf(fp, "usage: sessdump [--db PATH] %s\n%s", cmd->synopsis,
+	    cmd->help);
+}
+
+/* sd_err - print "sessdump: message" on stderr. */
+void
+sd_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("sessdump: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* sd_bad_usage - report a usage error (if fmt), print usage, return 2. */
+int
+sd_bad_usage(const struct sd_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt != NULL) {
+		fputs("sessdump: ", stderr);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
+	if (cmd != NULL)
+		sd_usage(stderr, cmd);
+	else
+		main_usage(stderr);
+	return SD_EXIT_USAGE;
+}
+
+/* precheck - explain a missing or odd database path before the store does. */
+static int
+precheck(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1) {
+		sd_err("%s: cannot open database: %s", path, strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		sd_err("%s: cannot open database: is a directory", path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * sd_open - open the store named by the global options with flags
+ *	(SESSDB_RDONLY, SESSDB_NOCREATE); extra, if not NULL, supplies other
+ *	options (sweep_batch).  Prints one line and returns NULL on failure.
+ */
+struct sessdb *
+sd_open(const struct sd_global *g, unsigned flags,
+    const struct sessdb_options *extra)
+{
+	struct sessdb_options o;
+	struct sessdb *db;
+	char err[512] = "";
+
+	if (extra != NULL)
+		o = *extra;
+	else
+		memset(&o, 0, sizeof o);
+	o.flags |= flags;
+	o.lock_timeout_ms = g->lock_timeout_ms;
+	if ((o.flags & (SESSDB_RDONLY | SESSDB_NOCREATE)) && precheck(g->db_path))
+		return NULL;
+	db = sessdb_open(g->db_path, &o, err, sizeof err);
+	if (db == NULL)
+		sd_err("%s: cannot open database: %s", g->db_path,
+		    err[0] ? err : "unknown error");
+	return db;
+}
+
+/* parse_ms - a lock timeout in milliseconds, 1..3600000. */
+static int
+parse_ms(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v == 0 || v > 3600000)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+enum { OPT_LOCK_TIMEOUT = 256, OPT_NO_PROGRESS, OPT_VERSION };
+
+static const struct option global_opts[] = {
+	{ "db", required_argument, NULL, 'd' },
+	{ "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
+	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* parse_global - the options before the command; returns -1 to continue,
+ * or an exit status. */
+static int
+parse_global(struct sd_global *g, int argc, char **argv)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+d:h", global_opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			g->db_path = optarg;
+			break;
+		case OPT_LOCK_TIMEOUT:
+			if (parse_ms(optarg, &g->lock_timeout_ms) == -1)
+				return sd_bad_usage(NULL, "--lock-timeout: "
+				    "want milliseconds (1..3600000), got '%s'",
+				    optarg);
+			break;
+		case OPT_NO_PROGRESS:
+			g->progress = 0;
+			break;
+		case 'h':
+			main_usage(stdout);
+			return SD_EXIT_OK;
+		case OPT_VERSION:
+			printf("sessdump (sessdb) %d.%d\n", SESSDB_VERSION_MAJOR,
+			    SESSDB_VERSION_MINOR);
+			return SD_EXIT_OK;
+		default:
+			return sd_bad_usage(NULL, NULL);
+		}
+	}
+	return -1;
+}
+
+/* wants_help - whether a command's arguments ask for --help (so that help
+ * works without a database). */
+static int
+wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sd_global g = { .progress = isatty(STDERR_FILENO) };
+	const struct sd_cmd *cmd;
+	int rc;
+
+	if ((rc = parse_global(&g, argc, argv)) != -1)
+		return rc;
+	if (optind >= argc)
+		return sd_bad_usage(NULL, "no command given");
+	if ((cmd = sd_find_cmd(argv[optind])) == NULL)
+		return sd_bad_usage(NULL, "unknown command '%s'", argv[optind]);
+	argc -= optind;
+	argv += optind;
+	if (wants_help(argc, argv)) {
+		sd_usage(stdout, cmd);
+		return SD_EXIT_OK;
+	}
+	if (g.db_path == NULL)
+		g.db_path = getenv("SESSDB_PATH");
+	if (g.db_path == NULL || *g.db_path == '\0')
+		return sd_bad_usage(cmd, "no database: give --db PATH or set "
+		    "SESSDB_PATH");
+	optind = 0;	/* glibc: reinitialise getopt for the command */
+	rc = cmd->run(&g, argc, argv);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		sd_err("write error on standard output: %s", strerror(errno));
+		return rc ? rc : SD_EXIT_IO;
+	}
+	return rc;
+}

@@ -1,0 +1,115 @@
+/*
+ * NAME
+ *	sessdump.h - shared pieces of the sessdump operator tool
+ *
+ * DESCRIPTION
+ *	sessdump.c parses the global options and dispatches to a command;
+ *	sessdump_read.c holds the commands that only read (list, show,
+ *	stats), sessdump_maint.c verify and sweep, sessdump_xfer.c export
+ *	and import; sessdump_util.c decodes records into
+ *	printable entries and writes JSON, times and progress.
+ */
+#ifndef SESSDUMP_H
+#define SESSDUMP_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <openssl/ssl.h>
+
+#include "sessdb.h"
+
+/* Exit statuses: documented in sessdump.1 and docs/OPERATIONS.md. */
+enum sd_exit {
+	SD_EXIT_OK = 0,		/* success; verify: the file is clean */
+	SD_EXIT_DIRTY = 1,	/* verify: undecodable records remain */
+	SD_EXIT_USAGE = 2,	/* bad command line */
+	SD_EXIT_NOTFOUND = 3,	/* show/export: no such session */
+	SD_EXIT_DB = 4,		/* database missing, locked, corrupt, unreadable,
+				   or a store operation failed */
+	SD_EXIT_INPUT = 5,	/* import: input refused (malformed, expired) */
+	SD_EXIT_IO = 6,		/* an input or output file could not be used */
+};
+
+/* Global options, parsed before the command name. */
+struct sd_global {
+	const char	*db_path;
+	unsigned	lock_timeout_ms;	/* 0 = library default */
+	int		progress;		/* show progress on stderr */
+};
+
+/* One command: its name, entry point and usage text. */
+struct sd_cmd {
+	const char	*name;
+	int		(*run)(const struct sd_global *g, int argc, char **argv);
+	const char	*synopsis;	/* after "sessdump [--db PATH] " */
+	const char	*help;		/* option lines for --help */
+};
+
+/* A decoded record, copied out of a sessdb_foreach callback. */
+struct sd_entry {
+	char		*idhex;		/* session ID, or the raw key if corrupt */
+	unsigned	ns;
+	int64_t		created;	/* record header times */
+	int64_t		expires;
+	uint64_t	size;		/* key + header + payload bytes */
+	char		proto[16];
+	char		cipher[64];
+	char		*sni;		/* NULL if none */
+	char		*subject;	/* peer certificate subject, NULL if none */
+	char		*problem;	/* NULL if the record decodes */
+};
+
+/* sessdump.c */
+void sd_usage(FILE *fp, const struct sd_cmd *cmd);
+int sd_bad_usage(const struct sd_cmd *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+struct sessdb *sd_open(const struct sd_global *g, unsigned flags,
+    const struct sessdb_options *extra);
+
+/* sessdump_util.c */
+#define SD_REC_HEADER_LEN 32	/* record header bytes (lib/record.h) */
+
+int sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
+    const char **problem);
+int sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec);
+void sd_entry_clear(struct sd_entry *e);
+uint64_t sd_record_size(const struct sessdb_record *rec);
+char *sd_hex(const unsigned char *p, size_t len);
+int sd_parse_hex_id(const char *s, unsigned char *out, size_t *len);
+const char *sd_proto_name(int version, char *buf, size_t len);
+char *sd_peer_subject(SSL_SESSION *sess);
+void sd_fmt_time(int64_t t, char *buf, size_t len);
+void sd_fmt_left(int64_t secs, char *buf, size_t len);
+void sd_print_safe(FILE *fp, const char *s);
+void sd_json_str(FILE *fp, const char *s);
+void sd_json_kstr(FILE *fp, const char *key, const char *val, int comma);
+void sd_json_kint(FILE *fp, const char *key, int64_t val, int comma);
+
+/* Progress on a terminal: a self-erasing line on stderr, rate limited. */
+struct sd_progress {
+	int		on;
+	const char	*what;
+	uint64_t	total;		/* 0 if unknown */
+	uint64_t	done;
+	int64_t		last_ms;
+};
+
+void sd_progress_start(struct sd_progress *p, const struct sd_global *g,
+    const char *what, uint64_t total);
+void sd_progress_tick(struct sd_progress *p);
+void sd_progress_end(struct sd_progress *p);
+
+/* The commands. */
+int sd_cmd_list(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_show(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_stats(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_verify(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_export(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_import(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_sweep(const struct sd_global *g, int argc, char **argv);
+
+const struct sd_cmd *sd_find_cmd(const char *name);
+
+#endif /* SESSDUMP_H */

@@ -1,0 +1,910 @@
+/*
+ * NAME
+ *	sessdump_read.c - the read-only commands: list, show, stats
+ *
+ * DESCRIPTION
+ *	Each opens the store with SESSDB_RDONLY, so it takes only the shared
+ *	lock, never removes a record (not even an expired or corrupt one)
+ *	and is safe to run while servers use the file.  Records are copied
+ *	out of the foreach callback into struct sd_entry before sorting.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/x509.h>
+
+#include "sessdump.h"
+
+/* Which records list shows. */
+enum filter { F_ALL, F_LIVE, F_EXPIRED, F_CORRUPT };
+
+/* keep - whether e passes the filter at time now. */
+static int
+keep(const struct sd_entry *e, enum filter f, int64_t now)
+{
+	switch (f) {
+	case F_LIVE:	return e->problem == NULL && e->expires > now;
+	case F_EXPIRED:	return e->problem == NULL && e->expires <= now;
+	case F_CORRUPT:	return e->problem != NULL;
+	case F_ALL:
+	default:	return 1;
+	}
+}
+
+/* The entries list collects. */
+struct collect {
+	struct sd_entry		*v;
+	size_t			n, cap;
+	enum filter		filter;
+	int64_t			now;
+	struct sd_progress	prog;
+};
+
+/* collect_one - foreach callback: decode, filter and append one record. */
+static int
+collect_one(void *arg, const struct sessdb_record *rec)
+{
+	struct collect *c = arg;
+	struct sd_entry e;
+
+	sd_progress_tick(&c->prog);
+	if (sd_entry_fill(&e, rec) == -1)
+		goto oom;
+	if (!keep(&e, c->filter, c->now)) {
+		sd_entry_clear(&e);
+		return 0;
+	}
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		struct sd_entry *v = realloc(c->v, cap * sizeof *v);
+
+		if (v == NULL)
+			goto oom;
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n++] = e;
+	return 0;
+oom:
+	sd_entry_clear(&e);
+	return -2;
+}
+
+/* collect_free - release every entry. */
+static void
+collect_free(struct collect *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		sd_entry_clear(&c->v[i]);
+	free(c->v);
+}
+
+/* collect_all - traverse db into c; returns 0 or an exit status. */
+static int
+collect_all(struct sessdb *db, const struct sd_global *g, struct collect *c)
+{
+	struct sessdb_info info = { 0 };
+	int rc;
+
+	c->now = sessdb_now(db);
+	(void)sessdb_info(db, &info);
+	sd_progress_start(&c->prog, g, "reading", info.entries);
+	rc = sessdb_foreach(db, 0, collect_one, c);
+	sd_progress_end(&c->prog);
+	if (rc == -2) {
+		sd_err("out of memory");
+		return SD_EXIT_DB;
+	}
+	if (rc != 0) {
+		sd_err("%s: %s", g->db_path, sessdb_error(db));
+		return SD_EXIT_DB;
+	}
+	return 0;
+}
+
+/* Sort orders for list --sort. */
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(((const struct sd_entry *)a)->idhex,
+	    ((const struct sd_entry *)b)->idhex);
+}
+
+static int
+cmp_i64(int64_t x, int64_t y, const void *a, const void *b)
+{
+	return x < y ? -1 : x > y ? 1 : cmp_id(a, b);
+}
+
+static int
+cmp_created(const void *a, const void *b)
+{
+	return cmp_i64(((const struct sd_entry *)a)->created,
+	    ((const struct sd_entry *)b)->created, a, b);
+}
+
+static int
+cmp_expires(const void *a, const void *b)
+{
+	return cmp_i64(((const struct sd_entry *)a)->expires,
+	    ((const struct sd_entry *)b)->expires, a, b);
+}
+
+static int
+cmp_size(const void *a, const void *b)
+{
+	return cmp_i64((int64_t)((const struct sd_entry *)a)->size,
+	    (int64_t)((const struct sd_entry *)b)->size, a, b);
+}
+
+static int
+cmp_proto(const void *a, const void *b)
+{
+	int r = strcmp(((const struct sd_entry *)a)->proto,
+	    ((const struct sd_entry *)b)->proto);
+
+	return r ? r : cmp_created(a, b);
+}
+
+static int
+cmp_cipher(const void *a, const void *b)
+{
+	int r = strcmp(((const struct sd_entry *)a)->cipher,
+	    ((const struct sd_entry *)b)->cipher);
+
+	return r ? r : cmp_created(a, b);
+}
+
+static const struct {
+	const char	*name;
+	int		(*cmp)(const void *, const void *);
+} sort_keys[] = {
+	{ "created", cmp_created },
+	{ "expires", cmp_expires },
+	{ "id", cmp_id },
+	{ "size", cmp_size },
+	{ "protocol", cmp_proto },
+	{ "cipher", cmp_cipher },
+};
+
+/* find_sort - the comparator called name, or NULL. */
+static int
+(*find_sort(const char *name))(const void *, const void *)
+{
+	for (size_t i = 0; i < sizeof sort_keys / sizeof sort_keys[0]; i++)
+		if (strcmp(sort_keys[i].name, name) == 0)
+			return sort_keys[i].cmp;
+	return NULL;
+}
+
+/* reverse - reverse an array of entries in place. */
+static void
+reverse(struct sd_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n / 2; i++) {
+		struct sd_entry t = v[i];
+
+		v[i] = v[n - 1 - i];
+		v[n - 1 - i] = t;
+	}
+}
+
+/* list_text_row - one table row. */
+static void
+list_text_row(const struct sd_entry *e, int64_t now)
+{
+	char created[32], expires[32], left[32];
+
+	if (e->problem != NULL) {
+		printf("%-64s  CORRUPT: %s (%llu bytes)\n", e->idhex, e->problem,
+		    (unsigned long long)e->size);
+		return;
+	}
+	sd_fmt_time(e->created, created, sizeof created);
+	sd_fmt_time(e->expires, expires, sizeof expires);
+	sd_fmt_left(e->expires - now, left, sizeof left);
+	printf("%-64s  %-7s  %-29s  %s  %s  %-8s  %5llu  ", e->idhex, e->proto,
+	    e->cipher, created, expires, left, (unsigned long long)e->size);
+	sd_print_safe(stdout, e->sni ? e->sni : "-");
+	fputs("  ", stdout);
+	sd_print_safe(stdout, e->subject ? e->subject : "-");
+	fputc('\n', stdout);
+}
+
+/* list_text - the table for list. */
+static void
+list_text(const struct collect *c)
+{
+	printf("%-64s  %-7s  %-29s  %-20s  %-20s  %-8s  %5s  %s  %s\n", "ID",
+	    "PROTO", "CIPHER", "CREATED", "EXPIRES", "LEFT", "SIZE", "SNI",
+	    "PEER");
+	for (size_t i = 0; i < c->n; i++)
+		list_text_row(&c->v[i], c->now);
+}
+
+/* json_entry - one record as a JSON object (no trailing newline). */
+static void
+json_entry(const struct sd_entry *e, int64_t now)
+{
+	char created[32], expires[32];
+	int bad = e->problem != NULL;
+
+	sd_fmt_time(e->created, created, sizeof created);
+	sd_fmt_time(e->expires, expires, sizeof expires);
+	fputs("{", stdout);
+	sd_json_kstr(stdout, bad ? "key" : "id", e->idhex, 0);
+	sd_json_kstr(stdout, "status", bad ? "corrupt" :
+	    e->expires > now ? "live" : "expired", 1);
+	sd_json_kstr(stdout, "problem", e->problem, 1);
+	sd_json_kint(stdout, "size", (int64_t)e->size, 1);
+	if (!bad) {
+		sd_json_kint(stdout, "namespace", e->ns, 1);
+		sd_json_kstr(stdout, "protocol", e->proto, 1);
+		sd_json_kstr(stdout, "cipher", e->cipher, 1);
+		sd_json_kint(stdout, "created", e->created, 1);
+		sd_json_kstr(stdout, "created_utc", created, 1);
+		sd_json_kint(stdout, "expires", e->expires, 1);
+		sd_json_kstr(stdout, "expires_utc", expires, 1);
+		sd_json_kint(stdout, "seconds_left",
+		    e->expires > now ? e->expires - now : 0, 1);
+		sd_json_kstr(stdout, "sni", e->sni, 1);
+		sd_json_kstr(stdout, "peer_subject", e->subject, 1);
+	}
+	fputs("}", stdout);
+}
+
+/* list_json - the document for list --json. */
+static void
+list_json(const struct collect *c, const char *path)
+{
+	fputs("{", stdout);
+	sd_json_kstr(stdout, "database", path, 0);
+	sd_json_kint(stdout, "now", c->now, 1);
+	sd_json_kint(stdout, "count", (int64_t)c->n, 1);
+	fputs(", \"records\": [", stdout);
+	for (size_t i = 0; i < c->n; i++) {
+		fputs(i ? ",\n  " : "\n  ", stdout);
+		json_entry(&c->v[i], c->now);
+	}
+	fputs(c->n ? "\n]}\n" : "]}\n", stdout);
+}
+
+static const struct option list_opts[] = {
+	{ "live", no_argument, NULL, 'l' },
+	{ "expired", no_argument, NULL, 'e' },
+	{ "corrupt", no_argument, NULL, 'c' },
+	{ "sort", required_argument, NULL, 's' },
+	{ "reverse", no_argument, NULL, 'r' },
+	{ "json", no_argument, NULL, 'j' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* sd_cmd_list - one line (or JSON object) per record. */
+int
+sd_cmd_list(const struct sd_global *g, int argc, char **argv)
+{
+	const struct sd_cmd *me = sd_find_cmd("list");
+	int (*cmp)(const void *, const void *) = cmp_created;
+	struct collect c = { .filter = F_ALL };
+	int json = 0, rev = 0, ch, rc, nfilt = 0;
+	struct sessdb *db;
+
+	while ((ch = getopt_long(argc, argv, "+", list_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'l': c.filter = F_LIVE; nfilt++; break;
+		case 'e': c.filter = F_EXPIRED; nfilt++; break;
+		case 'c': c.filter = F_CORRUPT; nfilt++; break;
+		case 'r': rev = 1; break;
+		case 'j': json = 1; break;
+		case 's':
+			if ((cmp = find_sort(optarg)) == NULL)
+				return sd_bad_usage(me, "list: unknown sort key '%s'",
+				    optarg);
+			break;
+		default:
+			return sd_bad_usage(me, NULL);
+		}
+	}
+	if (optind != argc)
+		return sd_bad_usage(me, "list: unexpected argument '%s'", argv[optind]);
+	if (nfilt > 1)
+		return sd_bad_usage(me, "list: --live, --expired and --corrupt "
+		    "exclude each other");
+	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
+		return SD_EXIT_DB;
+	if ((rc = collect_all(db, g, &c)) == 0) {
+		qsort(c.v, c.n, sizeof *c.v, cmp);
+		if (rev)
+			reverse(c.v, c.n);
+		if (json)
+			list_json(&c, g->db_path);
+		else
+			list_text(&c);
+	}
+	collect_free(&c);
+	sessdb_close(db);
+	return rc;
+}
+
+/* ---- show ---- */
+
+/* A labelled value for show: printed as text or as JSON. */
+struct field {
+	const char	*label;		/* text label */
+	const char	*key;		/* JSON key */
+	int		is_str;		/* str (NULL: absent) or num */
+	char		*str;		/* malloc'ed */
+	int64_t		num;
+};
+
+#define MAX_FIELDS 32
+
+struct fields {
+	struct field	f[MAX_FIELDS];
+	size_t		n;
+};
+
+/* add_str - append a string field (copied; NULL values are skipped in
+ * text and null in JSON). */
+static void
+add_str(struct fields *fs, const char *label, const char *key, const char *v)
+{
+	if (fs->n == MAX_FIELDS)
+		return;
+	fs->f[fs->n++] = (struct field){ label, key, 1,
+	    v != NULL ? strdup(v) : NULL, 0 };
+}
+
+/* add_num - append a number field. */
+static void
+add_num(struct fields *fs, const char *label, const char *key, int64_t v)
+{
+	if (fs->n == MAX_FIELDS)
+		return;
+	fs->f[fs->n++] = (struct field){ label, key, 0, NULL, v };
+}
+
+/* add_own - append a string field that fs takes ownership of. */
+static void
+add_own(struct fields *fs, const char *label, const char *key, char *v)
+{
+	add_str(fs, label, key, v);
+	free(v);
+}
+
+/* add_time - append a time as a number (JSON) and a UTC string. */
+static void
+add_time(struct fields *fs, const char *label, const char *key, int64_t t)
+{
+	char buf[32];
+
+	sd_fmt_time(t, buf, sizeof buf);
+	add_str(fs, label, key, buf);
+}
+
+/* fields_print - text ("label: value") or a JSON object. */
+static void
+fields_print(const struct fields *fs, int json)
+{
+	for (size_t i = 0; i < fs->n; i++) {
+		const struct field *f = &fs->f[i];
+
+		if (json) {
+			fputs(i ? ",\n  " : "{\n  ", stdout);
+			if (f->is_str)
+				sd_json_kstr(stdout, f->key, f->str, 0);
+			else
+				sd_json_kint(stdout, f->key, f->num, 0);
+			continue;
+		}
+		if (f->is_str && f->str == NULL)
+			continue;
+		printf("%-22s ", f->label);
+		if (f->is_str)
+			sd_print_safe(stdout, f->str);
+		else
+			printf("%lld", (long long)f->num);
+		fputc('\n', stdout);
+	}
+	if (json)
+		fputs(fs->n ? "\n}\n" : "{}\n", stdout);
+}
+
+/* fields_free - release the strings. */
+static void
+fields_free(struct fields *fs)
+{
+	for (size_t i = 0; i < fs->n; i++)
+		free(fs->f[i].str);
+	fs->n = 0;
+}
+
+/* name_str - an X509 name as an RFC 2253 string (malloc'ed) or NULL. */
+static char *
+name_str(const X509_NAME *name)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data, *s = NULL;
+	long n;
+
+	if (bio == NULL)
+		return NULL;
+	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0 &&
+	    (n = BIO_get_mem_data(bio, &data)) >= 0)
+		s = strndup(data, (size_t)n);
+	BIO_free(bio);
+	return s;
+}
+
+/* add_peer - the peer certificate's subject, issuer and validity. */
+static void
+add_peer(struct fields *fs, SSL_SESSION *s)
+{
+	X509 *peer = SSL_SESSION_get0_peer(s);
+	int days, secs;
+
+	if (peer == NULL) {
+		add_str(fs, "peer subject:", "peer_subject", NULL);
+		return;
+	}
+	add_own(fs, "peer subject:", "peer_subject",
+	    name_str(X509_get_subject_name(peer)));
+	add_own(fs, "peer issuer:", "peer_issuer",
+	    name_str(X509_get_issuer_name(peer)));
+	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(peer)))
+		add_num(fs, "peer cert valid for (s):", "peer_cert_seconds_left",
+		    (int64_t)days * 86400 + secs);
+}
+
+/* add_secret - the master key, only when asked for. */
+static void
+add_secret(struct fields *fs, SSL_SESSION *s, int secrets)
+{
+	unsigned char mk[SSL_MAX_MASTER_KEY_LENGTH];
+	size_t n;
+
+	if (!secrets) {
+		add_str(fs, "master key:", "master_key_hidden",
+		    "(hidden; use --secrets)");
+		return;
+	}
+	n = SSL_SESSION_get_master_key(s, mk, sizeof mk);
+	add_own(fs, "master key:", "master_key", sd_hex(mk, n));
+	OPENSSL_cleanse(mk, sizeof mk);
+}
+
+/* add_session - every non-secret field of a decoded session. */
+static void
+add_session(struct fields *fs, SSL_SESSION *s, int secrets)
+{
+	const SSL_CIPHER *c = SSL_SESSION_get0_cipher(s);
+	const unsigned char *p;
+	unsigned int plen;
+	size_t alen;
+	char buf[16];
+
+	add_str(fs, "protocol:", "protocol", sd_proto_name(
+	    SSL_SESSION_get_protocol_version(s), buf, sizeof buf));
+	add_str(fs, "cipher:", "cipher", c ? SSL_CIPHER_get_name(c) : NULL);
+	add_str(fs, "cipher (RFC name):", "cipher_rfc",
+	    c ? SSL_CIPHER_standard_name(c) : NULL);
+	add_time(fs, "session time:", "session_time_utc", SSL_SESSION_get_time(s));
+	add_num(fs, "session timeout (s):", "session_timeout",
+	    SSL_SESSION_get_timeout(s));
+	add_str(fs, "SNI host name:", "sni", SSL_SESSION_get0_hostname(s));
+	SSL_SESSION_get0_alpn_selected(s, &p, &alen);
+	add_own(fs, "ALPN:", "alpn", alen ? strndup((const char *)p, alen) : NULL);
+	p = SSL_SESSION_get0_id_context(s, &plen);
+	add_own(fs, "ID context:", "id_context", plen ? sd_hex(p, plen) : NULL);
+	add_peer(fs, s);
+	add_num(fs, "ticket lifetime hint:", "ticket_lifetime_hint",
+	    (int64_t)SSL_SESSION_get_ticket_lifetime_hint(s));
+	add_num(fs, "max early data:", "max_early_data",
+	    SSL_SESSION_get_max_early_data(s));
+	add_str(fs, "resumable:", "resumable",
+	    SSL_SESSION_is_resumable(s) ? "yes" : "no");
+	add_secret(fs, s, secrets);
+}
+
+/* What show is looking for and how to print it. */
+struct show {
+	unsigned char	key[1 + SESSDB_ID_MAX];
+	size_t		key_len;
+	int		secrets, json, found;
+	int64_t		now;
+};
+
+/* show_record - print everything about one record. */
+static void
+show_record(struct show *sh, const struct sessdb_record *rec)
+{
+	struct fields fs = { .n = 0 };
+	const char *problem;
+	SSL_SESSION *s;
+	char left[32];
+	int bad = sd_decode(rec, &s, &problem) == -1;
+
+	add_own(&fs, bad ? "key:" : "session ID:", bad ? "key" : "id",
+	    bad ? sd_hex(rec->key, rec->key_len) : sd_hex(rec->id, rec->id_len));
+	sd_fmt_left(rec->meta.expires - sh->now, left, sizeof left);
+	add_str(&fs, "status:", "status", bad ? "corrupt" :
+	    rec->meta.expires > sh->now ? "live" : "expired");
+	add_str(&fs, "problem:", "problem", bad ? problem : NULL);
+	add_num(&fs, "record size:", "size", (int64_t)sd_record_size(rec));
+	if (!bad) {
+		add_time(&fs, "created:", "created_utc", rec->meta.created);
+		add_num(&fs, "created (unix):", "created", rec->meta.created);
+		add_time(&fs, "expires:", "expires_utc", rec->meta.expires);
+		add_num(&fs, "expires (unix):", "expires", rec->meta.expires);
+		add_str(&fs, "time left:", "time_left", left);
+		add_session(&fs, s, sh->secrets);
+		SSL_SESSION_free(s);
+	}
+	fields_print(&fs, sh->json);
+	fields_free(&fs);
+	sh->found = 1;
+}
+
+/* show_scan - foreach callback: find the record under sh->key. */
+static int
+show_scan(void *arg, const struct sessdb_record *rec)
+{
+	struct show *sh = arg;
+
+	if (rec->key_len != sh->key_len || memcmp(rec->key, sh->key,
+	    sh->key_len) != 0)
+		return 0;
+	show_record(sh, rec);
+	return 1;
+}
+
+/* show_get - try the fast path: a live record through sessdb_get. */
+static int
+show_get(struct sessdb *db, struct show *sh)
+{
+	struct sessdb_record rec = { .ns = SESSDB_NS_SERVER };
+	void *data;
+	size_t len;
+	int rc;
+
+	rc = sessdb_get(db, SESSDB_NS_SERVER, sh->key + 1, sh->key_len - 1,
+	    &data, &len, &rec.meta);
+	if (rc != SESSDB_OK)
+		return rc;
+	rec.id = sh->key + 1;
+	rec.id_len = sh->key_len - 1;
+	rec.key = sh->key;
+	rec.key_len = sh->key_len;
+	rec.data = data;
+	rec.len = len;
+	show_record(sh, &rec);
+	sessdb_free(data);
+	return SESSDB_OK;
+}
+
+static const struct option show_opts[] = {
+	{ "secrets", no_argument, NULL, 's' },
+	{ "json", no_argument, NULL, 'j' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* sd_cmd_show - everything about one session, secrets only on request. */
+int
+sd_cmd_show(const struct sd_global *g, int argc, char **argv)
+{
+	const struct sd_cmd *me = sd_find_cmd("show");
+	struct show sh = { .key = { SESSDB_NS_SERVER } };
+	struct sessdb *db;
+	size_t id_len;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "+", show_opts, NULL)) != -1) {
+		switch (ch) {
+		case 's': sh.secrets = 1; break;
+		case 'j': sh.json = 1; break;
+		default: return sd_bad_usage(me, NULL);
+		}
+	}
+	if (argc - optind != 1)
+		return sd_bad_usage(me, "show: want exactly one session ID");
+	if (sd_parse_hex_id(argv[optind], sh.key + 1, &id_len) == -1)
+		return sd_bad_usage(me, "show: '%s' is not a session ID "
+		    "(1 to 32 bytes in hex)", argv[optind]);
+	sh.key_len = 1 + id_len;
+	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
+		return SD_EXIT_DB;
+	sh.now = sessdb_now(db);
+	if ((rc = show_get(db, &sh)) == SESSDB_MISS)
+		rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
+	if (rc == -1)
+		sd_err("%s: %s", g->db_path, sessdb_error(db));
+	sessdb_close(db);
+	if (rc == -1)
+		return SD_EXIT_DB;
+	if (!sh.found) {
+		sd_err("show: no session %s in %s", argv[optind], g->db_path);
+		return SD_EXIT_NOTFOUND;
+	}
+	return SD_EXIT_OK;
+}
+
+/* ---- stats ---- */
+
+/* A name and how often it was seen. */
+struct tally {
+	char		name[64];
+	uint64_t	n;
+};
+
+struct tallies {
+	struct tally	*v;
+	size_t		n, cap;
+};
+
+/* tally_add - count name once more. */
+static void
+tally_add(struct tallies *t, const char *name)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i].name, name) == 0) {
+			t->v[i].n++;
+			return;
+		}
+	}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 8;
+		struct tally *v = realloc(t->v, cap * sizeof *v);
+
+		if (v == NULL)
+			return;
+		t->v = v;
+		t->cap = cap;
+	}
+	snprintf(t->v[t->n].name, sizeof t->v[t->n].name, "%s", name);
+	t->v[t->n++].n = 1;
+}
+
+/* TTL histogram buckets: time left of live records, upper bounds. */
+static const struct {
+	int64_t		below;
+	const char	*label;
+} ttl_buckets[] = {
+	{ 60, "< 1m" },
+	{ 300, "1m - 5m" },
+	{ 900, "5m - 15m" },
+	{ 3600, "15m - 1h" },
+	{ 21600, "1h - 6h" },
+	{ 86400, "6h - 24h" },
+	{ INT64_MAX, ">= 24h" },
+};
+
+#define NBUCKETS (sizeof ttl_buckets / sizeof ttl_buckets[0])
+
+/* What stats accumulates. */
+struct stats {
+	int64_t			now;
+	uint64_t		total, live, expired, corrupt, bytes;
+	int64_t			oldest, newest;
+	char			*oldest_id, *newest_id;
+	uint64_t		ttl[NBUCKETS];
+	struct tallies		protos, ciphers;
+	struct sd_progress	prog;
+};
+
+/* stats_times - track the oldest and newest record. */
+static void
+stats_times(struct stats *st, const struct sd_entry *e)
+{
+	if (st->oldest_id == NULL || e->created < st->oldest) {
+		free(st->oldest_id);
+		st->oldest_id = strdup(e->idhex);
+		st->oldest = e->created;
+	}
+	if (st->newest_id == NULL || e->created > st->newest) {
+		free(st->newest_id);
+		st->newest_id = strdup(e->idhex);
+		st->newest = e->created;
+	}
+}
+
+/* stats_one - foreach callback: count one record. */
+static int
+stats_one(void *arg, const struct sessdb_record *rec)
+{
+	struct stats *st = arg;
+	struct sd_entry e;
+
+	sd_progress_tick(&st->prog);
+	if (sd_entry_fill(&e, rec) == -1) {
+		sd_entry_clear(&e);
+		return -2;
+	}
+	st->total++;
+	st->bytes += e.size;
+	if (e.problem != NULL) {
+		st->corrupt++;
+	} else if (e.expires <= st->now) {
+		st->expired++;
+	} else {
+		size_t b = 0;
+
+		st->live++;
+		while (e.expires - st->now >= ttl_buckets[b].below)
+			b++;
+		st->ttl[b]++;
+	}
+	if (e.problem == NULL) {
+		stats_times(st, &e);
+		tally_add(&st->protos, e.proto);
+		tally_add(&st->ciphers, e.cipher);
+	}
+	sd_entry_clear(&e);
+	return 0;
+}
+
+/* stats_text_tally - one breakdown section. */
+static void
+stats_text_tally(const char *title, const struct tallies *t)
+{
+	printf("%s\n", title);
+	if (t->n == 0)
+		printf("  (none)\n");
+	for (size_t i = 0; i < t->n; i++)
+		printf("  %-40s %llu\n", t->v[i].name, (unsigned long long)t->v[i].n);
+}
+
+/* stats_text - the readable report. */
+static void
+stats_text(const struct stats *st, const struct sessdb_info *info,
+    const char *path)
+{
+	char t[32];
+
+	printf("database:     %s\n", path);
+	printf("file size:    %llu bytes\n", (unsigned long long)info->file_size);
+	printf("bytes used:   %llu bytes (%llu%% of the file)\n",
+	    (unsigned long long)st->bytes, (unsigned long long)(info->file_size ?
+	    st->bytes * 100 / info->file_size : 0));
+	printf("records:      %llu (live %llu, expired %llu, corrupt %llu)\n",
+	    (unsigned long long)st->total, (unsigned long long)st->live,
+	    (unsigned long long)st->expired, (unsigned long long)st->corrupt);
+	if (st->oldest_id != NULL) {
+		sd_fmt_time(st->oldest, t, sizeof t);
+		printf("oldest:       %s  %s\n", t, st->oldest_id);
+		sd_fmt_time(st->newest, t, sizeof t);
+		printf("newest:       %s  %s\n", t, st->newest_id);
+	}
+	printf("time left of live records:\n");
+	for (size_t b = 0; b < NBUCKETS; b++)
+		printf("  %-10s %llu\n", ttl_buckets[b].label,
+		    (unsigned long long)st->ttl[b]);
+	stats_text_tally("protocols:", &st->protos);
+	stats_text_tally("ciphers:", &st->ciphers);
+}
+
+/* stats_json_tally - a breakdown as a JSON object of counts. */
+static void
+stats_json_tally(const char *key, const struct tallies *t)
+{
+	printf(",\n \"%s\": {", key);
+	for (size_t i = 0; i < t->n; i++) {
+		fputs(i ? ", " : "", stdout);
+		sd_json_str(stdout, t->v[i].name);
+		printf(": %llu", (unsigned long long)t->v[i].n);
+	}
+	fputs("}", stdout);
+}
+
+/* stats_json_end - oldest or newest as a JSON object or null. */
+static void
+stats_json_end(const char *key, const char *id, int64_t created)
+{
+	char t[32];
+
+	printf(",\n \"%s\": ", key);
+	if (id == NULL) {
+		fputs("null", stdout);
+		return;
+	}
+	sd_fmt_time(created, t, sizeof t);
+	fputs("{", stdout);
+	sd_json_kstr(stdout, "id", id, 0);
+	sd_json_kint(stdout, "created", created, 1);
+	sd_json_kstr(stdout, "created_utc", t, 1);
+	fputs("}", stdout);
+}
+
+/* stats_json - the document for stats --json. */
+static void
+stats_json(const struct stats *st, const struct sessdb_info *info,
+    const char *path)
+{
+	fputs("{", stdout);
+	sd_json_kstr(stdout, "database", path, 0);
+	sd_json_kint(stdout, "now", st->now, 1);
+	sd_json_kint(stdout, "file_size", (int64_t)info->file_size, 1);
+	sd_json_kint(stdout, "bytes_used", (int64_t)st->bytes, 1);
+	sd_json_kint(stdout, "generation", (int64_t)info->generation, 1);
+	printf(",\n \"records\": {\"total\": %llu, \"live\": %llu, "
+	    "\"expired\": %llu, \"corrupt\": %llu}",
+	    (unsigned long long)st->total, (unsigned long long)st->live,
+	    (unsigned long long)st->expired, (unsigned long long)st->corrupt);
+	stats_json_end("oldest", st->oldest_id, st->oldest);
+	stats_json_end("newest", st->newest_id, st->newest);
+	fputs(",\n \"ttl_histogram\": [", stdout);
+	for (size_t b = 0; b < NBUCKETS; b++) {
+		fputs(b ? ", " : "", stdout);
+		fputs("{", stdout);
+		sd_json_kstr(stdout, "label", ttl_buckets[b].label, 0);
+		if (ttl_buckets[b].below != INT64_MAX)
+			sd_json_kint(stdout, "below_seconds", ttl_buckets[b].below, 1);
+		else
+			fputs(", \"below_seconds\": null", stdout);
+		sd_json_kint(stdout, "count", (int64_t)st->ttl[b], 1);
+		fputs("}", stdout);
+	}
+	fputs("]", stdout);
+	stats_json_tally("protocols", &st->protos);
+	stats_json_tally("ciphers", &st->ciphers);
+	fputs("\n}\n", stdout);
+}
+
+/* stats_free - release what stats collected. */
+static void
+stats_free(struct stats *st)
+{
+	free(st->oldest_id);
+	free(st->newest_id);
+	free(st->protos.v);
+	free(st->ciphers.v);
+}
+
+static const struct option stats_opts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* sd_cmd_stats - counts, sizes, ages and breakdowns of the store. */
+int
+sd_cmd_stats(const struct sd_global *g, int argc, char **argv)
+{
+	const struct sd_cmd *me = sd_find_cmd("stats");
+	struct sessdb_info info = { 0 };
+	struct stats st;
+	struct sessdb *db;
+	int json = 0, ch, rc = SD_EXIT_OK;
+
+	while ((ch = getopt_long(argc, argv, "+", stats_opts, NULL)) != -1) {
+		if (ch != 'j')
+			return sd_bad_usage(me, NULL);
+		json = 1;
+	}
+	if (optind != argc)
+		return sd_bad_usage(me, "stats: unexpected argument '%s'", argv[optind]);
+	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
+		return SD_EXIT_DB;
+	memset(&st, 0, sizeof st);
+	st.now = sessdb_now(db);
+	if (sessdb_info(db, &info) == -1) {
+		sd_err("%s: %s", g->db_path, sessdb_error(db));
+		rc = SD_EXIT_DB;
+		goto out;
+	}
+	sd_progress_start(&st.prog, g, "stats", info.entries);
+	ch = sessdb_foreach(db, 0, stats_one, &st);
+	sd_progress_end(&st.prog);
+	if (ch != 0) {
+		sd_err("%s: %s", g->db_path, ch == -2 ? "out of memory" :
+		    sessdb_error(db));
+		rc = SD_EXIT_DB;
+	} else if (json) {
+		stats_json(&st, &info, g->db_path);
+	} else {
+		stats_text(&st, &info, g->db_path);
+	}
+out:
+	stats_free(&st);
+	sessdb_close(db);
+	return rc;
+}

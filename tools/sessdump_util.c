@@ -1,0 +1,369 @@
+/*
+ * NAME
+ *	sessdump_util.c - decode records into printable entries; hex, times,
+ *	JSON strings and terminal progress for sessdump
+ *
+ * DESCRIPTION
+ *	A record is "bad" when the store could not decode its header (the
+ *	foreach callback's problem), when its payload is not the DER of an
+ *	SSL_SESSION, or when a server session's ID differs from its key.
+ *	Strings that come from the network (SNI, certificate names) are
+ *	escaped before they reach a terminal or a JSON document.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "sessdump.h"
+
+/* sd_decode - parse rec's payload; *out (if out) gets the session, to free
+ * with SSL_SESSION_free.  Returns 0, or -1 with *problem set. */
+int
+sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
+    const char **problem)
+{
+	const unsigned char *p = rec->data;
+	const unsigned char *sid;
+	unsigned int sid_len;
+	SSL_SESSION *s;
+
+	if (out != NULL)
+		*out = NULL;
+	if (rec->problem != NULL) {
+		*problem = rec->problem;
+		return -1;
+	}
+	if (rec->len > LONG_MAX ||
+	    (s = d2i_SSL_SESSION(NULL, &p, (long)rec->len)) == NULL) {
+		*problem = "payload is not a DER SSL session";
+		return -1;
+	}
+	if (p != rec->data + rec->len) {
+		SSL_SESSION_free(s);
+		*problem = "trailing bytes after the DER session";
+		return -1;
+	}
+	sid = SSL_SESSION_get_id(s, &sid_len);
+	if (rec->ns == SESSDB_NS_SERVER &&
+	    (sid_len != rec->id_len || memcmp(sid, rec->id, sid_len) != 0)) {
+		SSL_SESSION_free(s);
+		*problem = "session ID does not match the key";
+		return -1;
+	}
+	if (out != NULL)
+		*out = s;
+	else
+		SSL_SESSION_free(s);
+	return 0;
+}
+
+/* sd_record_size - bytes the record takes in the file (key and value). */
+uint64_t
+sd_record_size(const struct sessdb_record *rec)
+{
+	if (rec->problem != NULL)
+		return rec->key_len + rec->len;
+	return rec->key_len + SD_REC_HEADER_LEN + rec->len;
+}
+
+/* sd_hex - lower-case hex of p (malloc'ed; "" for len 0), NULL on ENOMEM. */
+char *
+sd_hex(const unsigned char *p, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	char *s = malloc(2 * len + 1);
+
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		s[2 * i] = digits[p[i] >> 4];
+		s[2 * i + 1] = digits[p[i] & 15];
+	}
+	s[2 * len] = '\0';
+	return s;
+}
+
+/* hexval - the value of one hex digit, or -1. */
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* sd_parse_hex_id - parse a hex session ID (colons allowed) into out
+ * (SESSDB_ID_MAX bytes).  Returns 0, or -1 if it is not 1..32 bytes of hex. */
+int
+sd_parse_hex_id(const char *s, unsigned char *out, size_t *len)
+{
+	size_t n = 0;
+	int hi = -1;
+
+	for (; *s; s++) {
+		int v;
+
+		if (*s == ':' && hi < 0)
+			continue;
+		if ((v = hexval((unsigned char)*s)) < 0)
+			return -1;
+		if (hi < 0) {
+			hi = v;
+			continue;
+		}
+		if (n == SESSDB_ID_MAX)
+			return -1;
+		out[n++] = (unsigned char)(hi << 4 | v);
+		hi = -1;
+	}
+	if (hi >= 0 || n == 0)
+		return -1;
+	*len = n;
+	return 0;
+}
+
+/* proto_names - protocol versions as OpenSSL spells them. */
+static const struct {
+	int		version;
+	const char	*name;
+} proto_names[] = {
+	{ TLS1_3_VERSION, "TLSv1.3" },
+	{ TLS1_2_VERSION, "TLSv1.2" },
+	{ TLS1_1_VERSION, "TLSv1.1" },
+	{ TLS1_VERSION, "TLSv1" },
+	{ SSL3_VERSION, "SSLv3" },
+	{ DTLS1_2_VERSION, "DTLSv1.2" },
+	{ DTLS1_VERSION, "DTLSv1" },
+};
+
+/* sd_proto_name - the name of a protocol version, or its number in hex. */
+const char *
+sd_proto_name(int version, char *buf, size_t len)
+{
+	for (size_t i = 0; i < sizeof proto_names / sizeof proto_names[0]; i++)
+		if (proto_names[i].version == version)
+			return proto_names[i].name;
+	snprintf(buf, len, "0x%04x", (unsigned)version & 0xffff);
+	return buf;
+}
+
+/* sd_peer_subject - the peer certificate's subject (RFC 2253, ASCII),
+ * malloc'ed, or NULL if there is no peer certificate. */
+char *
+sd_peer_subject(SSL_SESSION *sess)
+{
+	X509 *peer = SSL_SESSION_get0_peer(sess);
+	BIO *bio;
+	char *data, *s = NULL;
+	long n;
+
+	if (peer == NULL || (bio = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0,
+	    XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(bio, &data)) >= 0)
+		s = strndup(data, (size_t)n);
+	BIO_free(bio);
+	return s;
+}
+
+/* copy_str - strdup that tolerates NULL. */
+static char *
+copy_str(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+/* fill_session - the fields of e that come from a decoded session. */
+static void
+fill_session(struct sd_entry *e, SSL_SESSION *s)
+{
+	const SSL_CIPHER *c = SSL_SESSION_get0_cipher(s);
+	const char *name = sd_proto_name(SSL_SESSION_get_protocol_version(s),
+	    e->proto, sizeof e->proto);
+
+	if (name != e->proto)
+		snprintf(e->proto, sizeof e->proto, "%s", name);
+	snprintf(e->cipher, sizeof e->cipher, "%s",
+	    c != NULL ? SSL_CIPHER_get_name(c) : "(unknown)");
+	e->sni = copy_str(SSL_SESSION_get0_hostname(s));
+	e->subject = sd_peer_subject(s);
+}
+
+/* sd_entry_fill - decode rec into e (zeroed first).  Returns 0, or -1 when
+ * out of memory.  A bad record is not an error: e->problem says why. */
+int
+sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec)
+{
+	SSL_SESSION *s;
+	const char *problem;
+
+	memset(e, 0, sizeof *e);
+	e->ns = rec->ns;
+	e->created = rec->meta.created;
+	e->expires = rec->meta.expires;
+	e->size = sd_record_size(rec);
+	if (sd_decode(rec, &s, &problem) == -1) {
+		e->idhex = sd_hex(rec->key, rec->key_len);
+		e->problem = strdup(problem);
+		return e->idhex && e->problem ? 0 : -1;
+	}
+	e->idhex = sd_hex(rec->id, rec->id_len);
+	fill_session(e, s);
+	SSL_SESSION_free(s);
+	return e->idhex ? 0 : -1;
+}
+
+/* sd_entry_clear - release what sd_entry_fill allocated. */
+void
+sd_entry_clear(struct sd_entry *e)
+{
+	free(e->idhex);
+	free(e->sni);
+	free(e->subject);
+	free(e->problem);
+	memset(e, 0, sizeof *e);
+}
+
+/* sd_fmt_time - unix seconds as "YYYY-MM-DDTHH:MM:SSZ" (UTC). */
+void
+sd_fmt_time(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "@%lld", (long long)t);
+}
+
+/* sd_fmt_left - a duration as "1d2h", "3h4m", "5m6s" or "7s"; negative or
+ * zero durations read "expired". */
+void
+sd_fmt_left(int64_t secs, char *buf, size_t len)
+{
+	long long s = secs;
+
+	if (s <= 0)
+		snprintf(buf, len, "expired");
+	else if (s >= 86400)
+		snprintf(buf, len, "%lldd%lldh", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, len, "%lldh%lldm", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%lldm%llds", s / 60, s % 60);
+	else
+		snprintf(buf, len, "%llds", s);
+}
+
+/* sd_print_safe - print s with control and non-ASCII bytes as \xNN. */
+void
+sd_print_safe(FILE *fp, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p >= 0x7f || *p == '\\')
+			fprintf(fp, "\\x%02x", *p);
+		else
+			fputc(*p, fp);
+	}
+}
+
+/* sd_json_str - s as a JSON string ("null" for NULL).  Bytes >= 0x80 are
+ * taken as Latin-1, so the output is valid JSON whatever s holds. */
+void
+sd_json_str(FILE *fp, const char *s)
+{
+	if (s == NULL) {
+		fputs("null", fp);
+		return;
+	}
+	fputc('"', fp);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':  fputs("\\\"", fp); break;
+		case '\\': fputs("\\\\", fp); break;
+		case '\n': fputs("\\n", fp); break;
+		case '\r': fputs("\\r", fp); break;
+		case '\t': fputs("\\t", fp); break;
+		default:
+			if (*p < 0x20 || *p >= 0x7f)
+				fprintf(fp, "\\u%04x", *p);
+			else
+				fputc(*p, fp);
+		}
+	}
+	fputc('"', fp);
+}
+
+/* sd_json_kstr - "key": "val" with an optional leading comma. */
+void
+sd_json_kstr(FILE *fp, const char *key, const char *val, int comma)
+{
+	fprintf(fp, "%s\"%s\": ", comma ? ", " : "", key);
+	sd_json_str(fp, val);
+}
+
+/* sd_json_kint - "key": val with an optional leading comma. */
+void
+sd_json_kint(FILE *fp, const char *key, int64_t val, int comma)
+{
+	fprintf(fp, "%s\"%s\": %lld", comma ? ", " : "", key, (long long)val);
+}
+
+/* now_ms - a monotonic clock in milliseconds. */
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* sd_progress_start - begin a progress line if stderr is a terminal. */
+void
+sd_progress_start(struct sd_progress *p, const struct sd_global *g,
+    const char *what, uint64_t total)
+{
+	memset(p, 0, sizeof *p);
+	p->on = g->progress;
+	p->what = what;
+	p->total = total;
+	p->last_ms = now_ms();
+}
+
+/* sd_progress_tick - count one record; redraw at most five times a second. */
+void
+sd_progress_tick(struct sd_progress *p)
+{
+	int64_t t;
+
+	p->done++;
+	if (!p->on || (p->done & 63) != 0)
+		return;
+	if ((t = now_ms()) - p->last_ms < 200)
+		return;
+	p->last_ms = t;
+	if (p->total >= p->done)
+		fprintf(stderr, "\r%s: %llu/%llu records (%llu%%)\033[K", p->what,
+		    (unsigned long long)p->done, (unsigned long long)p->total,
+		    (unsigned long long)(p->done * 100 / p->total));
+	else
+		fprintf(stderr, "\r%s: %llu records\033[K", p->what,
+		    (unsigned long long)p->done);
+}
+
+/* sd_progress_end - erase the progress line. */
+void
+sd_progress_end(struct sd_progress *p)
+{
+	if (p->on && p->done >= 64)
+		fputs("\r\033[K", stderr);
+	p->on = 0;
+}

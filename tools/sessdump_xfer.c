@@ -1,0 +1,528 @@
+/*
+ * NAME
+ *	sessdump_xfer.c - moving sessions between stores: export and import
+ *
+ * DESCRIPTION
+ *	export writes sessions as PEM "SSL SESSION PARAMETERS" blocks
+ *	(PEM_write_bio_SSL_SESSION) or as concatenated DER, the formats that
+ *	`openssl sess_id` reads and writes.  The output holds master secrets:
+ *	a file named with -o is created mode 0600.
+ *
+ *	import reads such files (or stdin), parses every session before it
+ *	stores any, refuses the whole run if an input is malformed, and
+ *	refuses single sessions that are expired or cannot be resumed.  A
+ *	session is stored under its own ID with the expiry it carries
+ *	(time + timeout), capped by the store's max_ttl.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "sessdump.h"
+
+#define INPUT_MAX (64u << 20)	/* largest import input accepted */
+#define PEM_LABEL "-----BEGIN SSL SESSION PARAMETERS-----"
+
+struct export {
+	BIO			*out;
+	int			der, live_only;
+	int64_t			now;
+	uint64_t		written, skipped;
+	int			failed;
+	struct sd_progress	prog;
+};
+
+/* write_session - one session to the output; returns 0 or -1. */
+static int
+write_session(struct export *ex, SSL_SESSION *s)
+{
+	int ok = ex->der ? i2d_SSL_SESSION_bio(ex->out, s) :
+	    PEM_write_bio_SSL_SESSION(ex->out, s);
+
+	if (!ok) {
+		ex->failed = 1;
+		return -1;
+	}
+	ex->written++;
+	return 0;
+}
+
+/* export_one - foreach callback for --all and --live. */
+static int
+export_one(void *arg, const struct sessdb_record *rec)
+{
+	struct export *ex = arg;
+	const char *problem;
+	SSL_SESSION *s;
+	int rc;
+
+	sd_progress_tick(&ex->prog);
+	if (ex->live_only && rec->problem == NULL && rec->meta.expires <= ex->now)
+		return 0;
+	if (sd_decode(rec, &s, &problem) == -1) {
+		ex->skipped++;
+		return 0;
+	}
+	rc = write_session(ex, s);
+	SSL_SESSION_free(s);
+	return rc == -1 ? -2 : 0;
+}
+
+/* export_id - one session named on the command line. */
+static int
+export_id(struct sessdb *db, struct export *ex, const char *arg)
+{
+	struct sessdb_record rec = { .ns = SESSDB_NS_SERVER };
+	unsigned char id[SESSDB_ID_MAX];
+	const char *problem;
+	SSL_SESSION *s;
+	void *data;
+	int rc;
+
+	if (sd_parse_hex_id(arg, id, &rec.id_len) == -1)
+		return SD_EXIT_USAGE;
+	rc = sessdb_get(db, SESSDB_NS_SERVER, id, rec.id_len, &data, &rec.len,
+	    &rec.meta);
+	if (rc == -1) {
+		sd_err("export: %s", sessdb_error(db));
+		return SD_EXIT_DB;
+	}
+	if (rc == SESSDB_MISS) {
+		sd_err("export: no live session %s", arg);
+		return SD_EXIT_NOTFOUND;
+	}
+	rec.id = id;
+	rec.data = data;
+	rc = sd_decode(&rec, &s, &problem);
+	sessdb_free(data);
+	if (rc == -1) {
+		sd_err("export: session %s is unreadable: %s", arg, problem);
+		return SD_EXIT_NOTFOUND;
+	}
+	rc = write_session(ex, s);
+	SSL_SESSION_free(s);
+	return rc == -1 ? SD_EXIT_IO : 0;
+}
+
+/* open_output - the -o file (0600, no symlinks) or stdout, as a BIO. */
+static BIO *
+open_output(const char *path)
+{
+	int fd;
+	BIO *b;
+
+	if (path == NULL || strcmp(path, "-") == 0)
+		return BIO_new_fd(STDOUT_FILENO, BIO_NOCLOSE);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd == -1) {
+		sd_err("export: %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if ((b = BIO_new_fd(fd, BIO_CLOSE)) == NULL)
+		close(fd);
+	return b;
+}
+
+/* export_run - write the selected sessions; returns an exit status. */
+static int
+export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
+    int all, int argc, char **argv)
+{
+	struct sessdb_info info = { 0 };
+	int rc = 0, r;
+
+	ex->now = sessdb_now(db);
+	if (all || ex->live_only) {
+		(void)sessdb_info(db, &info);
+		sd_progress_start(&ex->prog, g, "export", info.entries);
+		r = sessdb_foreach(db, 0, export_one, ex);
+		sd_progress_end(&ex->prog);
+		if (r == -1)
+			sd_err("%s: %s", g->db_path, sessdb_error(db));
+		rc = r == -1 ? SD_EXIT_DB : r ? SD_EXIT_IO : 0;
+	}
+	for (int i = 0; i < argc; i++)
+		if ((r = export_id(db, ex, argv[i])) != 0 && rc == 0)
+			rc = r;
+	if (ex->skipped)
+		sd_err("export: skipped %llu undecodable records (see verify)",
+		    (unsigned long long)ex->skipped);
+	return rc;
+}
+
+static const struct option export_opts[] = {
+	{ "all", no_argument, NULL, 'a' },
+	{ "live", no_argument, NULL, 'l' },
+	{ "der", no_argument, NULL, 'd' },
+	{ "output", required_argument, NULL, 'o' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* check_ids - every argument must be a hex session ID. */
+static int
+check_ids(const struct sd_cmd *me, int argc, char **argv)
+{
+	unsigned char id[SESSDB_ID_MAX];
+	size_t len;
+
+	for (int i = 0; i < argc; i++)
+		if (sd_parse_hex_id(argv[i], id, &len) == -1)
+			return sd_bad_usage(me, "%s: '%s' is not a session ID "
+			    "(1 to 32 bytes in hex)", me->name, argv[i]);
+	return 0;
+}
+
+/* sd_cmd_export - sessions as PEM or DER, for openssl sess_id or import. */
+int
+sd_cmd_export(const struct sd_global *g, int argc, char **argv)
+{
+	const struct sd_cmd *me = sd_find_cmd("export");
+	struct export ex = { .der = 0 };
+	const char *out = NULL;
+	struct sessdb *db;
+	int all = 0, ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "+o:", export_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a': all = 1; break;
+		case 'l': ex.live_only = 1; break;
+		case 'd': ex.der = 1; break;
+		case 'o': out = optarg; break;
+		default: return sd_bad_usage(me, NULL);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (all + ex.live_only + (argc > 0) != 1)
+		return sd_bad_usage(me, "export: give session IDs, --all or --live");
+	if ((rc = check_ids(me, argc, argv)) != 0)
+		return rc;
+	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
+		return SD_EXIT_DB;
+	if ((ex.out = open_output(out)) == NULL) {
+		sessdb_close(db);
+		return SD_EXIT_IO;
+	}
+	rc = export_run(db, g, &ex, all, argc, argv);
+	if (BIO_flush(ex.out) != 1 || ex.failed) {
+		sd_err("export: write error on %s", out ? out : "standard output");
+		rc = SD_EXIT_IO;
+	}
+	BIO_free(ex.out);
+	sessdb_close(db);
+	if (out != NULL && rc == 0)
+		fprintf(stderr, "sessdump: exported %llu sessions to %s\n",
+		    (unsigned long long)ex.written, out);
+	return rc;
+}
+
+/* ---- import ---- */
+
+/* One parsed session and where it came from. */
+struct in_sess {
+	SSL_SESSION	*s;
+	const char	*name;		/* input file name */
+	unsigned	index;		/* 1-based position in that file */
+};
+
+struct import {
+	struct in_sess	*v;
+	size_t		n, cap;
+	int		fmt;		/* 0 detect, 'p' PEM, 'd' DER */
+	int		dry;
+	uint64_t	stored, refused;
+};
+
+/* add_session - append one parsed session (taking the reference). */
+static int
+add_session(struct import *im, SSL_SESSION *s, const char *name, unsigned idx)
+{
+	if (im->n == im->cap) {
+		size_t cap = im->cap ? 2 * im->cap : 16;
+		struct in_sess *v = realloc(im->v, cap * sizeof *v);
+
+		if (v == NULL) {
+			SSL_SESSION_free(s);
+			return -1;
+		}
+		im->v = v;
+		im->cap = cap;
+	}
+	im->v[im->n++] = (struct in_sess){ s, name, idx };
+	return 0;
+}
+
+/* read_input - all of fd into a malloc'ed buffer (at most INPUT_MAX). */
+static unsigned char *
+read_input(int fd, size_t *len, const char *name)
+{
+	size_t cap = 65536, n = 0;
+	unsigned char *buf = malloc(cap), *nb;
+	ssize_t r;
+
+	while (buf != NULL) {
+		if (n == cap) {
+			if (cap >= INPUT_MAX) {
+				sd_err("import: %s: larger than %u bytes", name,
+				    INPUT_MAX);
+				break;
+			}
+			if ((nb = realloc(buf, cap *= 2)) == NULL)
+				break;
+			buf = nb;
+		}
+		if ((r = read(fd, buf + n, cap - n)) == 0) {
+			*len = n;
+			return buf;
+		}
+		if (r > 0)
+			n += (size_t)r;
+		else if (errno != EINTR) {
+			sd_err("import: %s: %s", name, strerror(errno));
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* parse_pem - every SSL SESSION PARAMETERS block of buf. */
+static int
+parse_pem(struct import *im, const unsigned char *buf, size_t len,
+    const char *name)
+{
+	BIO *b = BIO_new_mem_buf(buf, (int)len);
+	SSL_SESSION *s;
+	unsigned idx = 0;
+	unsigned long e;
+
+	if (b == NULL)
+		return -1;
+	ERR_clear_error();
+	while ((s = PEM_read_bio_SSL_SESSION(b, NULL, NULL, NULL)) != NULL)
+		if (add_session(im, s, name, ++idx) == -1)
+			break;
+	e = ERR_peek_last_error();
+	BIO_free(b);
+	if (s == NULL && ERR_GET_REASON(e) == PEM_R_NO_START_LINE && idx > 0) {
+		ERR_clear_error();
+		return 0;
+	}
+	if (idx == 0 && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+		sd_err("import: %s: no SSL SESSION PARAMETERS block", name);
+	else
+		sd_err("import: %s: session %u is malformed (%s)", name, idx + 1,
+		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
+		    "bad PEM or DER");
+	ERR_clear_error();
+	return -1;
+}
+
+/* parse_der - concatenated DER sessions filling all of buf. */
+static int
+parse_der(struct import *im, const unsigned char *buf, size_t len,
+    const char *name)
+{
+	const unsigned char *p = buf, *end = buf + len;
+	SSL_SESSION *s;
+	unsigned idx = 0;
+
+	while (p < end) {
+		const unsigned char *start = p;
+
+		s = d2i_SSL_SESSION(NULL, &p, end - p);
+		if (s == NULL) {
+			sd_err("import: %s: malformed DER session at byte %zu "
+			    "(not an SSL session)", name, (size_t)(start - buf));
+			ERR_clear_error();
+			return -1;
+		}
+		if (add_session(im, s, name, ++idx) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* parse_input - one input: PEM if it carries the PEM label or --pem.
+ * Returns 0, -1 if it is malformed, -2 if it cannot be read. */
+static int
+parse_input(struct import *im, const char *name)
+{
+	int stdin_ = strcmp(name, "-") == 0;
+	int fd = stdin_ ? STDIN_FILENO : open(name, O_RDONLY | O_CLOEXEC);
+	unsigned char *buf;
+	size_t len;
+	int rc, pem;
+
+	if (fd == -1) {
+		sd_err("import: %s: %s", name, strerror(errno));
+		return -2;
+	}
+	buf = read_input(fd, &len, stdin_ ? "standard input" : name);
+	if (!stdin_)
+		close(fd);
+	if (buf == NULL)
+		return -2;
+	pem = im->fmt ? im->fmt == 'p' :
+	    memmem(buf, len, PEM_LABEL, strlen(PEM_LABEL)) != NULL;
+	if (len == 0) {
+		sd_err("import: %s: empty input", stdin_ ? "standard input" : name);
+		rc = -1;
+	} else if (pem) {
+		rc = parse_pem(im, buf, len, stdin_ ? "standard input" : name);
+	} else {
+		rc = parse_der(im, buf, len, stdin_ ? "standard input" : name);
+	}
+	free(buf);
+	return rc;
+}
+
+/* refusal - why session s cannot be imported at time now, or NULL. */
+static const char *
+refusal(SSL_SESSION *s, int64_t now)
+{
+	unsigned int id_len;
+
+	(void)SSL_SESSION_get_id(s, &id_len);
+	if (id_len == 0)
+		return "it has no session ID";
+	if (id_len > SESSDB_ID_MAX)
+		return "its session ID is too long";
+	if (SSL_SESSION_get_master_key(s, NULL, 0) == 0)
+		return "it has no master key";
+	if (SSL_SESSION_get0_cipher(s) == NULL)
+		return "it names no cipher";
+	if (SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= now)
+		return "it has expired";
+	return NULL;
+}
+
+/* store_one - put one session into db under its ID; 0 or an exit status. */
+static int
+store_one(struct sessdb *db, struct import *im, SSL_SESSION *s)
+{
+	unsigned char *der = NULL;
+	const unsigned char *id;
+	unsigned int id_len;
+	int len, rc;
+
+	id = SSL_SESSION_get_id(s, &id_len);
+	if ((len = i2d_SSL_SESSION(s, &der)) <= 0) {
+		sd_err("import: cannot encode a session");
+		return SD_EXIT_INPUT;
+	}
+	rc = im->dry ? 0 : sessdb_put(db, SESSDB_NS_SERVER, id, id_len, der,
+	    (size_t)len, (int64_t)SSL_SESSION_get_time(s) +
+	    SSL_SESSION_get_timeout(s));
+	OPENSSL_clear_free(der, (size_t)len);
+	if (rc == SESSDB_FULL) {
+		sd_err("import: the store is full; session declined");
+		return SD_EXIT_DB;
+	}
+	if (rc == -1) {
+		sd_err("import: %s", sessdb_error(db));
+		return SD_EXIT_DB;
+	}
+	im->stored++;
+	return 0;
+}
+
+/* import_all - check and store every parsed session; an exit status. */
+static int
+import_all(struct sessdb *db, struct import *im)
+{
+	int64_t now = sessdb_now(db);
+	int rc = 0, r;
+
+	for (size_t i = 0; i < im->n; i++) {
+		const struct in_sess *in = &im->v[i];
+		const char *why = refusal(in->s, now);
+		unsigned int id_len;
+		const unsigned char *id = SSL_SESSION_get_id(in->s, &id_len);
+		char *hex;
+
+		if (why != NULL) {
+			hex = sd_hex(id, id_len);
+			sd_err("import: %s: session %u (%s) refused: %s", in->name,
+			    in->index, hex ? hex : "?", why);
+			free(hex);
+			im->refused++;
+			rc = SD_EXIT_INPUT;
+			continue;
+		}
+		if ((r = store_one(db, im, in->s)) != 0) {
+			rc = r;
+			if (r == SD_EXIT_DB)
+				break;
+		}
+	}
+	return rc;
+}
+
+static const struct option import_opts[] = {
+	{ "der", no_argument, NULL, 'd' },
+	{ "pem", no_argument, NULL, 'p' },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* import_free - release the parsed sessions. */
+static void
+import_free(struct import *im)
+{
+	for (size_t i = 0; i < im->n; i++)
+		SSL_SESSION_free(im->v[i].s);
+	free(im->v);
+}
+
+/* sd_cmd_import - sessions from PEM/DER files or stdin into the store. */
+int
+sd_cmd_import(const struct sd_global *g, int argc, char **argv)
+{
+	const struct sd_cmd *me = sd_find_cmd("import");
+	struct import im = { .fmt = 0 };
+	char *stdin_only[] = { "-" };
+	struct sessdb *db;
+	int ch, rc = 0;
+
+	while ((ch = getopt_long(argc, argv, "+", import_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': im.fmt = 'd'; break;
+		case 'p': im.fmt = 'p'; break;
+		case 'n': im.dry = 1; break;
+		default: return sd_bad_usage(me, NULL);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		argc = 1;
+		argv = stdin_only;
+	}
+	for (int i = 0; i < argc && rc == 0; i++)
+		if ((ch = parse_input(&im, argv[i])) != 0)
+			rc = ch == -2 ? SD_EXIT_IO : SD_EXIT_INPUT;
+	if (rc != 0) {
+		sd_err("import: nothing imported");
+		import_free(&im);
+		return rc;
+	}
+	if ((db = sd_open(g, im.dry ? SESSDB_RDONLY : 0, NULL)) == NULL) {
+		import_free(&im);
+		return SD_EXIT_DB;
+	}
+	rc = import_all(db, &im);
+	printf("import: %s %llu sessions, refused %llu\n",
+	    im.dry ? "would store" : "stored", (unsigned long long)im.stored,
+	    (unsigned long long)im.refused);
+	sessdb_close(db);
+	import_free(&im);
+	return rc;
+}
