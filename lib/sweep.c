@@ -8,12 +8,21 @@
  *	then decodes, reports and (for a sweep) deletes under the exclusive
  *	lock, re-checking that each record is still the one it saw.
  *
- *	The cursor is the last key of the previous batch.  A sweep never
- *	deletes that key in the same batch (it deletes it after walking past
- *	it, "delete-behind"), because GDBM cannot continue from a deleted key.
- *	If other processes deleted it meanwhile, the walk resumes from the
+ *	GDBM stores a bucket's keys with linear probing, and a delete moves
+ *	later keys of that bucket back to fill the hole: deleting a key in the
+ *	bucket being traversed makes the traversal skip keys.  Keys of one
+ *	bucket are visited one after another, and a bucket holds at most
+ *	GDBM_GETBUCKETSIZE keys, so a key visited more than that many keys ago
+ *	lies in a bucket the traversal has left.  The sweep therefore deletes
+ *	each doomed key only once the walk is that far past it ("delete
+ *	behind"), and the traversal never notices its own deletes.
+ *
+ *	Between batches the walk resumes after the last key of the previous
+ *	batch.  If other processes deleted it meanwhile, it resumes from the
  *	latest key of the batch that still exists, which yields no duplicate;
- *	only if the whole batch vanished does it start over.
+ *	only if the whole batch vanished does it start over.  Deletes and
+ *	splits by other processes can still make a traversal miss a record or
+ *	see one twice: a sweep picks up a missed record next time.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -146,47 +155,36 @@ describe(const datum *k, const datum *v, struct sessdb_record *rec)
 	return 1;
 }
 
-int
-sessdb_foreach(struct sessdb *db, unsigned flags, sessdb_foreach_fn fn, void *arg)
-{
-	struct walk w = { 0 };
-	struct sessdb_record rec;
-	int rc = 0;
-
-	if ((flags & SESSDB_ITER_REMOVE_BAD) && db->rdonly)
-		return store_error(db, "%s: opened read-only", db->path);
-	while (!w.done && rc == 0) {
-		if (walk_batch(db, &w, db->opt.sweep_batch) == -1) {
-			rc = -1;
-			break;
-		}
-		int64_t now = sessdb_now(db);
-		for (size_t i = 0; i < w.n && rc == 0; i++) {
-			if (w.vals[i].dptr == NULL)
-				continue;	/* deleted between nextkey and fetch */
-			int ok = describe(&w.keys[i], &w.vals[i], &rec);
-			if (ok && (flags & SESSDB_ITER_LIVE) && rec.meta.expires <= now)
-				continue;
-			if (ok && (flags & SESSDB_ITER_EXPIRED) && rec.meta.expires > now)
-				continue;
-			rc = fn(arg, &rec);
-			if (!ok && (flags & SESSDB_ITER_REMOVE_BAD) &&
-			    store_delete_if_same(db, rec.key, rec.key_len,
-			    (const unsigned char *)w.vals[i].dptr,
-			    (size_t)w.vals[i].dsize) == 1)
-				db->st.corrupt++;
-		}
-	}
-	walk_free(&w);
-	return rc;
-}
-
 /* A record chosen for removal: raw key and value as seen, and why. */
 struct doomed {
-	datum	key;
-	datum	val;
-	int	bad;		/* undecodable rather than expired */
+	datum		key;
+	datum		val;
+	int		bad;	/* undecodable rather than expired */
+	uint64_t	seq;	/* position in the walk when it was seen */
 };
+
+/*
+ * The delete-behind queue: doomed records in walk order, deleted once the
+ * walk is more than `lag` keys past them.
+ */
+struct reaper {
+	struct doomed	*d;
+	size_t		n;
+	size_t		cap;
+	uint64_t	lag;
+	char		*gone;
+};
+
+static void
+reaper_free(struct reaper *q)
+{
+	for (size_t i = 0; i < q->n; i++) {
+		free(q->d[i].key.dptr);
+		free(q->d[i].val.dptr);
+	}
+	free(q->d);
+	free(q->gone);
+}
 
 /* dup_datum - a malloc'ed copy (NULL dptr on failure). */
 static datum
@@ -199,15 +197,42 @@ dup_datum(const datum *d)
 	return c;
 }
 
-/* sweep_delete - delete the doomed records if unchanged, under one LOCK_EX;
- * gone[i] tells which went. */
+/* reaper_add - queue copies of a doomed record. */
 static int
-sweep_delete(struct sessdb *db, struct doomed *d, char *gone, size_t n)
+reaper_add(struct sessdb *db, struct reaper *q, const datum *k, const datum *v,
+    int bad, uint64_t seq)
+{
+	struct doomed x = { dup_datum(k), dup_datum(v), bad, seq };
+
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? 2 * q->cap : 64;
+		struct doomed *nd = realloc(q->d, cap * sizeof(*nd));
+		char *ng = realloc(q->gone, cap);
+
+		if (nd != NULL)
+			q->d = nd;
+		if (ng != NULL)
+			q->gone = ng;
+		if (nd == NULL || ng == NULL)
+			goto nomem;
+		q->cap = cap;
+	}
+	if (x.key.dptr == NULL || x.val.dptr == NULL)
+		goto nomem;
+	q->d[q->n++] = x;
+	return 0;
+nomem:
+	free(x.key.dptr);
+	free(x.val.dptr);
+	return store_error(db, "sweep: out of memory");
+}
+
+/* delete_chunk - delete records if unchanged, under one LOCK_EX. */
+static int
+delete_chunk(struct sessdb *db, struct doomed *d, char *gone, size_t n)
 {
 	int wrote = 0;
 
-	if (n == 0)
-		return 0;
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -235,36 +260,131 @@ sweep_delete(struct sessdb *db, struct doomed *d, char *gone, size_t n)
 	return 0;
 }
 
-/* sweep_report - count and report one round's removals, then free them. */
+/* What to do with each record a reaper flush removed. */
+struct reap_report {
+	int			dry;
+	sessdb_foreach_fn	on_removed;
+	void			*arg;
+	struct sessdb_sweep_result *res;
+};
+
 static void
-sweep_report(struct sessdb *db, struct doomed *d, const char *gone, size_t n,
-    int dry, sessdb_foreach_fn on_removed, void *arg,
-    struct sessdb_sweep_result *res)
+report_one(struct sessdb *db, const struct doomed *d, int gone,
+    const struct reap_report *rp)
 {
 	struct sessdb_record rec;
 
-	for (size_t i = 0; i < n; i++) {
-		if (!dry && !gone[i]) {
-			res->live++;	/* replaced or deleted meanwhile */
-		} else {
-			if (d[i].bad)
-				res->corrupt++;
-			else
-				res->expired++;
-			if (!dry && d[i].bad)
-				db->st.corrupt++;
-			else if (!dry)
-				db->st.expired++;
-			/* A report's return value cannot stop a sweep midway. */
-			if (on_removed != NULL) {
-				describe(&d[i].key, &d[i].val, &rec);
-				(void)on_removed(arg, &rec);
-			}
-		}
-		free(d[i].key.dptr);
-		free(d[i].val.dptr);
-		d[i].key.dptr = d[i].val.dptr = NULL;
+	if (!gone) {
+		if (rp->res != NULL)
+			rp->res->live++;	/* replaced meanwhile: kept */
+		return;
 	}
+	if (d->bad) {
+		if (rp->res != NULL)
+			rp->res->corrupt++;
+		if (!rp->dry)
+			db->st.corrupt++;
+	} else {
+		if (rp->res != NULL)
+			rp->res->expired++;
+		if (!rp->dry)
+			db->st.expired++;
+	}
+	/* A report's return value cannot stop a sweep midway. */
+	if (rp->on_removed != NULL) {
+		describe(&d->key, &d->val, &rec);
+		(void)rp->on_removed(rp->arg, &rec);
+	}
+}
+
+/* reaper_flush - delete (or, dry, just report) the queued records seen at
+ * or before upto, one LOCK_EX per sweep_batch of them. */
+static int
+reaper_flush(struct sessdb *db, struct reaper *q, uint64_t upto,
+    const struct reap_report *rp)
+{
+	size_t done = 0, batch = db->opt.sweep_batch;
+
+	while (done < q->n && q->d[done].seq <= upto) {
+		size_t n = 0;
+
+		while (done + n < q->n && n < batch && q->d[done + n].seq <= upto)
+			n++;
+		if (rp->dry)
+			memset(q->gone + done, 1, n);
+		else if (delete_chunk(db, q->d + done, q->gone + done, n) == -1)
+			return -1;
+		if (rp->res != NULL && !rp->dry)
+			rp->res->batches++;
+		for (size_t i = done; i < done + n; i++) {
+			report_one(db, &q->d[i], q->gone[i], rp);
+			free(q->d[i].key.dptr);
+			free(q->d[i].val.dptr);
+		}
+		done += n;
+	}
+	memmove(q->d, q->d + done, (q->n - done) * sizeof(*q->d));
+	q->n -= done;
+	return 0;
+}
+
+/* reaper_lag - keys a bucket can hold: beyond that, deletes are safe. */
+static uint64_t
+reaper_lag(struct sessdb *db)
+{
+	size_t elems = 0;
+
+	if (store_begin(db, LOCK_SH) == -1)
+		return 0;
+	if (gdbm_setopt(db->dbf, GDBM_GETBUCKETSIZE, &elems, sizeof(elems)) != 0)
+		elems = 4096;	/* unknown: be generous */
+	store_end(db, 0);
+	return (uint64_t)elems + 1;
+}
+
+int
+sessdb_foreach(struct sessdb *db, unsigned flags, sessdb_foreach_fn fn, void *arg)
+{
+	struct walk w = { 0 };
+	struct reaper q = { 0 };
+	struct reap_report rp = { 0, NULL, NULL, NULL };
+	struct sessdb_record rec;
+	uint64_t seen = 0;
+	int remove_bad = (flags & SESSDB_ITER_REMOVE_BAD) != 0, rc = 0;
+
+	if (remove_bad && db->rdonly)
+		return store_error(db, "%s: opened read-only", db->path);
+	if (remove_bad && (q.lag = reaper_lag(db)) == 0)
+		return -1;
+	while (!w.done && rc == 0) {
+		if (walk_batch(db, &w, db->opt.sweep_batch) == -1) {
+			rc = -1;
+			break;
+		}
+		int64_t now = sessdb_now(db);
+		for (size_t i = 0; i < w.n && rc == 0; i++) {
+			if (w.vals[i].dptr == NULL)
+				continue;	/* deleted between nextkey and fetch */
+			seen++;
+			int ok = describe(&w.keys[i], &w.vals[i], &rec);
+			if (ok && (flags & SESSDB_ITER_LIVE) && rec.meta.expires <= now)
+				continue;
+			if (ok && (flags & SESSDB_ITER_EXPIRED) && rec.meta.expires > now)
+				continue;
+			rc = fn(arg, &rec);
+			if (!ok && remove_bad &&
+			    reaper_add(db, &q, &w.keys[i], &w.vals[i], 1, seen) == -1)
+				rc = -1;
+		}
+		if (rc == 0 && remove_bad && seen > q.lag &&
+		    reaper_flush(db, &q, seen - q.lag, &rp) == -1)
+			rc = -1;
+	}
+	if (rc == 0 && remove_bad && reaper_flush(db, &q, UINT64_MAX, &rp) == -1)
+		rc = -1;
+	reaper_free(&q);
+	walk_free(&w);
+	return rc;
 }
 
 int
@@ -272,79 +392,49 @@ sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed,
     void *arg, struct sessdb_sweep_result *res)
 {
 	struct walk w = { 0 };
+	struct reaper q = { 0 };
 	struct sessdb_sweep_result tmp;
 	struct sessdb_record rec;
-	size_t max = db->opt.sweep_batch, n = 0;
-	struct doomed *d;
-	char *gone;
-	int dry = (flags & SESSDB_SWEEP_DRY_RUN) != 0, rc = -1;
+	struct reap_report rp;
+	uint64_t seen = 0;
+	int rc = -1;
 
 	if (res == NULL)
 		res = &tmp;
 	memset(res, 0, sizeof(*res));
-	if (db->rdonly && !dry)
+	rp.dry = (flags & SESSDB_SWEEP_DRY_RUN) != 0;
+	rp.on_removed = on_removed;
+	rp.arg = arg;
+	rp.res = res;
+	if (db->rdonly && !rp.dry)
 		return store_error(db, "%s: opened read-only", db->path);
-	/* One extra slot: the previous batch's cursor, deleted behind it. */
-	d = calloc(max + 1, sizeof(*d));
-	gone = calloc(max + 1, 1);
-	if (d == NULL || gone == NULL) {
-		store_error(db, "sweep: out of memory");
-		goto out;
-	}
+	if ((q.lag = reaper_lag(db)) == 0)
+		return -1;
 	while (!w.done) {
-		struct doomed held = { { NULL, 0 }, { NULL, 0 }, 0 };
-
-		if (walk_batch(db, &w, max) == -1)
+		if (walk_batch(db, &w, db->opt.sweep_batch) == -1)
 			goto out;
 		int64_t now = sessdb_now(db);
 		for (size_t i = 0; i < w.n; i++) {
 			if (w.vals[i].dptr == NULL)
 				continue;
+			seen++;
 			res->examined++;
 			int ok = describe(&w.keys[i], &w.vals[i], &rec);
 			if (ok && rec.meta.expires > now) {
 				res->live++;
 				continue;
 			}
-			if (i == w.n - 1 && !w.done && !dry) {
-				/* The cursor: the walk resumes from it, so it
-				 * goes with the next round. */
-				held.key = dup_datum(&w.keys[i]);
-				held.val = dup_datum(&w.vals[i]);
-				held.bad = !ok;
-				if (held.key.dptr == NULL || held.val.dptr == NULL) {
-					free(held.key.dptr);
-					free(held.val.dptr);
-					store_error(db, "sweep: out of memory");
-					goto out;
-				}
-				continue;
-			}
-			d[n].key = w.keys[i];
-			d[n].val = w.vals[i];
-			d[n].bad = !ok;
-			w.keys[i].dptr = w.vals[i].dptr = NULL;
-			n++;
+			if (reaper_add(db, &q, &w.keys[i], &w.vals[i], !ok, seen) == -1)
+				goto out;
 		}
-		if (!dry && sweep_delete(db, d, gone, n) == -1) {
-			free(held.key.dptr);
-			free(held.val.dptr);
+		if (seen > q.lag && reaper_flush(db, &q, seen - q.lag, &rp) == -1)
 			goto out;
-		}
-		sweep_report(db, d, gone, n, dry, on_removed, arg, res);
-		n = 0;
-		if (held.key.dptr != NULL)
-			d[n++] = held;
-		res->batches++;
 	}
+	if (reaper_flush(db, &q, UINT64_MAX, &rp) == -1)
+		goto out;
 	rc = 0;
 out:
-	for (size_t i = 0; d != NULL && i < n; i++) {
-		free(d[i].key.dptr);
-		free(d[i].val.dptr);
-	}
-	free(d);
-	free(gone);
+	reaper_free(&q);
 	walk_free(&w);
 	return rc;
 }

@@ -1,0 +1,245 @@
+/*
+ * NAME
+ *	test_record - table-driven tests of the key and record codec
+ */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "record.h"
+
+static const unsigned char KEY[] = { SESSDB_NS_SERVER, 0xde, 0xad, 0xbe, 0xef };
+
+/* encode_sample - a valid record with a 16-byte payload into buf. */
+static size_t
+encode_sample(unsigned char *buf, const unsigned char *key, size_t key_len)
+{
+	static const unsigned char payload[16] = "0123456789abcdef";
+	struct rec r = { 0, 1000, 2000, payload, sizeof(payload) };
+
+	rec_encode(buf, key, key_len, &r);
+	return REC_HEADER_LEN + sizeof(payload);
+}
+
+static void
+test_roundtrip(void)
+{
+	unsigned char buf[64];
+	size_t len = encode_sample(buf, KEY, sizeof(KEY));
+	struct rec r;
+
+	CU_ASSERT_EQUAL(rec_decode(buf, len, KEY, sizeof(KEY), &r), REC_OK);
+	CU_ASSERT_EQUAL(r.created, 1000);
+	CU_ASSERT_EQUAL(r.expires, 2000);
+	CU_ASSERT_EQUAL(r.payload_len, 16);
+	CU_ASSERT(r.payload == buf + REC_HEADER_LEN);
+	CU_ASSERT(memcmp(r.payload, "0123456789abcdef", 16) == 0);
+}
+
+/* The header is fixed, big-endian, host-independent: check the bytes. */
+static void
+test_layout(void)
+{
+	static const unsigned char want[28] = {
+		'S', 'D', 'B', 'R', 1, 0, 0, 0,
+		0, 0, 0, 0, 0, 0, 0x03, 0xe8,	/* created 1000 */
+		0, 0, 0, 0, 0, 0, 0x07, 0xd0,	/* expires 2000 */
+		0, 0, 0, 16,			/* payload length */
+	};
+	unsigned char buf[64];
+
+	encode_sample(buf, KEY, sizeof(KEY));
+	CU_ASSERT(memcmp(buf, want, sizeof(want)) == 0);
+}
+
+/* Negative times (before 1970) survive the signed conversion. */
+static void
+test_negative_times(void)
+{
+	unsigned char buf[REC_HEADER_LEN];
+	struct rec in = { 0, -5, -1, NULL, 0 }, out;
+
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
+	CU_ASSERT_EQUAL(out.created, -5);
+	CU_ASSERT_EQUAL(out.expires, -1);
+	CU_ASSERT_EQUAL(out.payload_len, 0);
+}
+
+/* CRC-32C check value from RFC 3720 (B.4): 32 bytes of zeros. */
+static void
+test_crc32c_vectors(void)
+{
+	unsigned char zeros[32] = { 0 }, ones[32];
+
+	memset(ones, 0xff, sizeof(ones));
+	CU_ASSERT_EQUAL(rec_crc32c(0, zeros, sizeof(zeros)), 0x8a9136aau);
+	CU_ASSERT_EQUAL(rec_crc32c(0, ones, sizeof(ones)), 0x62a8ab43u);
+	CU_ASSERT_EQUAL(rec_crc32c(0, "123456789", 9), 0xe3069283u);
+	/* Continuing a CRC equals computing it in one go. */
+	CU_ASSERT_EQUAL(rec_crc32c(rec_crc32c(0, "1234", 4), "56789", 5), 0xe3069283u);
+}
+
+/* Each malformed case: a mutation applied to a valid record, and the verdict. */
+struct bad_case {
+	const char	*name;
+	size_t		len;		/* value length to decode (0 = as encoded) */
+	int		offset;		/* byte to overwrite, -1 = none */
+	unsigned char	byte;
+	enum rec_status	want;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "empty",		1,  -1, 0,    REC_EMPTY },	/* len 1 -> see below */
+	{ "one byte",		1,  -1, 0,    REC_SHORT },
+	{ "header - 1",		31, -1, 0,    REC_SHORT },
+	{ "header only",	32, -1, 0,    REC_BAD_LENGTH },
+	{ "truncated payload",	47, -1, 0,    REC_BAD_LENGTH },
+	{ "trailing byte",	49, -1, 0,    REC_BAD_LENGTH },
+	{ "bad magic",		0,  0,  'X',  REC_BAD_MAGIC },
+	{ "bad magic 4th",	0,  3,  0,    REC_BAD_MAGIC },
+	{ "version 0",		0,  4,  0,    REC_BAD_VERSION },
+	{ "version 2",		0,  4,  2,    REC_BAD_VERSION },
+	{ "flag encrypted",	0,  5,  1,    REC_BAD_FLAGS },
+	{ "flag high",		0,  5,  0x80, REC_BAD_FLAGS },
+	{ "reserved",		0,  7,  1,    REC_BAD_RESERVED },
+	{ "huge length",	0,  24, 0xff, REC_BAD_LENGTH },
+	{ "length + 1",		0,  27, 17,   REC_BAD_LENGTH },
+	{ "expires < created",	0,  14, 0x7f, REC_BAD_TIMES },
+	{ "payload bit flip",	0,  40, 'X',  REC_BAD_CHECKSUM },
+	{ "crc flip",		0,  31, 0,    REC_BAD_CHECKSUM },
+	{ "created changed",	0,  15, 0xe9, REC_BAD_CHECKSUM },
+};
+
+static void
+test_malformed(void)
+{
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		unsigned char buf[64] = { 0 };
+		size_t len = encode_sample(buf, KEY, sizeof(KEY));
+		struct rec r;
+		enum rec_status got;
+
+		if (c->offset >= 0)
+			buf[c->offset] = c->byte;
+		if (c->len > 0)
+			len = c->len;
+		if (c->want == REC_EMPTY)
+			len = 0;
+		got = rec_decode(buf, len, KEY, sizeof(KEY), &r);
+		if (got != c->want)
+			printf("\n  %s: got %s, want %s\n", c->name,
+			    rec_strerror(got), rec_strerror(c->want));
+		CU_ASSERT_EQUAL(got, c->want);
+		CU_ASSERT_PTR_NULL(r.payload);	/* nothing leaks out of a bad record */
+	}
+	CU_ASSERT_EQUAL(rec_decode(NULL, 0, KEY, sizeof(KEY), &(struct rec){0}), REC_EMPTY);
+}
+
+/* A value moved under another key fails its checksum. */
+static void
+test_wrong_key(void)
+{
+	static const unsigned char other[] = { SESSDB_NS_SERVER, 0xde, 0xad, 0xbe, 0xee };
+	static const unsigned char client[] = { SESSDB_NS_CLIENT, 0xde, 0xad, 0xbe, 0xef };
+	unsigned char buf[64];
+	size_t len = encode_sample(buf, KEY, sizeof(KEY));
+	struct rec r;
+
+	CU_ASSERT_EQUAL(rec_decode(buf, len, other, sizeof(other), &r), REC_BAD_CHECKSUM);
+	CU_ASSERT_EQUAL(rec_decode(buf, len, client, sizeof(client), &r), REC_BAD_CHECKSUM);
+	CU_ASSERT_EQUAL(rec_decode(buf, len, KEY, 4, &r), REC_BAD_CHECKSUM);
+}
+
+struct key_case {
+	unsigned	ns;
+	size_t		id_len;
+	size_t		want;	/* key length, 0 = refused */
+};
+
+static void
+test_keys(void)
+{
+	static const struct key_case cases[] = {
+		{ SESSDB_NS_SERVER, 0,  0 },
+		{ SESSDB_NS_SERVER, 1,  2 },
+		{ SESSDB_NS_SERVER, 32, 33 },
+		{ SESSDB_NS_SERVER, 33, 0 },
+		{ SESSDB_NS_CLIENT, 16, 17 },
+		{ 0,                16, 0 },
+		{ 0x1ff,            16, 0 },
+	};
+	unsigned char id[64], key[REC_KEY_MAX];
+
+	memset(id, 0xab, sizeof(id));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t got = rec_key_make(key, cases[i].ns, id, cases[i].id_len);
+
+		if (got != cases[i].want)
+			printf("\n  key ns=%#x len=%zu: got %zu, want %zu\n",
+			    cases[i].ns, cases[i].id_len, got, cases[i].want);
+		CU_ASSERT_EQUAL(got, cases[i].want);
+		if (got > 0) {
+			unsigned ns;
+			const unsigned char *pid;
+			size_t plen;
+
+			CU_ASSERT_EQUAL(rec_key_parse(key, got, &ns, &pid, &plen), REC_OK);
+			CU_ASSERT_EQUAL(ns, cases[i].ns);
+			CU_ASSERT_EQUAL(plen, cases[i].id_len);
+			CU_ASSERT(memcmp(pid, id, plen) == 0);
+		}
+	}
+	CU_ASSERT_EQUAL(rec_key_make(key, SESSDB_NS_SERVER, NULL, 4), 0);
+	{
+		unsigned ns;
+		const unsigned char *pid;
+		size_t plen;
+		unsigned char k1[1] = { SESSDB_NS_SERVER }, kx[3] = { 'Z', 1, 2 };
+
+		CU_ASSERT_EQUAL(rec_key_parse(k1, 1, &ns, &pid, &plen), REC_BAD_KEY);
+		CU_ASSERT_EQUAL(rec_key_parse(kx, 3, &ns, &pid, &plen), REC_BAD_KEY);
+		CU_ASSERT_EQUAL(rec_key_parse(id, 34, &ns, &pid, &plen), REC_BAD_KEY);
+	}
+	/* A record under a malformed key is refused whatever its value. */
+	{
+		unsigned char buf[64], bad_key[1] = { SESSDB_NS_SERVER };
+		size_t len = encode_sample(buf, bad_key, 1);
+		struct rec r;
+
+		CU_ASSERT_EQUAL(rec_decode(buf, len, bad_key, 1, &r), REC_BAD_KEY);
+	}
+}
+
+static void
+test_strerror(void)
+{
+	for (int s = REC_OK; s <= REC_BAD_KEY; s++)
+		CU_ASSERT(strcmp(rec_strerror((enum rec_status)s), "unknown record status") != 0);
+	CU_ASSERT_STRING_EQUAL(rec_strerror((enum rec_status)999), "unknown record status");
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failures;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("record", NULL, NULL);
+	CU_add_test(s, "roundtrip", test_roundtrip);
+	CU_add_test(s, "layout", test_layout);
+	CU_add_test(s, "negative times", test_negative_times);
+	CU_add_test(s, "crc32c vectors", test_crc32c_vectors);
+	CU_add_test(s, "malformed records", test_malformed);
+	CU_add_test(s, "value under wrong key", test_wrong_key);
+	CU_add_test(s, "keys", test_keys);
+	CU_add_test(s, "strerror", test_strerror);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	return failures == 0 ? 0 : 1;
+}

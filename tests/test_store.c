@@ -1,0 +1,895 @@
+/*
+ * NAME
+ *	test_store - the store API on one process: put, get, take, delete,
+ *	expiry, traversal, sweep, capacity, persistence, read-only mode,
+ *	file safety, damaged records and files
+ */
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gdbm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "record.h"
+#include "sessdb.h"
+
+#define NS SESSDB_NS_SERVER
+
+static char dir[256];
+static char path[300];
+static int64_t fake_now = 1700000000;
+static int log_calls;
+static char last_log[512];
+
+static int64_t
+fake_clock(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+static void
+capture_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	log_calls++;
+	snprintf(last_log, sizeof(last_log), "%s", msg);
+}
+
+/* fresh - a new, empty database path for each test. */
+static void
+fresh(const char *name)
+{
+	char cmd[1200];
+
+	snprintf(path, sizeof(path), "%s/%s.db", dir, name);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.lock' '%s'.corrupt-*", path, path, path);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	log_calls = 0;
+	last_log[0] = '\0';
+}
+
+static struct sessdb *
+open_with(const struct sessdb_options *o)
+{
+	char err[512] = "";
+	struct sessdb *db = sessdb_open(path, o, err, sizeof(err));
+
+	if (db == NULL)
+		printf("\n  open %s: %s\n", path, err);
+	return db;
+}
+
+static struct sessdb_options
+opts(void)
+{
+	struct sessdb_options o = { 0 };
+
+	o.clock = fake_clock;
+	o.log = capture_log;
+	return o;
+}
+
+static struct sessdb *
+open_default(void)
+{
+	struct sessdb_options o = opts();
+
+	return open_with(&o);
+}
+
+/* get_str - get (ns, id) and compare with want (NULL = expect a miss). */
+static void
+expect_get(struct sessdb *db, const char *id, const char *want)
+{
+	void *data = NULL;
+	size_t len = 0;
+	int rc = sessdb_get(db, NS, id, strlen(id), &data, &len, NULL);
+
+	if (want == NULL) {
+		if (rc != SESSDB_MISS)
+			printf("\n  get %s: got rc %d, want miss\n", id, rc);
+		CU_ASSERT_EQUAL(rc, SESSDB_MISS);
+		CU_ASSERT_PTR_NULL(data);
+	} else {
+		if (rc != SESSDB_OK)
+			printf("\n  get %s: got rc %d (%s), want hit\n", id, rc,
+			    sessdb_error(db));
+		CU_ASSERT_EQUAL_FATAL(rc, SESSDB_OK);
+		CU_ASSERT_EQUAL(len, strlen(want));
+		CU_ASSERT(memcmp(data, want, len) == 0);
+	}
+	sessdb_free(data);
+}
+
+static int
+put_str(struct sessdb *db, const char *id, const char *val, int64_t expires)
+{
+	return sessdb_put(db, NS, id, strlen(id), val, strlen(val), expires);
+}
+
+static void
+test_create_modes(void)
+{
+	struct stat st;
+	char lock[320];
+	struct sessdb *db;
+
+	fresh("modes");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	CU_ASSERT_EQUAL(stat(lock, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	CU_ASSERT_STRING_EQUAL(sessdb_path(db), path);
+	sessdb_close(db);
+	sessdb_close(NULL);	/* no-op */
+}
+
+static void
+test_put_get(void)
+{
+	struct sessdb *db;
+	struct sessdb_meta meta;
+	struct sessdb_stats st;
+	void *data;
+	size_t len;
+	unsigned char id32[32], big[4000];
+
+	fresh("putget");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(put_str(db, "alpha", "first", fake_now + 100), 0);
+	CU_ASSERT_EQUAL(put_str(db, "beta", "second", 0), 0);
+	expect_get(db, "alpha", "first");
+	expect_get(db, "beta", "second");
+	expect_get(db, "gamma", NULL);
+	/* replace */
+	CU_ASSERT_EQUAL(put_str(db, "alpha", "replaced value", fake_now + 50), 0);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, "alpha", 5, &data, &len, &meta), SESSDB_OK);
+	CU_ASSERT_EQUAL(len, 14);
+	CU_ASSERT_EQUAL(meta.created, fake_now);
+	CU_ASSERT_EQUAL(meta.expires, fake_now + 50);
+	sessdb_free(data);
+	/* default TTL applies when expires is 0 */
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, "beta", 4, &data, &len, &meta), SESSDB_OK);
+	CU_ASSERT_EQUAL(meta.expires, fake_now + 300);
+	sessdb_free(data);
+	/* 32-byte ids and binary payloads; empty payload */
+	memset(id32, 0x00, sizeof(id32));
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i * 7);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id32, 32, big, sizeof(big), 0), 0);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, id32, 32, &data, &len, NULL), SESSDB_OK);
+	CU_ASSERT_EQUAL(len, sizeof(big));
+	CU_ASSERT(memcmp(data, big, sizeof(big)) == 0);
+	sessdb_free(data);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, "e", 1, NULL, 0, 0), 0);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, "e", 1, &data, &len, NULL), SESSDB_OK);
+	CU_ASSERT_EQUAL(len, 0);
+	sessdb_free(data);
+	/* namespaces are separate */
+	CU_ASSERT_EQUAL(sessdb_get(db, SESSDB_NS_CLIENT, "alpha", 5, &data, &len, NULL),
+	    SESSDB_MISS);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.stores, 5);
+	CU_ASSERT_EQUAL(st.hits, 6);
+	CU_ASSERT_EQUAL(st.misses, 2);
+	CU_ASSERT_EQUAL(st.errors, 0);
+	sessdb_stats_reset(db);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.hits, 0);
+	sessdb_close(db);
+}
+
+static void
+test_bad_keys(void)
+{
+	struct sessdb *db;
+	unsigned char id[40] = { 1 };
+	void *data;
+	size_t len;
+	struct sessdb_stats st;
+
+	fresh("badkeys");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id, 0, "x", 1, 0), -1);
+	CU_ASSERT(strstr(sessdb_error(db), "invalid key") != NULL);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id, 33, "x", 1, 0), -1);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, id, 33, &data, &len, NULL), -1);
+	CU_ASSERT_PTR_NULL(data);
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, id, 0, &data, &len, NULL), -1);
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, id, 33), -1);
+	CU_ASSERT_EQUAL(sessdb_put(db, 0x41, id, 4, "x", 1, 0), -1);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id, 4, NULL, 5, 0), -1);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id, 4, id, SESSDB_PAYLOAD_MAX + 1, 0), -1);
+	CU_ASSERT(strstr(sessdb_error(db), "exceeds") != NULL);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.errors, 8);
+	CU_ASSERT_EQUAL(st.stores, 0);
+	sessdb_close(db);
+}
+
+/* Expiry at the boundaries: live while now < expires. */
+static void
+test_expiry_boundaries(void)
+{
+	struct sessdb *db;
+	struct sessdb_stats st;
+	int64_t t0 = fake_now;
+	static const struct { int64_t expires_delta; int want_rc; } puts_[] = {
+		{ -1, -1 }, { 0, -1 }, { 1, 0 },
+	};
+
+	fresh("expiry");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	for (size_t i = 0; i < 3; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "p%zu", i);
+		int rc = put_str(db, id, "v", t0 + puts_[i].expires_delta);
+		if (rc != puts_[i].want_rc)
+			printf("\n  put expires now%+lld: got %d, want %d\n",
+			    (long long)puts_[i].expires_delta, rc, puts_[i].want_rc);
+		CU_ASSERT_EQUAL(rc, puts_[i].want_rc);
+	}
+	CU_ASSERT(strstr(sessdb_error(db), "expired") != NULL);
+	CU_ASSERT_EQUAL(put_str(db, "k", "value", t0 + 10), 0);
+	fake_now = t0 + 9;
+	expect_get(db, "k", "value");
+	fake_now = t0 + 10;
+	expect_get(db, "k", NULL);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.expired, 1);
+	fake_now = t0 + 11;
+	expect_get(db, "k", NULL);	/* removed by the previous miss */
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.expired, 1);
+	/* max_ttl caps expiry */
+	fake_now = t0;
+	CU_ASSERT_EQUAL(put_str(db, "far", "v", t0 + 10 * 86400), 0);
+	fake_now = t0 + 86400;
+	expect_get(db, "far", NULL);
+	fake_now = t0;
+	sessdb_close(db);
+}
+
+static void
+test_take_delete(void)
+{
+	struct sessdb *db;
+	struct sessdb_stats st;
+	void *data;
+	size_t len;
+
+	fresh("take");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(put_str(db, "t", "ticket", 0), 0);
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, "t", 1, &data, &len, NULL), SESSDB_OK);
+	CU_ASSERT_EQUAL(len, 6);
+	CU_ASSERT(memcmp(data, "ticket", 6) == 0);
+	sessdb_free(data);
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, "t", 1, &data, &len, NULL), SESSDB_MISS);
+	expect_get(db, "t", NULL);
+	/* take of an expired record is a miss, and removes it */
+	CU_ASSERT_EQUAL(put_str(db, "old", "x", fake_now + 5), 0);
+	fake_now += 5;
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, "old", 3, &data, &len, NULL), SESSDB_MISS);
+	fake_now -= 5;
+	expect_get(db, "old", NULL);
+	/* delete: present, then absent (a no-op success) */
+	CU_ASSERT_EQUAL(put_str(db, "d", "x", 0), 0);
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, "d", 1), 0);
+	expect_get(db, "d", NULL);
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, "d", 1), 0);
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, "never", 5), 0);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.deletes, 2);
+	CU_ASSERT_EQUAL(st.errors, 0);
+	sessdb_close(db);
+}
+
+struct tally {
+	int live, expired, bad, calls, stop_at;
+};
+
+static int
+count_rec(void *arg, const struct sessdb_record *rec)
+{
+	struct tally *t = arg;
+
+	t->calls++;
+	if (rec->problem != NULL)
+		t->bad++;
+	else if (rec->meta.expires <= fake_now)
+		t->expired++;
+	else
+		t->live++;
+	if (rec->problem == NULL) {
+		/* payload is "v<id>" */
+		CU_ASSERT_EQUAL(rec->ns, NS);
+		CU_ASSERT_EQUAL(rec->len, rec->id_len + 1);
+		CU_ASSERT(rec->data[0] == 'v' &&
+		    memcmp(rec->data + 1, rec->id, rec->id_len) == 0);
+		CU_ASSERT_EQUAL(rec->key_len, rec->id_len + 1);
+	}
+	return t->stop_at != 0 && t->calls == t->stop_at ? 42 : 0;
+}
+
+/* populate - n live and m expired-soon records "v<id>". */
+static void
+populate(struct sessdb *db, int n, int m, int64_t expire_at)
+{
+	char id[16], val[20];
+
+	for (int i = 0; i < n + m; i++) {
+		snprintf(id, sizeof(id), "%c%06d", i < n ? 'L' : 'E', i);
+		snprintf(val, sizeof(val), "v%s", id);
+		CU_ASSERT_EQUAL(put_str(db, id, val, i < n ? 0 : expire_at), 0);
+	}
+}
+
+static void
+test_foreach(void)
+{
+	struct sessdb_options o = opts();
+	struct sessdb *db;
+	struct tally t;
+
+	fresh("foreach");
+	o.sweep_batch = 7;	/* many batches */
+	db = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	populate(db, 100, 50, fake_now + 10);
+	fake_now += 10;
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 0);
+	CU_ASSERT_EQUAL(t.live, 100);
+	CU_ASSERT_EQUAL(t.expired, 50);
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, SESSDB_ITER_LIVE, count_rec, &t), 0);
+	CU_ASSERT_EQUAL(t.live, 100);
+	CU_ASSERT_EQUAL(t.expired, 0);
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, SESSDB_ITER_EXPIRED, count_rec, &t), 0);
+	CU_ASSERT_EQUAL(t.live, 0);
+	CU_ASSERT_EQUAL(t.expired, 50);
+	memset(&t, 0, sizeof(t));
+	t.stop_at = 20;
+	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 42);
+	CU_ASSERT_EQUAL(t.calls, 20);
+	fake_now -= 10;
+	sessdb_close(db);
+}
+
+/*
+ * Deleting records from inside foreach is allowed: no error, no crash, no
+ * record seen twice in a pass; GDBM may move not-yet-visited keys of the
+ * current bucket, so a pass can miss some, and a later pass finds them.
+ */
+struct deleter {
+	struct sessdb	*db;
+	int		deleted;
+	char		seen[200];
+};
+
+static int
+delete_current(void *arg, const struct sessdb_record *rec)
+{
+	struct deleter *d = arg;
+	char num[16] = "";
+	int n;
+
+	memcpy(num, rec->id + 1, rec->id_len - 1 < 15 ? rec->id_len - 1 : 15);
+	n = atoi(num);
+
+	CU_ASSERT(n >= 0 && n < 200);
+	CU_ASSERT_EQUAL(d->seen[n], 0);
+	d->seen[n] = 1;
+	CU_ASSERT_EQUAL(sessdb_delete(d->db, rec->ns, rec->id, rec->id_len), 0);
+	d->deleted++;
+	return 0;
+}
+
+static void
+test_foreach_deleting(void)
+{
+	struct sessdb_options o = opts();
+	struct deleter d = { 0 };
+	int passes = 0, total = 0;
+
+	fresh("foreachdel");
+	o.sweep_batch = 5;
+	d.db = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d.db);
+	populate(d.db, 200, 0, 0);
+	do {
+		d.deleted = 0;
+		memset(d.seen, 0, sizeof(d.seen));
+		CU_ASSERT_EQUAL(sessdb_foreach(d.db, 0, delete_current, &d), 0);
+		total += d.deleted;
+		passes++;
+	} while (d.deleted > 0 && passes < 50);
+	if (total != 200)
+		printf("\n  deleted %d in %d passes, want 200\n", total, passes);
+	CU_ASSERT_EQUAL(total, 200);
+	sessdb_close(d.db);
+}
+
+static int
+count_removed(void *arg, const struct sessdb_record *rec)
+{
+	int *n = arg;
+
+	CU_ASSERT(rec->problem != NULL || rec->meta.expires <= fake_now);
+	(*n)++;
+	return 0;
+}
+
+static void
+test_sweep(void)
+{
+	static const unsigned batches[] = { 1, 3, 64, 1000 };
+
+	for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++) {
+		struct sessdb_options o = opts();
+		struct sessdb_sweep_result res;
+		struct sessdb_info info;
+		struct sessdb *db;
+		struct tally t;
+		int removed = 0;
+
+		fresh("sweep");
+		o.sweep_batch = batches[b];
+		db = open_with(&o);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+		populate(db, 300, 200, fake_now + 60);
+		fake_now += 60;
+		CU_ASSERT_EQUAL(sessdb_sweep(db, SESSDB_SWEEP_DRY_RUN, count_removed,
+		    &removed, &res), 0);
+		CU_ASSERT_EQUAL(res.expired, 200);
+		CU_ASSERT_EQUAL(removed, 200);
+		memset(&t, 0, sizeof(t));
+		sessdb_foreach(db, 0, count_rec, &t);
+		CU_ASSERT_EQUAL(t.calls, 500);	/* dry run removed nothing */
+
+		removed = 0;
+		CU_ASSERT_EQUAL(sessdb_sweep(db, 0, count_removed, &removed, &res), 0);
+		if (res.expired != 200 || res.live != 300)
+			printf("\n  batch %u: got expired %llu live %llu, want 200 300\n",
+			    batches[b], (unsigned long long)res.expired,
+			    (unsigned long long)res.live);
+		CU_ASSERT_EQUAL(res.expired, 200);
+		CU_ASSERT_EQUAL(res.live, 300);
+		CU_ASSERT_EQUAL(res.examined, 500);
+		CU_ASSERT_EQUAL(removed, 200);
+		CU_ASSERT_EQUAL(res.batches, (200 + batches[b] - 1) / batches[b]);
+		memset(&t, 0, sizeof(t));
+		sessdb_foreach(db, 0, count_rec, &t);
+		CU_ASSERT_EQUAL(t.live, 300);
+		CU_ASSERT_EQUAL(t.expired, 0);
+		CU_ASSERT_EQUAL(sessdb_info(db, &info), 0);
+		CU_ASSERT_EQUAL(info.entries, 300);
+		CU_ASSERT(info.file_size > 0);
+		fake_now -= 60;
+		sessdb_close(db);
+	}
+}
+
+static void
+test_capacity(void)
+{
+	struct sessdb_options o = opts();
+	struct sessdb_stats st;
+	struct sessdb *db;
+	char id[16];
+
+	fresh("cap");
+	o.max_entries = 10;
+	db = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "c%d", i);
+		CU_ASSERT_EQUAL(put_str(db, id, "v", i < 4 ? fake_now + 5 : 0), 0);
+	}
+	CU_ASSERT_EQUAL(put_str(db, "over", "v", 0), SESSDB_FULL);
+	CU_ASSERT_EQUAL(put_str(db, "c9", "replacing is fine", 0), 0);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.declined, 1);
+	/* four expire: the cap sweeps them and takes the new record */
+	fake_now += 5;
+	CU_ASSERT_EQUAL(put_str(db, "over", "v", 0), 0);
+	expect_get(db, "over", "v");
+	expect_get(db, "c9", "replacing is fine");
+	expect_get(db, "c0", NULL);
+	fake_now -= 5;
+	sessdb_close(db);
+
+	/* byte cap */
+	fresh("capbytes");
+	o = opts();
+	o.max_bytes = 4 * (1 + 3 + REC_HEADER_LEN + 100);
+	db = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	{
+		char val[101];
+		memset(val, 'x', 100);
+		val[100] = '\0';
+		for (int i = 0; i < 4; i++) {
+			snprintf(id, sizeof(id), "b%02d", i);
+			CU_ASSERT_EQUAL(put_str(db, id, val, 0), 0);
+		}
+		CU_ASSERT_EQUAL(put_str(db, "b99", val, 0), SESSDB_FULL);
+		CU_ASSERT_EQUAL(sessdb_delete(db, NS, "b00", 3), 0);
+		CU_ASSERT_EQUAL(put_str(db, "b99", val, 0), 0);
+	}
+	sessdb_close(db);
+}
+
+static void
+test_persistence_and_rdonly(void)
+{
+	struct sessdb_options o = opts();
+	struct sessdb *db, *ro;
+	void *data;
+	size_t len;
+	char err[256];
+
+	fresh("persist");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(put_str(db, "keep", "me", 0), 0);
+	sessdb_close(db);
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	expect_get(db, "keep", "me");
+
+	o.flags = SESSDB_RDONLY;
+	ro = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ro);
+	expect_get(ro, "keep", "me");
+	CU_ASSERT_EQUAL(put_str(ro, "no", "x", 0), -1);
+	CU_ASSERT(strstr(sessdb_error(ro), "read-only") != NULL);
+	CU_ASSERT_EQUAL(sessdb_delete(ro, NS, "keep", 4), -1);
+	CU_ASSERT_EQUAL(sessdb_take(ro, NS, "keep", 4, &data, &len, NULL), -1);
+	CU_ASSERT_EQUAL(sessdb_sweep(ro, 0, NULL, NULL, NULL), -1);
+	CU_ASSERT_EQUAL(sessdb_compact(ro), -1);
+	/* the read-only handle sees the writer's later records */
+	CU_ASSERT_EQUAL(put_str(db, "later", "seen", 0), 0);
+	expect_get(ro, "later", "seen");
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, "later", 5), 0);
+	expect_get(ro, "later", NULL);
+	sessdb_close(ro);
+	sessdb_close(db);
+
+	/* read-only or NOCREATE on a missing file: clear error, no file made */
+	fresh("missing");
+	o.flags = SESSDB_RDONLY;
+	CU_ASSERT_PTR_NULL(sessdb_open(path, &o, err, sizeof(err)));
+	CU_ASSERT(strstr(err, "No such file") != NULL);
+	o.flags = SESSDB_NOCREATE;
+	CU_ASSERT_PTR_NULL(sessdb_open(path, &o, err, sizeof(err)));
+	CU_ASSERT(strstr(err, "No such file") != NULL);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+}
+
+/* Compaction keeps the records and other handles notice the new file. */
+static void
+test_compact(void)
+{
+	struct sessdb *db, *other;
+	struct sessdb_info before, after;
+	struct sessdb_sweep_result res;
+	struct tally t;
+
+	fresh("compact");
+	db = open_default();
+	other = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+	populate(db, 100, 2000, fake_now + 1);
+	fake_now += 1;
+	CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &res), 0);
+	CU_ASSERT_EQUAL(res.expired, 2000);
+	CU_ASSERT_EQUAL(sessdb_info(db, &before), 0);
+	CU_ASSERT_EQUAL(sessdb_compact(db), 0);
+	CU_ASSERT_EQUAL(sessdb_info(db, &after), 0);
+	CU_ASSERT(after.file_size < before.file_size);
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL(sessdb_foreach(other, 0, count_rec, &t), 0);
+	CU_ASSERT_EQUAL(t.live, 100);
+	CU_ASSERT_EQUAL(put_str(other, "after", "compaction", 0), 0);
+	expect_get(db, "after", "compaction");
+	{
+		struct stat st;
+		CU_ASSERT_EQUAL(stat(path, &st), 0);
+		CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	}
+	fake_now -= 1;
+	sessdb_close(other);
+	sessdb_close(db);
+}
+
+/* expect_refused - open fails and the message contains want. */
+static void
+expect_refused(const char *p, const char *want)
+{
+	char err[512] = "";
+	struct sessdb_options o = opts();
+	struct sessdb *db = sessdb_open(p, &o, err, sizeof(err));
+
+	if (db != NULL || strstr(err, want) == NULL)
+		printf("\n  open %s: got \"%s\", want refusal with \"%s\"\n", p, err, want);
+	CU_ASSERT_PTR_NULL(db);
+	CU_ASSERT(strstr(err, want) != NULL);
+	sessdb_close(db);
+}
+
+static void
+test_file_safety(void)
+{
+	char target[320], link[320], lock[340];
+	int fd;
+
+	fresh("safety");
+	snprintf(target, sizeof(target), "%s/target.db", dir);
+	snprintf(link, sizeof(link), "%s/link.db", dir);
+	unlink(target);
+	unlink(link);
+	CU_ASSERT_EQUAL(symlink(target, link), 0);
+	expect_refused(link, "symbolic link");
+	CU_ASSERT_NOT_EQUAL(access(target, F_OK), 0);	/* nothing created through it */
+
+	snprintf(link, sizeof(link), "%s/adir.db", dir);
+	mkdir(link, 0700);
+	expect_refused(link, "directory");
+
+	snprintf(link, sizeof(link), "%s/no/such/dir/x.db", dir);
+	expect_refused(link, "No such file");
+
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT(fd >= 0);
+	fchmod(fd, 0620);
+	close(fd);
+	expect_refused(path, "group or world writable");
+	chmod(path, 0606);
+	expect_refused(path, "group or world writable");
+	unlink(path);
+
+	/* a symlinked lock file is refused too */
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	unlink(lock);
+	CU_ASSERT_EQUAL(symlink(target, lock), 0);
+	expect_refused(path, "symbolic link");
+	unlink(lock);
+
+	snprintf(link, sizeof(link), "%s/fifo.db", dir);
+	unlink(link);
+	CU_ASSERT_EQUAL(mkfifo(link, 0600), 0);
+	expect_refused(link, "not a regular file");
+	unlink(link);
+}
+
+/* A file owned by someone else is refused (checked from a non-root child). */
+static void
+test_foreign_owner(void)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() != 0)
+		return;	/* needs root to make a file of another uid */
+	fresh("foreign");
+	CU_ASSERT_EQUAL(chmod(dir, 0777), 0);
+	{
+		struct sessdb *db = open_default();	/* owned by root */
+		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+		sessdb_close(db);
+	}
+	pid = fork();
+	if (pid == 0) {
+		char err[512] = "";
+		struct sessdb *db;
+
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(3);
+		db = sessdb_open(path, NULL, err, sizeof(err));
+		_exit(db == NULL && (strstr(err, "owned by uid 0") != NULL ||
+		    strstr(err, "Permission denied") != NULL) ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	chmod(dir, 0700);
+}
+
+/* gdbm_put_raw - write a raw value under a raw key, bypassing the store. */
+static void
+gdbm_put_raw(const void *key, size_t key_len, const void *val, size_t val_len)
+{
+	GDBM_FILE g = gdbm_open(path, 0, GDBM_WRITER | GDBM_NOLOCK, 0600, NULL);
+	datum k = { (char *)key, (int)key_len }, v = { (char *)val, (int)val_len };
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(gdbm_store(g, k, v, GDBM_REPLACE), 0);
+	gdbm_close(g);
+}
+
+static void
+test_corrupt_records(void)
+{
+	struct sessdb *db, *reader;
+	struct sessdb_stats st;
+	struct sessdb_options o = opts();
+	struct tally t;
+	unsigned char key[REC_KEY_MAX], val[64];
+	size_t key_len;
+
+	fresh("corrupt");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(put_str(db, "good", "vgood", 0), 0);
+	sessdb_close(db);
+
+	key_len = rec_key_make(key, NS, "bad1", 4);
+	gdbm_put_raw(key, key_len, "garbage that is no record at all", 32);
+	key_len = rec_key_make(key, NS, "bad2", 4);
+	memset(val, 0, sizeof(val));
+	gdbm_put_raw(key, key_len, val, sizeof(val));
+	gdbm_put_raw("\x01junk", 5, "x", 1);	/* malformed key */
+
+	o.flags = SESSDB_RDONLY;
+	reader = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reader);
+	expect_get(reader, "bad1", NULL);	/* a miss, never a crash */
+	sessdb_stats(reader, &st);
+	CU_ASSERT_EQUAL(st.corrupt, 1);
+	CU_ASSERT_EQUAL(st.errors, 0);
+
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 0);
+	CU_ASSERT_EQUAL(t.bad, 3);
+	CU_ASSERT_EQUAL(t.live, 1);
+	expect_get(db, "bad1", NULL);
+	CU_ASSERT(log_calls > 0);
+	CU_ASSERT(strstr(last_log, "unreadable record") != NULL);
+	memset(&t, 0, sizeof(t));
+	sessdb_foreach(db, 0, count_rec, &t);
+	CU_ASSERT_EQUAL(t.bad, 2);	/* the writer's miss removed bad1 */
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, SESSDB_ITER_REMOVE_BAD, count_rec, &t), 0);
+	CU_ASSERT_EQUAL(t.bad, 2);
+	memset(&t, 0, sizeof(t));
+	sessdb_foreach(db, 0, count_rec, &t);
+	CU_ASSERT_EQUAL(t.bad, 0);
+	CU_ASSERT_EQUAL(t.live, 1);
+	expect_get(db, "good", "vgood");
+	sessdb_close(reader);
+	sessdb_close(db);
+}
+
+/* A garbage or truncated database file is moved aside; the store works. */
+static void
+test_damaged_file(void)
+{
+	static const struct { const char *name; long keep; } cases[] = {
+		{ "garbage", -1 }, { "truncated", 700 }, { "header only", 64 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sessdb *db;
+		char cmd[700];
+		int fd;
+
+		fresh("damaged");
+		db = open_default();
+		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+		populate(db, 50, 0, 0);
+		sessdb_close(db);
+		if (cases[i].keep < 0) {
+			fd = open(path, O_WRONLY | O_TRUNC);
+			CU_ASSERT(write(fd, "this is not a gdbm file, not at all....", 40) == 40);
+			close(fd);
+		} else {
+			CU_ASSERT_EQUAL(truncate(path, cases[i].keep), 0);
+		}
+		db = open_default();
+		if (db == NULL)
+			printf("\n  %s: open failed\n", cases[i].name);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+		CU_ASSERT(log_calls > 0);
+		CU_ASSERT_EQUAL(put_str(db, "new", "vnew", 0), 0);
+		expect_get(db, "new", "vnew");
+		{
+			struct sessdb_stats st;
+			sessdb_stats(db, &st);
+			CU_ASSERT_EQUAL(st.recoveries, 1);
+		}
+		snprintf(cmd, sizeof(cmd), "ls '%s'.corrupt-* >/dev/null 2>&1", path);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+		sessdb_close(db);
+	}
+}
+
+/* A handle opened before fork works in the child, and both see each other. */
+static void
+test_fork(void)
+{
+	struct sessdb *db;
+	pid_t pid;
+	int status;
+
+	fresh("fork");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(put_str(db, "parent", "vparent", 0), 0);
+	pid = fork();
+	if (pid == 0) {
+		void *d;
+		size_t l;
+		int ok = sessdb_get(db, NS, "parent", 6, &d, &l, NULL) == SESSDB_OK &&
+		    put_str(db, "child", "vchild", 0) == 0;
+		sessdb_free(d);
+		sessdb_close(db);
+		_exit(ok ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_get(db, "child", "vchild");
+	sessdb_close(db);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failures;
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/test_store.XXXXXX", tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("store", NULL, NULL);
+	CU_add_test(s, "create with mode 0600", test_create_modes);
+	CU_add_test(s, "put and get", test_put_get);
+	CU_add_test(s, "bad keys and sizes", test_bad_keys);
+	CU_add_test(s, "expiry boundaries", test_expiry_boundaries);
+	CU_add_test(s, "take and delete", test_take_delete);
+	CU_add_test(s, "foreach", test_foreach);
+	CU_add_test(s, "foreach deleting", test_foreach_deleting);
+	CU_add_test(s, "sweep", test_sweep);
+	CU_add_test(s, "capacity", test_capacity);
+	CU_add_test(s, "persistence and read-only", test_persistence_and_rdonly);
+	CU_add_test(s, "compact", test_compact);
+	CU_add_test(s, "file safety", test_file_safety);
+	CU_add_test(s, "foreign owner", test_foreign_owner);
+	CU_add_test(s, "corrupt records", test_corrupt_records);
+	CU_add_test(s, "damaged file", test_damaged_file);
+	CU_add_test(s, "fork", test_fork);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	{
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (failures == 0 && system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", dir);
+	}
+	return failures == 0 ? 0 : 1;
+}
