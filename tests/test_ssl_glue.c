@@ -1,0 +1,1118 @@
+/*
+ * NAME
+ *	test_ssl_glue - CUnit tests of the OpenSSL glue (lib/ssl_glue.c)
+ *
+ * DESCRIPTION
+ *	Real handshakes inside one process over BIO pairs.  "Another
+ *	process" is a second SSL_CTX attached to a second store handle on the
+ *	same file (and, in one test, a forked child): nothing is shared with
+ *	the first except the file.  Certificates come from
+ *	$SESSDB_TOP_SRCDIR/data (see data/gen-certs.sh).
+ *
+ *	Under valgrind (SESSDB_UNDER_VALGRIND set) the leak loop runs fewer
+ *	rounds; valgrind or ASan then reports any leaked reference.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "sessdb.h"
+#include "sessdb_ssl.h"
+
+#define MAX_TICKETS 8
+
+static char tmpdir[64];
+static char datadir[4096];
+static int db_seq;
+static int64_t fake_now;	/* 0: the real clock */
+
+/* A finished handshake as seen by both ends. */
+struct hs {
+	int		ok;		/* handshake and data exchange completed */
+	int		reused;		/* server says the session was resumed */
+	int		early;		/* server's SSL_get_early_data_status */
+	char		early_got[64];	/* early data the server read */
+	SSL_SESSION	*sess[MAX_TICKETS]; /* sessions the client received */
+	int		nsess;
+};
+
+/* How to run one handshake. */
+struct hs_opts {
+	SSL_SESSION	*offer;		/* client offers this session */
+	const char	*early;		/* client sends this as early data */
+	int		no_shutdown;	/* server frees without SSL_shutdown */
+};
+
+/* Server context settings. */
+struct srv_cfg {
+	const char	*sid_ctx;	/* NULL: none */
+	int		tls;		/* 12 or 13: pin that version; 0: both */
+	int		no_ticket;	/* SSL_OP_NO_TICKET */
+	int		verify_client;	/* require a client certificate */
+	uint32_t	early;		/* max early data */
+	long		timeout;	/* 0: OpenSSL's default */
+	unsigned	flags;		/* sessdb_ssl_attach flags */
+};
+
+static struct hs *cur_hs;
+
+/* fake_clock - the stores' clock: fake_now when set, else the real time. */
+static int64_t
+fake_clock(void *arg)
+{
+	return fake_now != 0 ? fake_now : (int64_t)time(NULL);
+}
+
+/* quiet_log - swallow store log messages (lock timeouts are expected here). */
+static void
+quiet_log(void *arg, int level, const char *msg)
+{
+	int *n = arg;
+
+	if (n != NULL)
+		(*n)++;
+}
+
+/* data_file - path of a file in the test data directory (static buffer). */
+static const char *
+data_file(const char *name)
+{
+	static char path[8192];
+
+	snprintf(path, sizeof(path), "%s/%s", datadir, name);
+	return path;
+}
+
+/* new_db_path - a fresh database path in the test directory. */
+static void
+new_db_path(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/sess%d.db", tmpdir, ++db_seq);
+}
+
+/* open_db - open path with the fake clock and a short lock timeout. */
+static struct sessdb *
+open_db(const char *path, uint32_t max_ttl)
+{
+	struct sessdb_options o;
+	char err[256];
+	struct sessdb *db;
+
+	memset(&o, 0, sizeof(o));
+	o.clock = fake_clock;
+	o.lock_timeout_ms = 100;
+	o.max_ttl = max_ttl;
+	o.log = quiet_log;
+	db = sessdb_open(path, &o, err, sizeof(err));
+	if (db == NULL)
+		fprintf(stderr, "sessdb_open %s: %s\n", path, err);
+	return db;
+}
+
+/* count_cb - sessdb_foreach callback counting records. */
+static int
+count_cb(void *arg, const struct sessdb_record *rec)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* count_records - number of records in db, or -1. */
+static int
+count_records(struct sessdb *db)
+{
+	int n = 0;
+
+	if (sessdb_foreach(db, 0, count_cb, &n) != 0)
+		return -1;
+	return n;
+}
+
+/* set_version - pin ctx to TLS 1.2 or 1.3 (tls 12/13), or leave both. */
+static void
+set_version(SSL_CTX *ctx, int tls)
+{
+	if (tls == 12) {
+		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	} else if (tls == 13) {
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+		SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	}
+}
+
+/* server_ctx - a server context configured by cfg and attached to db. */
+static SSL_CTX *
+server_ctx(const struct srv_cfg *cfg, struct sessdb *db)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL)
+		return NULL;
+	set_version(ctx, cfg->tls);
+	if (SSL_CTX_use_certificate_chain_file(ctx, data_file("server.pem")) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, data_file("server.key"),
+	    SSL_FILETYPE_PEM) != 1)
+		goto fail;
+	if (cfg->sid_ctx != NULL && !SSL_CTX_set_session_id_context(ctx,
+	    (const unsigned char *)cfg->sid_ctx, (unsigned)strlen(cfg->sid_ctx)))
+		goto fail;
+	if (cfg->no_ticket)
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	if (cfg->verify_client) {
+		if (SSL_CTX_load_verify_locations(ctx, data_file("ca.pem"),
+		    NULL) != 1)
+			goto fail;
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	}
+	if (cfg->early > 0)
+		SSL_CTX_set_max_early_data(ctx, cfg->early);
+	if (cfg->timeout > 0)
+		SSL_CTX_set_timeout(ctx, cfg->timeout);
+	if (db != NULL && sessdb_ssl_attach(ctx, db, cfg->flags) != 0)
+		goto fail;
+	return ctx;
+fail:
+	ERR_print_errors_fp(stderr);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* client_new_cb - collect the sessions (tickets) the client receives. */
+static int
+client_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	if (cur_hs == NULL || cur_hs->nsess >= MAX_TICKETS)
+		return 0;
+	cur_hs->sess[cur_hs->nsess++] = sess;
+	return 1;	/* we keep the reference */
+}
+
+/* client_ctx - a client context for TLS version tls, with a cert if asked. */
+static SSL_CTX *
+client_ctx(int tls, int with_cert)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL)
+		return NULL;
+	set_version(ctx, tls);
+	if (SSL_CTX_load_verify_locations(ctx, data_file("ca.pem"), NULL) != 1)
+		goto fail;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (with_cert && (SSL_CTX_use_certificate_file(ctx,
+	    data_file("client.pem"), SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, data_file("client.key"),
+	    SSL_FILETYPE_PEM) != 1))
+		goto fail;
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, client_new_cb);
+	return ctx;
+fail:
+	ERR_print_errors_fp(stderr);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* hs_clear - free the sessions collected in r. */
+static void
+hs_clear(struct hs *r)
+{
+	int i;
+
+	for (i = 0; i < r->nsess; i++)
+		SSL_SESSION_free(r->sess[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+/* want_more - whether rc from SSL call on ssl only means "call again". */
+static int
+want_more(SSL *ssl, int rc)
+{
+	int e = SSL_get_error(ssl, rc);
+
+	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+}
+
+/* step_client - one step of the client; 0 or -1. */
+static int
+step_client(SSL *c, const struct hs_opts *o, int *early_sent)
+{
+	size_t n;
+	int rc;
+
+	if (o->early != NULL && !*early_sent) {
+		rc = SSL_write_early_data(c, o->early, strlen(o->early), &n);
+		if (rc == 1)
+			*early_sent = 1;
+		return rc == 1 || want_more(c, rc) ? 0 : -1;
+	}
+	if (SSL_is_init_finished(c))
+		return 0;
+	rc = SSL_do_handshake(c);
+	return rc == 1 || want_more(c, rc) ? 0 : -1;
+}
+
+/* step_server - one step of the server; 0 or -1. */
+static int
+step_server(SSL *s, const struct hs_opts *o, struct hs *r, int *early_done)
+{
+	size_t off, n;
+	int rc;
+
+	if (o->early != NULL && !*early_done) {
+		off = strlen(r->early_got);
+		rc = SSL_read_early_data(s, r->early_got + off,
+		    sizeof(r->early_got) - 1 - off, &n);
+		if (rc == SSL_READ_EARLY_DATA_SUCCESS)
+			r->early_got[off + n] = '\0';
+		else if (rc == SSL_READ_EARLY_DATA_FINISH)
+			*early_done = 1;
+		else if (!want_more(s, 0))
+			return -1;
+		return 0;
+	}
+	if (SSL_is_init_finished(s))
+		return 0;
+	rc = SSL_do_handshake(s);
+	return rc == 1 || want_more(s, rc) ? 0 : -1;
+}
+
+/* exchange - server says "ping", client answers "pong" (reads tickets). */
+static int
+exchange(SSL *s, SSL *c)
+{
+	char buf[16];
+
+	if (SSL_write(s, "ping", 4) != 4 || SSL_read(c, buf, sizeof(buf)) != 4)
+		return -1;
+	if (SSL_write(c, "pong", 4) != 4 || SSL_read(s, buf, sizeof(buf)) != 4)
+		return -1;
+	return 0;
+}
+
+/* handshake - connect a client of cctx to a server of sctx; fills r. */
+static int
+handshake(SSL_CTX *sctx, SSL_CTX *cctx, const struct hs_opts *o, struct hs *r)
+{
+	SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
+	BIO *bs = NULL, *bc = NULL;
+	int i, early_sent = 0, early_done = 0, ret = -1;
+
+	memset(r, 0, sizeof(*r));
+	cur_hs = r;
+	if (s == NULL || c == NULL || !BIO_new_bio_pair(&bs, 0, &bc, 0))
+		goto done;
+	SSL_set_bio(s, bs, bs);
+	SSL_set_bio(c, bc, bc);
+	SSL_set_accept_state(s);
+	SSL_set_connect_state(c);
+	if (!SSL_set1_host(c, "localhost") ||
+	    (o->offer != NULL && !SSL_set_session(c, o->offer)))
+		goto done;
+	for (i = 0; i < 100; i++) {
+		if (step_client(c, o, &early_sent) < 0 ||
+		    step_server(s, o, r, &early_done) < 0)
+			goto done;
+		if (SSL_is_init_finished(c) && SSL_is_init_finished(s) &&
+		    (o->early == NULL || early_done))
+			break;
+	}
+	if (i == 100 || exchange(s, c) < 0)
+		goto done;
+	r->reused = SSL_session_reused(s);
+	r->early = SSL_get_early_data_status(s);
+	r->ok = 1;
+	ret = 0;
+done:
+	if (ret < 0)
+		ERR_print_errors_fp(stderr);
+	ERR_clear_error();
+	if (c != NULL)
+		SSL_shutdown(c);
+	if (s != NULL && !o->no_shutdown)
+		SSL_shutdown(s);
+	SSL_free(c);
+	SSL_free(s);
+	cur_hs = NULL;
+	return ret;
+}
+
+/* Two "processes": two contexts on two handles of one file. */
+struct pair {
+	char		path[128];
+	struct sessdb	*db[2];
+	SSL_CTX		*srv[2];
+	SSL_CTX		*cli;
+};
+
+/* pair_open - both servers with cfg a and b, a client for tls/cert. */
+static int
+pair_open(struct pair *p, const struct srv_cfg *a, const struct srv_cfg *b,
+    int tls, int with_cert)
+{
+	memset(p, 0, sizeof(*p));
+	new_db_path(p->path, sizeof(p->path));
+	if ((p->db[0] = open_db(p->path, 0)) == NULL ||
+	    (p->db[1] = open_db(p->path, 0)) == NULL)
+		return -1;
+	p->srv[0] = server_ctx(a, p->db[0]);
+	p->srv[1] = server_ctx(b != NULL ? b : a, p->db[1]);
+	p->cli = client_ctx(tls, with_cert);
+	return p->srv[0] && p->srv[1] && p->cli ? 0 : -1;
+}
+
+/* pair_close - free everything; contexts before the stores they use. */
+static void
+pair_close(struct pair *p)
+{
+	SSL_CTX_free(p->srv[0]);
+	SSL_CTX_free(p->srv[1]);
+	SSL_CTX_free(p->cli);
+	sessdb_close(p->db[0]);
+	sessdb_close(p->db[1]);
+}
+
+/* stats_of - the glue counters of ctx (zeros if not attached). */
+static struct sessdb_ssl_stats
+stats_of(SSL_CTX *ctx)
+{
+	struct sessdb_ssl_stats st;
+
+	memset(&st, 0, sizeof(st));
+	(void)sessdb_ssl_stats(ctx, &st);
+	return st;
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* TLS 1.2 session IDs: stored by one context, resumed by the other. */
+static void
+test_tls12_resume_across_ctx(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	struct hs h1, h2, h3;
+	struct pair p;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT(!h1.reused);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	CU_ASSERT(count_records(p.db[0]) == 1);
+	CU_ASSERT(stats_of(p.srv[0]).stores == 1);
+
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).hits == 1);
+	CU_ASSERT(stats_of(p.srv[1]).stores == 0);
+	/* A TLS 1.2 session ID is reused: the record stays, resumes again. */
+	CU_ASSERT(count_records(p.db[1]) == 1);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	pair_close(&p);
+}
+
+/* TLS 1.2 with tickets: OpenSSL gives the session no ID, nothing is stored. */
+static void
+test_tls12_tickets_not_stored(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12 };
+	struct pair p;
+	struct hs h;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h) == 0);
+	CU_ASSERT(h.ok && !h.reused);
+	CU_ASSERT(count_records(p.db[0]) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).stores == 0);
+	hs_clear(&h);
+	pair_close(&p);
+}
+
+/* TLS 1.3 stateful tickets: both tickets stored, each resumes elsewhere. */
+static void
+test_tls13_stateful_resume_across_ctx(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 13, .no_ticket = 1 };
+	struct hs h1, h2, h3;
+	struct pair p;
+	uint64_t stores;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 13, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT(!h1.reused);
+	CU_ASSERT_FATAL(h1.nsess == 2);
+	CU_ASSERT(count_records(p.db[0]) == 2);
+	CU_ASSERT(stats_of(p.srv[0]).stores == 2);
+
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[1] }, &h3) == 0);
+	CU_ASSERT(h3.ok && h3.reused);
+	CU_ASSERT(stats_of(p.srv[1]).hits == 2);
+	/* Every ticket the resumptions issued is a record too. */
+	stores = stats_of(p.srv[1]).stores;
+	CU_ASSERT(stores == (uint64_t)(h2.nsess + h3.nsess));
+	CU_ASSERT(count_records(p.db[0]) == 2 + (int)stores);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	pair_close(&p);
+}
+
+/* TLS 1.3 stateless tickets: resumable without the store, so not written. */
+static void
+test_tls13_stateless_not_stored(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 13 };
+	struct pair p;
+	struct hs h1, h2;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 13, 0) == 0);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT(h1.ok && h1.nsess == 2);
+	CU_ASSERT(count_records(p.db[0]) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).stores == 0);
+	CU_ASSERT(stats_of(p.srv[0]).skipped_stateless == 2);
+	/* Same context: resumes from the ticket alone. */
+	if (h1.nsess > 0) {
+		CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+		CU_ASSERT(h2.reused);
+		CU_ASSERT(count_records(p.db[0]) == 0);
+		hs_clear(&h2);
+	}
+	hs_clear(&h1);
+	pair_close(&p);
+}
+
+/* A session never resumes under another session-ID context. */
+static void
+check_sid_ctx(int tls, int with_cert)
+{
+	struct srv_cfg a = { .sid_ctx = "svc-a", .tls = tls, .no_ticket = 1,
+	    .verify_client = with_cert };
+	struct srv_cfg b = a;
+	struct hs h1, h2, h3;
+	struct pair p;
+
+	b.sid_ctx = "svc-b";
+	CU_ASSERT_FATAL(pair_open(&p, &a, &b, tls, with_cert) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	CU_ASSERT(count_records(p.db[0]) == h1.nsess);
+
+	/* The record is found, OpenSSL refuses it: a full handshake. */
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok);
+	CU_ASSERT(!h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).hits == 1);
+
+	/* The refusal did not destroy it: the right context still resumes. */
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.ok && h3.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	pair_close(&p);
+}
+
+static void test_sid_ctx_tls12(void) { check_sid_ctx(12, 0); }
+static void test_sid_ctx_tls12_cert(void) { check_sid_ctx(12, 1); }
+static void test_sid_ctx_tls13(void) { check_sid_ctx(13, 0); }
+static void test_sid_ctx_tls13_cert(void) { check_sid_ctx(13, 1); }
+
+/* Without a session-ID context nothing is stored. */
+static void
+test_no_sid_ctx_not_stored(void)
+{
+	struct srv_cfg cfg = { .tls = 12, .no_ticket = 1 };
+	struct pair p;
+	struct hs h;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h) == 0);
+	CU_ASSERT(h.ok);
+	CU_ASSERT(count_records(p.db[0]) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 1);
+	hs_clear(&h);
+	pair_close(&p);
+}
+
+/* Expiry: the session timeout, capped by the store's max_ttl. */
+static void
+check_expired(int tls)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = tls, .no_ticket = 1,
+	    .timeout = 100000 };
+	const unsigned char *id;
+	struct sessdb_meta meta;
+	struct pair p;
+	struct hs h1, h2;
+	unsigned int id_len;
+	void *data = NULL;
+	size_t len;
+	int64_t t0;
+
+	memset(&p, 0, sizeof(p));
+	new_db_path(p.path, sizeof(p.path));
+	p.db[0] = open_db(p.path, 60);
+	p.db[1] = open_db(p.path, 60);
+	CU_ASSERT_FATAL(p.db[0] != NULL && p.db[1] != NULL);
+	p.srv[0] = server_ctx(&cfg, p.db[0]);
+	p.srv[1] = server_ctx(&cfg, p.db[1]);
+	p.cli = client_ctx(tls, 0);
+	CU_ASSERT_FATAL(p.srv[0] && p.srv[1] && p.cli);
+
+	t0 = time(NULL);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	id = SSL_SESSION_get_id(h1.sess[0], &id_len);
+	CU_ASSERT(sessdb_get(p.db[1], SESSDB_NS_SERVER, id, id_len, &data,
+	    &len, &meta) == SESSDB_OK);
+	sessdb_free(data);
+	CU_ASSERT(meta.expires <= time(NULL) + 60);	/* capped by max_ttl */
+	CU_ASSERT(meta.expires >= t0 + 59);
+
+	fake_now = t0 + 61;
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	fake_now = 0;
+	CU_ASSERT(h2.ok);
+	CU_ASSERT(!h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
+
+static void test_expired_tls12(void) { check_expired(12); }
+static void test_expired_tls13(void) { check_expired(13); }
+
+/* The session's own timeout sets the expiry when it is the shorter. */
+static void
+test_expiry_follows_timeout(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1,
+	    .timeout = 30 };
+	const unsigned char *id;
+	struct sessdb_meta meta;
+	struct pair p;
+	struct hs h;
+	unsigned int id_len;
+	void *data = NULL;
+	size_t len;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h) == 0);
+	CU_ASSERT_FATAL(h.nsess == 1);
+	id = SSL_SESSION_get_id(h.sess[0], &id_len);
+	CU_ASSERT(sessdb_get(p.db[0], SESSDB_NS_SERVER, id, id_len, &data,
+	    &len, &meta) == SESSDB_OK);
+	sessdb_free(data);
+	CU_ASSERT(meta.expires == (int64_t)SSL_SESSION_get_time(h.sess[0]) + 30);
+	hs_clear(&h);
+	pair_close(&p);
+}
+
+/* Corrupt payloads under a session's key: a full handshake, record gone. */
+static void
+check_corrupt(const unsigned char *bad, size_t bad_len, int from_other)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	unsigned char *der = NULL;
+	const unsigned char *id;
+	struct pair p;
+	struct hs h1, h2, h3;
+	unsigned int id_len;
+	void *data = NULL;
+	size_t len;
+	int n;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	id = SSL_SESSION_get_id(h1.sess[0], &id_len);
+	if (from_other) {
+		/* A well-formed session, but another one's: its DER. */
+		CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h3) == 0);
+		CU_ASSERT_FATAL(h3.nsess == 1);
+		n = i2d_SSL_SESSION(h3.sess[0], &der);
+		CU_ASSERT_FATAL(n > 0);
+		bad = der;
+		bad_len = (size_t)n;
+	}
+	CU_ASSERT(sessdb_put(p.db[0], SESSDB_NS_SERVER, id, id_len, bad,
+	    bad_len, 0) == SESSDB_OK);
+
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok);
+	CU_ASSERT(!h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).rejected == 1);
+	CU_ASSERT(sessdb_get(p.db[0], SESSDB_NS_SERVER, id, id_len, &data,
+	    &len, NULL) == SESSDB_MISS);
+	sessdb_free(data);
+	OPENSSL_free(der);
+	if (from_other)
+		hs_clear(&h3);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
+
+static void
+test_corrupt_garbage(void)
+{
+	static const unsigned char junk[] = "this is not DER at all";
+
+	check_corrupt(junk, sizeof(junk), 0);
+}
+
+static void
+test_corrupt_truncated(void)
+{
+	static const unsigned char der[] = { 0x30, 0x82, 0x01, 0x00, 0x02, 0x01 };
+
+	check_corrupt(der, sizeof(der), 0);
+}
+
+static void
+test_corrupt_other_id(void)
+{
+	check_corrupt(NULL, 0, 1);
+}
+
+/* A valid DER session followed by trailing bytes is refused too. */
+static void
+test_corrupt_trailing(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	unsigned char *der = NULL, *buf;
+	const unsigned char *id;
+	struct pair p;
+	struct hs h1, h2;
+	unsigned int id_len;
+	int n;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	id = SSL_SESSION_get_id(h1.sess[0], &id_len);
+	n = i2d_SSL_SESSION(h1.sess[0], &der);
+	CU_ASSERT_FATAL(n > 0);
+	buf = malloc((size_t)n + 3);
+	CU_ASSERT_FATAL(buf != NULL);
+	memcpy(buf, der, (size_t)n);
+	memcpy(buf + n, "xyz", 3);
+	CU_ASSERT(sessdb_put(p.db[0], SESSDB_NS_SERVER, id, id_len, buf,
+	    (size_t)n + 3, 0) == SESSDB_OK);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && !h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).rejected == 1);
+	free(buf);
+	OPENSSL_free(der);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
+
+/*
+ * 0-RTT: a stateful ticket's early data is accepted once, by whichever
+ * context sees it first; a replay to either context is not.
+ */
+static void
+test_early_data_once(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 13, .early = 1024 };
+	struct hs h1, h2, h3, h4;
+	struct pair p;
+	int n;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 13, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 2);
+	/* Early data under anti-replay makes OpenSSL's tickets stateful. */
+	CU_ASSERT(count_records(p.db[0]) == 2);
+	CU_ASSERT_FATAL(SSL_SESSION_get_max_early_data(h1.sess[0]) == 1024);
+
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "GET /0rtt" }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	CU_ASSERT(h2.early == SSL_EARLY_DATA_ACCEPTED);
+	CU_ASSERT_STRING_EQUAL(h2.early_got, "GET /0rtt");
+	/* Taken: one record left (ticket 2), plus the new tickets of h2. */
+	n = count_records(p.db[0]);
+	CU_ASSERT(n == 1 + h2.nsess);
+
+	/* Replay to the other context, and to the same one: refused. */
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "GET /0rtt" }, &h3) == 0);
+	CU_ASSERT(h3.ok);
+	CU_ASSERT(h3.early != SSL_EARLY_DATA_ACCEPTED);
+	CU_ASSERT(h3.early_got[0] == '\0');
+	CU_ASSERT(!h3.reused);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "GET /0rtt" }, &h4) == 0);
+	CU_ASSERT(h4.ok);
+	CU_ASSERT(h4.early != SSL_EARLY_DATA_ACCEPTED);
+	CU_ASSERT(!h4.reused);
+	hs_clear(&h3);
+	hs_clear(&h4);
+
+	/* The second ticket is still good, once. */
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[1], .early = "again" }, &h3) == 0);
+	CU_ASSERT(h3.reused && h3.early == SSL_EARLY_DATA_ACCEPTED);
+	CU_ASSERT_STRING_EQUAL(h3.early_got, "again");
+	/* A ticket from a 0-RTT resumption is good too. */
+	CU_ASSERT_FATAL(h2.nsess >= 1);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h2.sess[0], .early = "more" }, &h4) == 0);
+	CU_ASSERT(h4.reused && h4.early == SSL_EARLY_DATA_ACCEPTED);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	hs_clear(&h4);
+	pair_close(&p);
+}
+
+/*
+ * With early data enabled, TLS 1.2 session IDs are still read, not taken:
+ * every resumption keeps the same ID.
+ */
+static void
+test_early_data_tls12_not_taken(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .no_ticket = 1, .early = 1024 };
+	struct hs h1, h2, h3;
+	struct pair p;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.reused);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.reused);
+	CU_ASSERT(count_records(p.db[0]) == 1);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	pair_close(&p);
+}
+
+/* A worker freeing its context must leave the shared records alone. */
+static void
+check_ctx_free_keeps(unsigned flags, uint32_t early)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .no_ticket = 1,
+	    .flags = flags, .early = early };
+	struct hs h[4];
+	struct pair p;
+	int i, n;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 0, 0) == 0);
+	for (i = 0; i < 4; i++)
+		CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h[i]) == 0);
+	/* Resume one on the same context: with KEEP_INTERNAL from memory. */
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h[0].sess[1] }, &h[3]) == 0);
+	CU_ASSERT(h[3].reused);
+	n = count_records(p.db[1]);
+	CU_ASSERT(n >= 6);
+	SSL_CTX_free(p.srv[0]);
+	p.srv[0] = NULL;
+	CU_ASSERT(count_records(p.db[1]) == n);
+	/* And the other context still resumes them. */
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h[1].sess[0] }, &h[2]) == 0);
+	CU_ASSERT(h[2].reused);
+	for (i = 0; i < 4; i++)
+		hs_clear(&h[i]);
+	pair_close(&p);
+}
+
+static void test_ctx_free_keeps(void) { check_ctx_free_keeps(0, 0); }
+static void test_ctx_free_keeps_early(void) { check_ctx_free_keeps(0, 1024); }
+static void test_ctx_free_keeps_internal(void)
+{
+	check_ctx_free_keeps(SESSDB_SSL_KEEP_INTERNAL, 0);
+}
+
+/* OpenSSL drops a session freed without SSL_shutdown: its record goes. */
+static void
+test_bad_session_removed(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	struct pair p;
+	struct hs h1, h2;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .no_shutdown = 1 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	CU_ASSERT(count_records(p.db[0]) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).removes == 1);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && !h2.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
+
+/* A store that cannot be locked: a skipped store and a miss, no failure. */
+static void
+test_lock_timeout_is_miss(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	char lockpath[160];
+	struct pair p;
+	struct hs h1, h2, h3;
+	int fd;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+
+	/* Another open file description: flock conflicts even in-process. */
+	snprintf(lockpath, sizeof(lockpath), "%s.lock", p.path);
+	fd = open(lockpath, O_RDWR | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(flock(fd, LOCK_EX) == 0);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && !h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
+	CU_ASSERT(stats_of(p.srv[1]).store_failures == 1);
+	close(fd);
+
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	pair_close(&p);
+}
+
+/* Attach refuses client contexts and bad flags; detach restores. */
+static void
+test_attach_detach(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	struct sessdb_ssl_stats st;
+	SSL_CTX *cctx, *sctx;
+	struct sessdb *db;
+	char path[128];
+	struct hs h;
+	long mode;
+
+	new_db_path(path, sizeof(path));
+	db = open_db(path, 0);
+	CU_ASSERT_FATAL(db != NULL);
+	cctx = client_ctx(12, 0);
+	CU_ASSERT_FATAL(cctx != NULL);
+	CU_ASSERT(sessdb_ssl_attach(cctx, db, 0) == -1);
+	CU_ASSERT(sessdb_ssl_detach(cctx) == -1);
+	CU_ASSERT(sessdb_ssl_stats(cctx, &st) == -1);
+
+	sctx = server_ctx(&cfg, NULL);
+	CU_ASSERT_FATAL(sctx != NULL);
+	mode = SSL_CTX_get_session_cache_mode(sctx);
+	CU_ASSERT(sessdb_ssl_attach(sctx, db, 0x80) == -1);
+	CU_ASSERT(sessdb_ssl_attach(sctx, NULL, 0) == -1);
+	CU_ASSERT(sessdb_ssl_attach(sctx, db, 0) == 0);
+	CU_ASSERT(SSL_CTX_get_session_cache_mode(sctx) ==
+	    (SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL));
+	CU_ASSERT(sessdb_ssl_attach(sctx, db, SESSDB_SSL_KEEP_INTERNAL) == 0);
+	CU_ASSERT(SSL_CTX_get_session_cache_mode(sctx) == SSL_SESS_CACHE_SERVER);
+	CU_ASSERT(handshake(sctx, cctx, &(struct hs_opts){ 0 }, &h) == 0);
+	hs_clear(&h);
+	CU_ASSERT(count_records(db) == 1);
+
+	CU_ASSERT(sessdb_ssl_detach(sctx) == 0);
+	CU_ASSERT(SSL_CTX_get_session_cache_mode(sctx) == mode);
+	CU_ASSERT(SSL_CTX_sess_get_new_cb(sctx) == NULL);
+	CU_ASSERT(SSL_CTX_sess_get_get_cb(sctx) == NULL);
+	CU_ASSERT(SSL_CTX_sess_get_remove_cb(sctx) == NULL);
+	CU_ASSERT(sessdb_ssl_detach(sctx) == -1);
+	CU_ASSERT(handshake(sctx, cctx, &(struct hs_opts){ 0 }, &h) == 0);
+	hs_clear(&h);
+	CU_ASSERT(count_records(db) == 1);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	CU_ASSERT(count_records(db) == 1);
+	sessdb_close(db);
+}
+
+/* A forked child with its own context resumes the parent's session. */
+static void
+test_fork_child_resumes(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .no_ticket = 1 };
+	struct pair p;
+	struct hs h1, h2;
+	pid_t pid;
+	int status, i;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 0, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 2);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		/* The child uses the handle it inherited, after fork. */
+		SSL_CTX *ctx = server_ctx(&cfg, p.db[1]);
+		int bad = ctx == NULL;
+
+		for (i = 0; i < 2 && !bad; i++) {
+			bad |= handshake(ctx, p.cli, &(struct hs_opts){ .offer = h1.sess[i] }, &h2) != 0 || !h2.reused;
+			hs_clear(&h2);
+		}
+		SSL_CTX_free(ctx);
+		hs_clear(&h1);
+		pair_close(&p);
+		_exit(bad);
+	}
+	CU_ASSERT(waitpid(pid, &status, 0) == pid);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The child's new tickets reached the parent's handle. */
+	CU_ASSERT(count_records(p.db[0]) > 2);
+	hs_clear(&h1);
+	pair_close(&p);
+}
+
+/* Many handshakes of every kind: ownership must balance (valgrind/ASan). */
+static void
+test_many_handshakes(void)
+{
+	struct srv_cfg c12 = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	struct srv_cfg c13 = { .sid_ctx = "svc", .tls = 13, .no_ticket = 1,
+	    .early = 512 };
+	struct pair p12, p13;
+	struct hs h, r;
+	int i, rounds, resumed = 0;
+
+	rounds = getenv("SESSDB_UNDER_VALGRIND") != NULL ? 20 : 300;
+	CU_ASSERT_FATAL(pair_open(&p12, &c12, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(pair_open(&p13, &c13, NULL, 13, 0) == 0);
+	for (i = 0; i < rounds; i++) {
+		struct pair *p = i % 2 ? &p13 : &p12;
+		const char *early = i % 4 == 1 ? "early" : NULL;
+
+		if (handshake(p->srv[i % 3 == 0], p->cli, &(struct hs_opts){ 0 }, &h) != 0 ||
+		    h.nsess < 1) {
+			CU_FAIL("full handshake");
+			hs_clear(&h);
+			continue;
+		}
+		if (handshake(p->srv[i % 3 != 0], p->cli, &(struct hs_opts){ .offer = h.sess[0], .early = early }, &r) == 0)
+			resumed += r.reused;
+		hs_clear(&r);
+		hs_clear(&h);
+	}
+	CU_ASSERT(resumed == rounds);
+	pair_close(&p12);
+	pair_close(&p13);
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* rm_tmpdir - remove the test directory and its files. */
+static void
+rm_tmpdir(void)
+{
+	char path[512];
+	struct dirent *d;
+	DIR *dir;
+
+	if ((dir = opendir(tmpdir)) == NULL)
+		return;
+	while ((d = readdir(dir)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, d->d_name);
+		unlink(path);
+	}
+	closedir(dir);
+	rmdir(tmpdir);
+}
+
+/* suite_init - the temporary directory and the data directory. */
+static int
+suite_init(void)
+{
+	const char *top = getenv("SESSDB_TOP_SRCDIR");
+
+	snprintf(datadir, sizeof(datadir), "%s/data", top != NULL ? top : "..");
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/sessdb-glue-XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+suite_clean(void)
+{
+	rm_tmpdir();
+	return 0;
+}
+
+static const struct {
+	const char	*name;
+	void		(*fn)(void);
+} tests[] = {
+	{ "TLS 1.2 session ID resumes from another ctx", test_tls12_resume_across_ctx },
+	{ "TLS 1.2 tickets are not stored", test_tls12_tickets_not_stored },
+	{ "TLS 1.3 stateful tickets resume from another ctx", test_tls13_stateful_resume_across_ctx },
+	{ "TLS 1.3 stateless tickets are not stored", test_tls13_stateless_not_stored },
+	{ "wrong sid_ctx never resumes: TLS 1.2", test_sid_ctx_tls12 },
+	{ "wrong sid_ctx never resumes: TLS 1.2 client cert", test_sid_ctx_tls12_cert },
+	{ "wrong sid_ctx never resumes: TLS 1.3", test_sid_ctx_tls13 },
+	{ "wrong sid_ctx never resumes: TLS 1.3 client cert", test_sid_ctx_tls13_cert },
+	{ "no sid_ctx: not stored", test_no_sid_ctx_not_stored },
+	{ "expired never resumes: TLS 1.2", test_expired_tls12 },
+	{ "expired never resumes: TLS 1.3", test_expired_tls13 },
+	{ "expiry follows the session timeout", test_expiry_follows_timeout },
+	{ "corrupt record: garbage", test_corrupt_garbage },
+	{ "corrupt record: truncated DER", test_corrupt_truncated },
+	{ "corrupt record: another session's DER", test_corrupt_other_id },
+	{ "corrupt record: trailing bytes", test_corrupt_trailing },
+	{ "0-RTT accepted at most once across ctxs", test_early_data_once },
+	{ "early data on: TLS 1.2 IDs are not taken", test_early_data_tls12_not_taken },
+	{ "SSL_CTX_free keeps records", test_ctx_free_keeps },
+	{ "SSL_CTX_free keeps records: early data", test_ctx_free_keeps_early },
+	{ "SSL_CTX_free keeps records: KEEP_INTERNAL", test_ctx_free_keeps_internal },
+	{ "bad session is removed", test_bad_session_removed },
+	{ "lock timeout is a miss", test_lock_timeout_is_miss },
+	{ "attach and detach", test_attach_detach },
+	{ "forked child resumes", test_fork_child_resumes },
+	{ "many handshakes", test_many_handshakes },
+};
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failures;
+	size_t i;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("ssl_glue", suite_init, suite_clean);
+	if (s == NULL)
+		goto fail;
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
+			goto fail;
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failures > 0 || CU_get_error() != CUE_SUCCESS;
+fail:
+	CU_cleanup_registry();
+	return 1;
+}
