@@ -1,0 +1,560 @@
+#!/usr/bin/env python3
+"""sessdump_test.py CASE - end-to-end tests of the sessdump operator tool.
+
+Each CASE builds its own stores in a temporary directory with the
+sessdump_fill helper (real DER sessions through the store API: live,
+expired, and corrupt records of three kinds), runs sessdump on them and
+checks exit statuses, text output and --json documents (parsed, not
+grepped).  Paths come from the environment: SESSDUMP, SESSDUMP_FILL and,
+for the migration case, SESSDEMO.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+SESSDUMP = os.environ.get("SESSDUMP", "")
+FILL = os.environ.get("SESSDUMP_FILL", "")
+SESSDEMO = os.environ.get("SESSDEMO", "")
+SKIP = 77  # meson's "skipped" exit status
+
+
+class Fail(Exception):
+    """A check failed."""
+
+
+def check(cond, what):
+    """Raise Fail(what) unless cond."""
+    if not cond:
+        raise Fail(what)
+
+
+def want_eq(got, want, what):
+    """Raise Fail unless got == want, saying both."""
+    if got != want:
+        raise Fail("%s: got %r, want %r" % (what, got, want))
+
+
+def run(args, db=None, rc=0, stdin=None, user=None, timeout=30):
+    """Run sessdump; check its exit status; return the CompletedProcess."""
+    cmd = [SESSDUMP]
+    if db is not None:
+        cmd += ["--db", db]
+    cmd += list(args)
+    if user is not None:
+        cmd = ["runuser", "-u", user, "--"] + cmd
+    env = dict(os.environ)
+    env.pop("SESSDB_PATH", None)
+    p = subprocess.run(cmd, input=stdin, capture_output=True, env=env,
+                       timeout=timeout)
+    if rc is not None and p.returncode != rc:
+        raise Fail("%s: exit %d, want %d\nstdout: %s\nstderr: %s" % (
+            " ".join(cmd), p.returncode, rc, p.stdout[-2000:],
+            p.stderr[-2000:]))
+    return p
+
+
+def run_json(args, db):
+    """Run sessdump with --json output and parse it."""
+    out = run(args, db=db).stdout
+    try:
+        return json.loads(out)
+    except ValueError as e:
+        raise Fail("%s: invalid JSON (%s): %r" % (args, e, out[:300]))
+
+
+def openssl(args, stdin=None):
+    """Run the openssl command line tool; return stdout (text)."""
+    p = subprocess.run(["openssl"] + args, input=stdin, capture_output=True)
+    if p.returncode != 0:
+        raise Fail("openssl %s: %s" % (" ".join(args), p.stderr))
+    return p.stdout
+
+
+class Store:
+    """A populated store and its manifest: kind -> [(id, master key, expires)]."""
+
+    def __init__(self, tmp, name="s.db", live=12, expired=9, badhdr=2,
+                 badder=2, mismatch=1):
+        self.path = os.path.join(tmp, name)
+        manifest = self.path + ".manifest"
+        subprocess.run([FILL, "populate", self.path, manifest, str(live),
+                        str(expired), str(badhdr), str(badder),
+                        str(mismatch)], check=True)
+        self.kinds = {k: [] for k in ("live", "expired", "badhdr", "badder",
+                                      "mismatch")}
+        with open(manifest) as f:
+            for line in f:
+                kind, ident, mk, exp = line.split()
+                self.kinds[kind].append((ident, mk, int(exp)))
+
+    def ids(self, *kinds):
+        """The set of IDs of the given kinds."""
+        return {r[0] for k in kinds for r in self.kinds[k]}
+
+    def corrupt_keys(self):
+        """Raw keys (hex, namespace byte first) of the corrupt records."""
+        return (self.ids("badhdr") |
+                {"53" + i for i in self.ids("badder", "mismatch")})
+
+    def total(self):
+        return sum(len(v) for v in self.kinds.values())
+
+
+def listed(db, *opts):
+    """list --json: the parsed document and {id or key: record}."""
+    doc = run_json(["list", "--json"] + list(opts), db)
+    want_eq(doc["count"], len(doc["records"]), "list --json count")
+    return doc, {r.get("id") or r["key"]: r for r in doc["records"]}
+
+
+# ---- cases ----
+
+def case_list(tmp):
+    s = Store(tmp)
+    text = run(["list"], db=s.path).stdout.decode()
+    lines = text.splitlines()
+    want_eq(len(lines), s.total() + 1, "list: lines (header + records)")
+    for ident in s.ids("live", "expired") | s.corrupt_keys():
+        check(ident in text, "list: %s missing" % ident)
+    doc, recs = listed(s.path)
+    want_eq(set(recs), s.ids("live", "expired") | s.corrupt_keys(),
+            "list --json: keys")
+    for ident, _, exp in s.kinds["live"]:
+        want_eq(recs[ident]["status"], "live", "status of a live record")
+        want_eq(recs[ident]["expires"], exp, "expires of " + ident)
+        check(recs[ident]["seconds_left"] > 0, "seconds_left > 0")
+        check(recs[ident]["protocol"] in ("TLSv1.2", "TLSv1.3"), "protocol")
+        check(recs[ident]["size"] > 32, "size")
+    for ident in s.ids("expired"):
+        want_eq(recs[ident]["status"], "expired", "status of expired")
+    for key in s.corrupt_keys():
+        want_eq(recs[key]["status"], "corrupt", "status of corrupt")
+        check(recs[key]["problem"], "corrupt record names its problem")
+    snis = {r.get("sni") for r in doc["records"]}
+    check('we"ird\\name\t\x01.example' in snis,
+          "list --json: an SNI with quotes and control bytes round-trips")
+    for opt, want in (("--live", s.ids("live")),
+                      ("--expired", s.ids("expired")),
+                      ("--corrupt", s.corrupt_keys())):
+        want_eq(set(listed(s.path, opt)[1]), want, "list " + opt)
+    for key in ("expires", "created", "size", "id"):
+        doc, _ = listed(s.path, "--live", "--sort", key)
+        vals = [r[key] for r in doc["records"]]
+        want_eq(vals, sorted(vals), "list --sort " + key)
+        doc, _ = listed(s.path, "--live", "--sort", key, "--reverse")
+        vals = [r[key] for r in doc["records"]]
+        want_eq(vals, sorted(vals, reverse=True), "--sort %s --reverse" % key)
+    run(["list", "--sort", "colour"], db=s.path, rc=2)
+    run(["list", "--live", "--expired"], db=s.path, rc=2)
+    check(b"\r" not in text.encode() and b"\033" not in text.encode(),
+          "piped list output has no terminal control")
+
+
+def case_show(tmp):
+    s = Store(tmp)
+    for ident, mk, exp in s.kinds["live"][:4] + s.kinds["expired"][:2]:
+        out = run(["show", ident], db=s.path).stdout
+        low = out.decode().lower().replace(":", "")
+        check(mk not in low, "show without --secrets prints the master key")
+        check(bytes.fromhex(mk) not in out, "show prints raw key bytes")
+        check(ident in out.decode(), "show prints the ID")
+        doc = run_json(["show", "--json", ident], s.path)
+        check("master_key" not in doc, "show --json without --secrets")
+        check(mk not in json.dumps(doc).lower(), "master key in show --json")
+        want_eq(doc["id"], ident, "show --json id")
+        want_eq(doc["expires"], exp, "show --json expires")
+        sec = run(["show", "--secrets", ident], db=s.path).stdout.decode()
+        check(mk in sec.lower(), "show --secrets prints the master key")
+        doc = run_json(["show", "--json", "--secrets", ident], s.path)
+        want_eq(doc["master_key"], mk, "show --json --secrets master_key")
+    ident = s.kinds["expired"][0][0]
+    want_eq(run_json(["show", "--json", ident], s.path)["status"], "expired",
+            "show of an expired record")
+    ident = s.kinds["badder"][0][0]
+    doc = run_json(["show", "--json", ident], s.path)
+    want_eq(doc["status"], "corrupt", "show of a corrupt record")
+    # IDs with colons and upper case are accepted.
+    ident = s.kinds["live"][0][0]
+    colons = ":".join(ident[i:i + 2] for i in range(0, 64, 2)).upper()
+    run(["show", colons], db=s.path)
+    p = run(["show", "ab" * 32], db=s.path, rc=3)
+    check(b"no session" in p.stderr, "unknown ID message")
+    run(["show", "xyz"], db=s.path, rc=2)
+    run(["show"], db=s.path, rc=2)
+
+
+def case_stats(tmp):
+    s = Store(tmp)
+    doc = run_json(["stats", "--json"], s.path)
+    r = doc["records"]
+    want_eq(r, {"total": s.total(), "live": 12, "expired": 9, "corrupt": 5},
+            "stats records")
+    want_eq(doc["file_size"], os.path.getsize(s.path), "stats file_size")
+    check(0 < doc["bytes_used"] <= doc["file_size"], "stats bytes_used")
+    want_eq(sum(b["count"] for b in doc["ttl_histogram"]), 12,
+            "ttl histogram covers the live records")
+    want_eq(sum(doc["protocols"].values()), 21, "protocol breakdown")
+    want_eq(sum(doc["ciphers"].values()), 21, "cipher breakdown")
+    check(set(doc["protocols"]) == {"TLSv1.2", "TLSv1.3"}, "protocols")
+    check(doc["oldest"]["created"] < doc["newest"]["created"],
+          "oldest before newest")
+    check(doc["oldest"]["id"] in s.ids("expired"), "oldest is an expired one")
+    text = run(["stats"], db=s.path).stdout.decode()
+    check("live 12, expired 9, corrupt 5" in text, "stats text counts")
+
+
+def case_verify(tmp):
+    s = Store(tmp)
+    p = run(["verify"], db=s.path, rc=1)
+    bad = set(re.findall(r"^bad record ([0-9a-f]+): ", p.stdout.decode(), re.M))
+    want_eq(bad, s.corrupt_keys(), "verify: reported bad records")
+    want_eq(len(listed(s.path)[1]), s.total(), "verify removed something")
+    p = run(["verify", "--quiet"], db=s.path, rc=1)
+    want_eq(len(p.stdout.splitlines()), 1, "verify --quiet: summary only")
+    p = run(["verify", "--repair"], db=s.path, rc=0)
+    check(b"5 bad, 5 removed" in p.stdout, "verify --repair summary")
+    p = run(["verify"], db=s.path, rc=0)
+    check(b"0 bad" in p.stdout, "verify after repair")
+    want_eq(set(listed(s.path)[1]), s.ids("live", "expired"),
+            "verify --repair kept every good record")
+
+
+def sess_id_of(pem_or_der, der=False):
+    """The Session-ID that openssl sess_id reads from one session."""
+    args = ["sess_id", "-noout", "-text"] + (["-inform", "DER"] if der else [])
+    text = openssl(args, stdin=pem_or_der).decode()
+    m = re.search(r"Session-ID: ([0-9A-F]+)", text)
+    check(m is not None, "openssl sess_id shows no Session-ID")
+    return m.group(1).lower()
+
+
+def case_export(tmp):
+    s = Store(tmp)
+    ident = s.kinds["live"][0][0]
+    pem = run(["export", ident], db=s.path).stdout
+    check(pem.startswith(b"-----BEGIN SSL SESSION PARAMETERS-----"), "PEM")
+    want_eq(sess_id_of(pem), ident, "openssl sess_id reads the export")
+    live = run(["export", "--live"], db=s.path).stdout
+    want_eq(live.count(b"BEGIN SSL SESSION"), 12, "export --live blocks")
+    allp = run(["export", "--all"], db=s.path).stdout
+    want_eq(allp.count(b"BEGIN SSL SESSION"), 21, "export --all blocks")
+    out = os.path.join(tmp, "one.der")
+    run(["export", "--der", "-o", out, ident], db=s.path)
+    want_eq(stat.S_IMODE(os.stat(out).st_mode), 0o600, "-o file mode")
+    with open(out, "rb") as f:
+        want_eq(sess_id_of(f.read(), der=True), ident, "DER export")
+    run(["export", "ab" * 32], db=s.path, rc=3)
+    run(["export", s.kinds["expired"][0][0]], db=s.path, rc=3)
+    run(["export"], db=s.path, rc=2)
+    run(["export", "--all", ident], db=s.path, rc=2)
+    run(["export", "-o", os.path.join(tmp, "no", "such", "dir"), ident],
+        db=s.path, rc=6)
+
+
+def case_import(tmp):
+    a = Store(tmp, "a.db")
+    b = os.path.join(tmp, "b.db")
+    live_pem = os.path.join(tmp, "live.pem")
+    run(["export", "--live", "-o", live_pem], db=a.path)
+    p = run(["import", live_pem], db=b)
+    check(b"stored 12 sessions" in p.stdout, "import summary")
+    _, recs = listed(b)
+    want_eq(set(recs), a.ids("live"), "imported IDs")
+    for ident, mk, exp in a.kinds["live"]:
+        want_eq(recs[ident]["expires"], exp, "imported expiry")
+    ident, mk, _ = a.kinds["live"][1]
+    doc = run_json(["show", "--json", "--secrets", ident], b)
+    want_eq(doc["master_key"], mk, "imported master key")
+    # openssl sess_id -out output, DER and PEM, and standard input.
+    c = os.path.join(tmp, "c.db")
+    one = run(["export", ident], db=a.path).stdout
+    der = openssl(["sess_id", "-outform", "DER"], stdin=one)
+    pem = openssl(["sess_id"], stdin=one)
+    derf = os.path.join(tmp, "sess_id.der")
+    with open(derf, "wb") as f:
+        f.write(der)
+    run(["import", derf], db=c)
+    run(["import"], db=c, stdin=pem)
+    run(["import", "-"], db=c, stdin=der)
+    want_eq(set(listed(c)[1]), {ident}, "import of openssl sess_id output")
+    # Expired sessions are refused one by one; the live ones go in.
+    d = os.path.join(tmp, "d.db")
+    allp = run(["export", "--all"], db=a.path).stdout
+    p = run(["import"], db=d, stdin=allp, rc=5)
+    want_eq(p.stderr.count(b"refused: it has expired"), 9, "expired refusals")
+    want_eq(set(listed(d)[1]), a.ids("live"), "live ones imported")
+    # Malformed input: nothing is imported.
+    bad = {
+        "garbage": b"this is not a session\n" * 10,
+        "empty": b"",
+        "truncated.pem": one[:len(one) // 2],
+        "truncated.der": der[:len(der) // 2],
+        "trailing.der": der + b"\x01\x02",
+        "pem-no-end": one.replace(b"-----END SSL SESSION PARAMETERS-----", b""),
+        "cert-only.pem": b"-----BEGIN CERTIFICATE-----\nAAAA\n"
+                         b"-----END CERTIFICATE-----\n",
+    }
+    e = os.path.join(tmp, "e.db")
+    run(["import", live_pem], db=e)
+    for name, data in bad.items():
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        p = run(["import", live_pem, path], db=e, rc=5)
+        check(name.encode() in p.stderr, "import %s: message names the file"
+              % name)
+        check(b"nothing imported" in p.stderr, "import %s: nothing" % name)
+    want_eq(set(listed(e)[1]), a.ids("live"), "store unchanged by bad input")
+    run(["import", os.path.join(tmp, "missing.pem")], db=e, rc=6)
+    run(["import", tmp], db=e, rc=6)
+    run(["import", "--dry-run", live_pem], db=e)
+
+
+def sweep_lines(out, verb):
+    """IDs and keys from sweep's per-record lines."""
+    return set(re.findall(r"^%s ([0-9a-f]+) " % verb, out.decode(), re.M))
+
+
+def case_sweep(tmp):
+    s = Store(tmp)
+    p = run(["sweep", "--dry-run"], db=s.path)
+    want_eq(sweep_lines(p.stdout, "would remove"), s.ids("expired", "badhdr"),
+            "sweep --dry-run reports")
+    want_eq(len(listed(s.path)[1]), s.total(), "dry run removed nothing")
+    p = run(["sweep", "--batch", "4", "--no-compact"], db=s.path)
+    want_eq(sweep_lines(p.stdout, "removed"), s.ids("expired", "badhdr"),
+            "sweep removed")
+    check(b"removed 9 expired and 2 corrupt" in p.stdout, "sweep summary")
+    check(b"\r" not in p.stdout + p.stderr, "no progress when piped")
+    want_eq(set(listed(s.path)[1]),
+            s.ids("live") | {"53" + i for i in s.ids("badder", "mismatch")},
+            "what sweep kept")
+    p = run(["sweep", "--quiet", "--compact"], db=s.path)
+    check(b"compacted:" in p.stdout, "sweep --compact compacts")
+    want_eq(len(p.stdout.splitlines()), 2, "sweep --quiet: summary lines")
+    want_eq(set(listed(s.path, "--live")[1]), s.ids("live"),
+            "live records survive compaction")
+    run(["sweep", "--batch", "0"], db=s.path, rc=2)
+
+
+def case_concurrent(tmp):
+    """sweep while 4 processes read and write: exactly the expired go."""
+    s = Store(tmp, live=100, expired=1500, badhdr=0, badder=0, mismatch=0)
+    manifest = s.path + ".manifest"
+    workers = []
+    for i in range(4):
+        out = os.path.join(tmp, "w%d.ids" % i)
+        workers.append((subprocess.Popen(
+            [FILL, "worker", s.path, manifest, "4", str(0xf0 + i), out]),
+            out))
+    time.sleep(0.5)
+    p = run(["sweep", "--batch", "32", "--no-compact"], db=s.path, timeout=60)
+    removed = sweep_lines(p.stdout, "removed")
+    for w, _ in workers:
+        want_eq(w.wait(timeout=60), 0, "worker exit status")
+    want_eq(removed, s.ids("expired"), "sweep removed exactly the expired")
+    _, recs = listed(s.path)
+    mine = set()
+    for _, out in workers:
+        with open(out) as f:
+            mine |= {line.strip() for line in f if line.strip()}
+    check(len(mine) > 40, "workers wrote sessions (%d)" % len(mine))
+    want_eq(set(recs), s.ids("live") | mine, "records after the sweep")
+    check(all(r["status"] == "live" for r in recs.values()), "all live")
+
+
+def one_line(p, what, words):
+    """The failure is one line on stderr and mentions one of words."""
+    err = p.stderr.decode()
+    want_eq(err.count("\n"), 1, "%s: lines of stderr (%r)" % (what, err))
+    check(any(w in err for w in words), "%s: message %r" % (what, err))
+
+
+def case_badinput(tmp):
+    s = Store(tmp, live=3, expired=1, badhdr=0, badder=0, mismatch=0)
+    missing = os.path.join(tmp, "missing.db")
+    for cmd in (["list"], ["stats"], ["verify"], ["export", "--all"],
+                ["show", "aa"], ["sweep"], ["sweep", "--dry-run"]):
+        p = run(cmd, db=missing, rc=4)
+        one_line(p, "missing " + cmd[0], ["No such file"])
+    check(not os.path.exists(missing), "a read made the missing database")
+    d = os.path.join(tmp, "dir.db")
+    os.mkdir(d)
+    for cmd in (["list"], ["sweep"], ["import", "/dev/null"]):
+        p = run(cmd, db=d, rc=None)
+        check(p.returncode in (4, 5), "directory: exit %d" % p.returncode)
+    one_line(run(["list"], db=d, rc=4), "directory", ["directory"])
+    g = os.path.join(tmp, "garbage.db")
+    with open(g, "wb") as f:
+        f.write(os.urandom(8192))
+    os.chmod(g, 0o600)
+    for cmd in (["list"], ["stats"], ["verify"]):
+        one_line(run(cmd, db=g, rc=4), "garbage " + cmd[0],
+                 ["damaged", "corrupt", "magic", "not a"])
+    # Locked: another process holds the exclusive lock on <db>.lock.
+    holder = subprocess.Popen(["flock", "-x", s.path + ".lock", "sleep", "5"],
+                              start_new_session=True)
+    try:
+        time.sleep(0.3)
+        for cmd in (["list"], ["sweep"], ["stats"]):
+            t0 = time.monotonic()
+            p = run(["--lock-timeout", "200"] + cmd, db=s.path, rc=4)
+            check(time.monotonic() - t0 < 3, "lock timeout honoured")
+            one_line(p, "locked " + cmd[0], ["lock"])
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and its sleep
+        holder.wait()
+    run(["list"], db=s.path)
+    permission_checks(tmp, s)
+    usage_checks(s)
+
+
+def permission_checks(tmp, s):
+    """Permission denied, as the user nobody (tests usually run as root)."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        print("permission checks skipped: not root")
+        return
+    if subprocess.run(["runuser", "-u", "nobody", "--", SESSDUMP, "--help"],
+                      capture_output=True).returncode != 0:
+        print("permission checks skipped: nobody cannot run sessdump")
+        return
+    pdir = os.path.join(tmp, "perm")
+    os.mkdir(pdir)
+    os.chmod(tmp, 0o755)
+    os.chmod(pdir, 0o755)
+    db = os.path.join(pdir, "p.db")
+    shutil.copy(s.path, db)
+    shutil.copy(s.path + ".lock", db + ".lock")
+    # Owned by root, mode 0600: nobody may not read it.
+    one_line(run(["list"], db=db, rc=4, user="nobody"), "root's file",
+             ["ermission", "owned by", "owner"])
+    # Owned by nobody, mode 0000: refused by the kernel.
+    for f in (db, db + ".lock"):
+        os.chown(f, 65534, 65534)
+    os.chmod(db, 0)
+    one_line(run(["list"], db=db, rc=4, user="nobody"), "mode 0000",
+             ["ermission"])
+
+
+def usage_checks(s):
+    """Bad usage: usage text on stderr, exit 2; --help needs no database."""
+    for args in ([], ["frobnicate"], ["list", "--frob"], ["show"],
+                 ["--lock-timeout", "x", "list"], ["sweep", "extra"]):
+        p = run(args, db=s.path, rc=2)
+        check(b"usage:" in p.stderr, "usage text for %s" % args)
+    p = run(["list"], rc=2)
+    check(b"SESSDB_PATH" in p.stderr, "no database: names SESSDB_PATH")
+    for cmd in ("list", "show", "stats", "verify", "export", "import",
+                "sweep"):
+        p = run([cmd, "--help"])
+        check(p.stdout.startswith(b"usage: sessdump"), cmd + " --help")
+    env = dict(os.environ, SESSDB_PATH=s.path)
+    p = subprocess.run([SESSDUMP, "list", "--live"], env=env,
+                       capture_output=True)
+    want_eq(p.returncode, 0, "SESSDB_PATH fallback")
+
+
+# ---- migration between two demo servers ----
+
+def free_port():
+    """A TCP port that is free right now."""
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def start_demo(tmp, name):
+    """Start sessdemo on a free port with its own cache; return (proc, port)."""
+    port = free_port()
+    ready = os.path.join(tmp, name + ".ready")
+    cache = os.path.join(tmp, name + ".db")
+    proc = subprocess.Popen([SESSDEMO, "--port", str(port), "--cache", cache,
+                             "--workers", "2", "--ready-file", ready],
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(tmp, name + ".log"), "w"))
+    for _ in range(100):
+        if os.path.exists(ready):
+            return proc, port, cache
+        if proc.poll() is not None:
+            raise Fail("sessdemo %s exited %d" % (name, proc.returncode))
+        time.sleep(0.1)
+    proc.kill()
+    raise Fail("sessdemo %s did not become ready" % name)
+
+
+def s_client(port, *extra):
+    """One openssl s_client connection; return its output."""
+    cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+           "-servername", "localhost", "-ign_eof"] + list(extra)
+    p = subprocess.run(cmd, input=b"GET / HTTP/1.0\r\n\r\n",
+                       capture_output=True, timeout=20)
+    return p.stdout.decode(errors="replace")
+
+
+def case_migration(tmp):
+    """Export a session from server A's store, import into B's, resume on B."""
+    if not SESSDEMO or not os.path.exists(SESSDEMO):
+        print("sessdemo not built")
+        return SKIP
+    a, pa, cache_a = start_demo(tmp, "a")
+    b, pb, cache_b = start_demo(tmp, "b")
+    try:
+        sess = os.path.join(tmp, "client.sess")
+        out = s_client(pa, "-sess_out", sess)
+        check("New," in out, "first handshake with A is new")
+        time.sleep(0.3)
+        _, recs = listed(cache_a, "--live")
+        check(len(recs) >= 1, "A's store holds the session")
+        pem = os.path.join(tmp, "migrate.pem")
+        run(["export", "--live", "-o", pem], db=cache_a)
+        text = openssl(["sess_id", "-in", pem, "-noout", "-text"]).decode()
+        check("Session-ID:" in text, "openssl sess_id reads the export")
+        out = s_client(pb, "-sess_in", sess)
+        check("Reused," not in out, "B cannot resume before the import")
+        run(["import", pem], db=cache_b)
+        out = s_client(pb, "-sess_in", sess)
+        print(out[out.find("---\nNew") if "---\nNew" in out else 0:][:0])
+        check("Reused," in out, "client resumes on B after the migration:\n"
+              + out[-1500:])
+    finally:
+        for p in (a, b):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+CASES = {name[5:]: fn for name, fn in globals().items()
+         if name.startswith("case_")}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        print("usage: sessdump_test.py {%s}" % "|".join(sorted(CASES)),
+              file=sys.stderr)
+        return 2
+    if not os.path.exists(SESSDUMP) or not os.path.exists(FILL):
+        print("SESSDUMP or SESSDUMP_FILL not set", file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix="sessdump-test-")
+    try:
+        rc = CASES[sys.argv[1]](tmp)
+    except Fail as e:
+        print("FAIL %s: %s" % (sys.argv[1], e), file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
