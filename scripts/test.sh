@@ -1,0 +1,57 @@
+#!/bin/sh
+# NAME
+#	test.sh - build sessdb and run every test: plain, sanitized, valgrind
+#
+# SYNOPSIS
+#	scripts/test.sh
+#
+# DESCRIPTION
+#	Installs missing packages (scripts/deps.sh), then:
+#	  1. builds with -Werror in build-test/ and runs the whole suite;
+#	  2. builds with AddressSanitizer + UndefinedBehaviorSanitizer in
+#	     build-test-asan/ and runs the whole suite again;
+#	  3. runs the suite under valgrind (meson test --setup valgrind),
+#	     skipping only the tests that drive external programs
+#	     (suite "peers": their servers are checked by the ASan run).
+#	Ends with one line "N passed, N failed" over all three runs.
+#
+# EXIT STATUS
+#	0 if every test passed, 1 otherwise.
+set -u
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+sh scripts/deps.sh || exit 1
+
+status=0
+summary_files=
+
+# run NAME BUILDDIR SETUP-ARGS... - configure, build and test one variant.
+run() {
+	name=$1 dir=$2
+	shift 2
+	echo "=== $name ==="
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" -Dwerror=true "$@" || { status=1; return; }
+	fi
+	ninja -C "$dir" || { status=1; return; }
+}
+
+run "build (-Werror)" build-test --buildtype=debugoptimized
+meson test -C build-test --print-errorlogs --num-processes 2 || status=1
+summary_files="$summary_files build-test/meson-logs/testlog.json"
+
+run "build with ASan+UBSan" build-test-asan -Db_sanitize=address,undefined \
+    -Db_lundef=false --buildtype=debug
+meson test -C build-test-asan --print-errorlogs --num-processes 2 \
+    --logbase testlog-asan || status=1
+summary_files="$summary_files build-test-asan/meson-logs/testlog-asan.json"
+
+echo "=== valgrind ==="
+meson test -C build-test --setup valgrind --print-errorlogs --num-processes 2 \
+    --no-suite sessdump --no-suite realpeer --no-suite bench-smoke --logbase testlog-valgrind || status=1
+summary_files="$summary_files build-test/meson-logs/testlog-valgrind.json"
+
+# shellcheck disable=SC2086
+python3 scripts/test-summary.py $summary_files || status=1
+exit $status
