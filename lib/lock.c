@@ -105,6 +105,7 @@ page_init(struct lockfile *lf)
 		p->entries = 0;
 		p->bytes = 0;
 		p->swept_at = 0;
+		p->writer = 0;
 		memcpy(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic));
 	}
 	lock_release(lf);
@@ -231,6 +232,22 @@ lock_bump(struct lockfile *lf)
 	if (lf->page == NULL || !lf->writable)
 		return 0;
 	return __atomic_add_fetch(&lf->page->generation, 1, __ATOMIC_RELEASE);
+}
+
+int32_t
+lock_writer(const struct lockfile *lf)
+{
+	if (lf->page == NULL)
+		return 0;
+	return __atomic_load_n(&lf->page->writer, __ATOMIC_ACQUIRE);
+}
+
+void
+lock_set_writer(struct lockfile *lf, int32_t pid)
+{
+	if (lf->page == NULL || !lf->writable)
+		return;
+	__atomic_store_n(&lf->page->writer, pid, __ATOMIC_RELEASE);
 }
 
 /* add_saturating - counter += delta, never below zero. */

@@ -26,6 +26,9 @@ struct lock_page {
 	uint64_t	entries;	/* records in the database (approximate) */
 	uint64_t	bytes;		/* key + value bytes of those records */
 	int64_t		swept_at;	/* last capacity sweep, unix seconds */
+	int32_t		writer;		/* pid of the LOCK_EX holder while it may
+					   be changing the file; non-zero
+					   with no holder = it died mid-write */
 };
 
 struct lockfile {
@@ -59,6 +62,12 @@ uint64_t lock_generation(const struct lockfile *lf);
 /* lock_bump - a write was committed: increment the change counter.  Must
  * hold LOCK_EX.  Returns the new value. */
 uint64_t lock_bump(struct lockfile *lf);
+
+/* lock_writer - the pid marked as writing, or 0. */
+int32_t lock_writer(const struct lockfile *lf);
+
+/* lock_set_writer - mark (pid) or clear (0) a write in progress; LOCK_EX held. */
+void lock_set_writer(struct lockfile *lf, int32_t pid);
 
 /* lock_count - adjust the record and byte counters (saturating at 0). */
 void lock_count(struct lockfile *lf, int64_t entries, int64_t bytes);

@@ -248,6 +248,7 @@ recover(struct sessdb *db, const char *why)
 		    db->path, gdbm_strerror(gerr));
 done:
 	store_recount(db);
+	lock_set_writer(&db->lock, 0);	/* the file is whole again */
 	db->seen_gen = lock_bump(&db->lock);
 	return 0;
 }
@@ -314,6 +315,47 @@ after_fork(struct sessdb *db)
 	return 0;
 }
 
+/*
+ * after_dead_writer - LOCK_EX held and the writer mark is set: its owner
+ * was killed inside an update.  Reopen from the file and let GDBM check
+ * it (gdbm_recover rebuilds it only if it finds damage); every process
+ * reopens after that.  Records whose bytes were torn fail their CRC later.
+ */
+static int
+after_dead_writer(struct sessdb *db)
+{
+	int32_t pid = lock_writer(&db->lock);
+	gdbm_recovery rcvr;
+
+	store_log(db, SESSDB_LOG_WARNING, "%s: process %d died while writing; "
+	    "checking the file", db->path, (int)pid);
+	db->seen_gen = 0;
+	if (reopen(db) == -1)
+		return -1;	/* reopen already repaired what it could */
+	memset(&rcvr, 0, sizeof(rcvr));
+	if (gdbm_recover(db->dbf, &rcvr, GDBM_RCVR_DEFAULT) != 0) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "check after a dead writer: %s",
+		    gdbm_db_strerror(db->dbf));
+		if (recover(db, why) == -1)
+			return -1;
+	} else if (rcvr.recovered_keys > 0 || rcvr.failed_keys > 0) {
+		db->st.recoveries++;
+		store_log(db, SESSDB_LOG_WARNING, "%s: rebuilt after a dead writer: "
+		    "%zu records kept, %zu lost", db->path, rcvr.recovered_keys,
+		    rcvr.failed_keys);
+		gdbm_close_nosync(db->dbf);
+		db->dbf = NULL;
+		if (reopen(db) == -1)
+			return -1;
+		store_recount(db);
+	}
+	lock_set_writer(&db->lock, 0);
+	db->seen_gen = lock_bump(&db->lock);
+	return 0;
+}
+
 int
 store_begin(struct sessdb *db, int op)
 {
@@ -330,15 +372,36 @@ store_begin(struct sessdb *db, int op)
 			return store_error(db, "%s: flock: %s", db->lock_path,
 			    strerror(errno));
 		}
-		if (db->dbf != NULL && lock_generation(&db->lock) == db->seen_gen &&
-		    db->seen_gen != 0)
-			return 0;
-		if (reopen(db) == 0)
-			return 0;
-		lock_release(&db->lock);
-		if (errno != EAGAIN || op == LOCK_EX)
-			return -1;
-		op = LOCK_EX;	/* initialise or recover, then carry on */
+		if (lock_writer(&db->lock) != 0) {
+			/* A writer died between changing the file and
+			 * finishing: GDBM may have half of an update on disk. */
+			if (op != LOCK_EX || db->rdonly) {
+				lock_release(&db->lock);
+				if (db->rdonly)
+					return store_error(db, "%s: a writer died "
+					    "mid-update; a writer must check the file",
+					    db->path);
+				op = LOCK_EX;
+				continue;
+			}
+			if (after_dead_writer(db) == -1) {
+				lock_release(&db->lock);
+				return -1;
+			}
+		}
+		if (db->dbf == NULL || lock_generation(&db->lock) != db->seen_gen ||
+		    db->seen_gen == 0) {
+			if (reopen(db) == -1) {
+				lock_release(&db->lock);
+				if (errno != EAGAIN || op == LOCK_EX)
+					return -1;
+				op = LOCK_EX;	/* initialise or recover */
+				continue;
+			}
+		}
+		if (op == LOCK_EX)
+			lock_set_writer(&db->lock, (int32_t)getpid());
+		return 0;
 	}
 }
 
@@ -347,6 +410,8 @@ store_end(struct sessdb *db, int wrote)
 {
 	if (wrote)
 		db->seen_gen = lock_bump(&db->lock);
+	if (db->lock.held == LOCK_EX)
+		lock_set_writer(&db->lock, 0);
 	lock_release(&db->lock);
 }
 
@@ -367,8 +432,13 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 		/* Not (known) damage, or not ours to fix: drop the handle so
 		 * the next call starts from the file as it is. */
 		if (gdbm_needs_recovery(db->dbf)) {
+			/* Leave the writer mark set when the failed call may
+			 * have written part of an update: the next writer
+			 * checks the file. */
 			gdbm_close_nosync(db->dbf);
 			db->dbf = NULL;
+		} else if (db->lock.held == LOCK_EX) {
+			lock_set_writer(&db->lock, 0);
 		}
 		lock_release(&db->lock);
 		return -1;
@@ -382,6 +452,7 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 			lock_release(&db->lock);
 			return -1;
 		}
+		lock_set_writer(&db->lock, (int32_t)getpid());
 	}
 	char why[256];
 	snprintf(why, sizeof(why), "%s", gdbm_strerror(e));

@@ -323,8 +323,10 @@ reaper_flush(struct sessdb *db, struct reaper *q, uint64_t upto,
 		}
 		done += n;
 	}
-	memmove(q->d, q->d + done, (q->n - done) * sizeof(*q->d));
-	q->n -= done;
+	if (done > 0) {
+		memmove(q->d, q->d + done, (q->n - done) * sizeof(*q->d));
+		q->n -= done;
+	}
 	return 0;
 }
 
