@@ -462,6 +462,43 @@ def usage_checks(s):
     want_eq(p.returncode, 0, "SESSDB_PATH fallback")
 
 
+def on_pty(args, db):
+    """Run sessdump with stderr on a pseudo-terminal; return what it drew."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.run([SESSDUMP, "--db", db] + args, stderr=slave,
+                       stdout=subprocess.DEVNULL, timeout=30)
+    os.close(slave)
+    data = b""
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    return p.returncode, data
+
+
+def case_progress(tmp):
+    """Progress on a terminal for long runs; nothing when piped or asked."""
+    s = Store(tmp, live=150, expired=150, badhdr=0, badder=0, mismatch=0)
+    for args in (["verify"], ["stats"], ["export", "--all"],
+                 ["sweep", "--dry-run"]):
+        rc, drawn = on_pty(args, s.path)
+        want_eq(rc, 0, "%s on a terminal: exit status" % args)
+        check(re.search(rb"\r[a-z ()]+: \d+(/\d+)? records", drawn),
+              "%s on a terminal draws progress: %r" % (args, drawn[:200]))
+        check(drawn.endswith(b"\r\033[K"), "progress line erased")
+        rc, drawn = on_pty(["--no-progress"] + args, s.path)
+        want_eq(drawn, b"", "--no-progress %s" % args)
+        p = run(args, db=s.path)
+        check(b"\r" not in p.stderr + p.stdout, "piped %s is clean" % args)
+
+
 # ---- migration between two demo servers ----
 
 def free_port():

@@ -335,7 +335,7 @@ sd_progress_start(struct sd_progress *p, const struct sd_global *g,
 	p->on = g->progress;
 	p->what = what;
 	p->total = total;
-	p->last_ms = now_ms();
+	p->last_ms = now_ms() - 1000;	/* draw at the first chance */
 }
 
 /* sd_progress_tick - count one record; redraw at most five times a second. */
