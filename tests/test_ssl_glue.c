@@ -139,6 +139,21 @@ count_records(struct sessdb *db)
 	return n;
 }
 
+/* server_key - the store key (ID) of a client's session: for TLS 1.3
+   the stateful ticket, which is the server's session ID. */
+static const unsigned char *
+server_key(const SSL_SESSION *sess, unsigned int *len)
+{
+	const unsigned char *tick;
+	size_t tick_len;
+
+	if (SSL_SESSION_get_protocol_version(sess) != TLS1_3_VERSION)
+		return SSL_SESSION_get_id(sess, len);
+	SSL_SESSION_get0_ticket(sess, &tick, &tick_len);
+	*len = (unsigned int)tick_len;
+	return tick;
+}
+
 /* set_version - pin ctx to TLS 1.2 or 1.3 (tls 12/13), or leave both. */
 static void
 set_version(SSL_CTX *ctx, int tls)
@@ -582,7 +597,7 @@ check_expired(int tls)
 	t0 = time(NULL);
 	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
 	CU_ASSERT_FATAL(h1.nsess >= 1);
-	id = SSL_SESSION_get_id(h1.sess[0], &id_len);
+	id = server_key(h1.sess[0], &id_len);
 	CU_ASSERT(sessdb_get(p.db[1], SESSDB_NS_SERVER, id, id_len, &data,
 	    &len, &meta) == SESSDB_OK);
 	sessdb_free(data);
@@ -738,9 +753,9 @@ static void
 test_early_data_once(void)
 {
 	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 13, .early = 1024 };
+	SSL_SESSION *replay[2];
 	struct hs h1, h2, h3, h4;
 	struct pair p;
-	int n;
 
 	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 13, 0) == 0);
 	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
@@ -748,25 +763,32 @@ test_early_data_once(void)
 	/* Early data under anti-replay makes OpenSSL's tickets stateful. */
 	CU_ASSERT(count_records(p.db[0]) == 2);
 	CU_ASSERT_FATAL(SSL_SESSION_get_max_early_data(h1.sess[0]) == 1024);
+	/* An OpenSSL client uses a TLS 1.3 session once; an attacker
+	   replaying its ClientHello does not care: keep copies. */
+	replay[0] = SSL_SESSION_dup(h1.sess[0]);
+	replay[1] = SSL_SESSION_dup(h1.sess[0]);
+	CU_ASSERT_FATAL(replay[0] != NULL && replay[1] != NULL);
 
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "GET /0rtt" }, &h2) == 0);
 	CU_ASSERT(h2.ok && h2.reused);
 	CU_ASSERT(h2.early == SSL_EARLY_DATA_ACCEPTED);
 	CU_ASSERT_STRING_EQUAL(h2.early_got, "GET /0rtt");
 	/* Taken: one record left (ticket 2), plus the new tickets of h2. */
-	n = count_records(p.db[0]);
-	CU_ASSERT(n == 1 + h2.nsess);
+	CU_ASSERT(count_records(p.db[0]) == 1 + h2.nsess);
 
 	/* Replay to the other context, and to the same one: refused. */
-	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "GET /0rtt" }, &h3) == 0);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = replay[0], .early = "GET /0rtt" }, &h3) == 0);
 	CU_ASSERT(h3.ok);
-	CU_ASSERT(h3.early != SSL_EARLY_DATA_ACCEPTED);
+	CU_ASSERT(h3.early == SSL_EARLY_DATA_REJECTED);
 	CU_ASSERT(h3.early_got[0] == '\0');
 	CU_ASSERT(!h3.reused);
-	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "GET /0rtt" }, &h4) == 0);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = replay[1], .early = "GET /0rtt" }, &h4) == 0);
 	CU_ASSERT(h4.ok);
-	CU_ASSERT(h4.early != SSL_EARLY_DATA_ACCEPTED);
+	CU_ASSERT(h4.early == SSL_EARLY_DATA_REJECTED);
+	CU_ASSERT(h4.early_got[0] == '\0');
 	CU_ASSERT(!h4.reused);
+	CU_ASSERT(stats_of(p.srv[0]).misses == 1);
+	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
 	hs_clear(&h3);
 	hs_clear(&h4);
 
@@ -778,10 +800,60 @@ test_early_data_once(void)
 	CU_ASSERT_FATAL(h2.nsess >= 1);
 	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h2.sess[0], .early = "more" }, &h4) == 0);
 	CU_ASSERT(h4.reused && h4.early == SSL_EARLY_DATA_ACCEPTED);
+	SSL_SESSION_free(replay[0]);
+	SSL_SESSION_free(replay[1]);
 	hs_clear(&h1);
 	hs_clear(&h2);
 	hs_clear(&h3);
 	hs_clear(&h4);
+	pair_close(&p);
+}
+
+/*
+ * Two "processes" race for one ticket's early data: forked children each
+ * resume a copy of the same session on their own context and handle.
+ * Exactly one may accept the early data.
+ */
+static void
+test_early_data_race(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 13, .early = 1024 };
+	enum { NCHILD = 4 };
+	pid_t pid[NCHILD];
+	struct pair p;
+	struct hs h1;
+	int i, status, accepted = 0;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 13, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 2);
+	for (i = 0; i < NCHILD; i++) {
+		pid[i] = fork();
+		CU_ASSERT_FATAL(pid[i] >= 0);
+		if (pid[i] == 0) {
+			struct sessdb *db = open_db(p.path, 0);
+			SSL_CTX *ctx = db ? server_ctx(&cfg, db) : NULL;
+			struct hs h;
+			int rc = 2;
+
+			if (ctx != NULL && handshake(ctx, p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = "x" }, &h) == 0)
+				rc = h.early == SSL_EARLY_DATA_ACCEPTED;
+			hs_clear(&h);
+			SSL_CTX_free(ctx);
+			sessdb_close(db);
+			hs_clear(&h1);
+			pair_close(&p);
+			_exit(rc);
+		}
+	}
+	for (i = 0; i < NCHILD; i++) {
+		CU_ASSERT(waitpid(pid[i], &status, 0) == pid[i]);
+		CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) <= 1);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+			accepted++;
+	}
+	CU_ASSERT(accepted == 1);
+	hs_clear(&h1);
 	pair_close(&p);
 }
 
@@ -1081,6 +1153,7 @@ static const struct {
 	{ "corrupt record: another session's DER", test_corrupt_other_id },
 	{ "corrupt record: trailing bytes", test_corrupt_trailing },
 	{ "0-RTT accepted at most once across ctxs", test_early_data_once },
+	{ "0-RTT race between processes: one winner", test_early_data_race },
 	{ "early data on: TLS 1.2 IDs are not taken", test_early_data_tls12_not_taken },
 	{ "SSL_CTX_free keeps records", test_ctx_free_keeps },
 	{ "SSL_CTX_free keeps records: early data", test_ctx_free_keeps_early },
