@@ -343,6 +343,18 @@ def case_sweep(tmp):
     want_eq(set(listed(s.path, "--live")[1]), s.ids("live"),
             "live records survive compaction")
     run(["sweep", "--batch", "0"], db=s.path, rc=2)
+    # A small file is not compacted on its own ...
+    p = run(["sweep"], db=s.path)
+    check(b"compacted" not in p.stdout, "small file left alone")
+    # ... a file of more than 1 MiB that is mostly free space is.
+    big = Store(tmp, "big.db", live=20, expired=5000, badhdr=0, badder=0,
+                mismatch=0)
+    size = os.path.getsize(big.path)
+    check(size >= 1 << 20, "big store is at least 1 MiB (%d)" % size)
+    p = run(["sweep", "--quiet"], db=big.path)
+    check(b"compacted:" in p.stdout, "sweep compacts a mostly free file")
+    check(os.path.getsize(big.path) < size // 4, "file shrank")
+    want_eq(set(listed(big.path)[1]), big.ids("live"), "after compaction")
 
 
 def case_concurrent(tmp):
@@ -356,8 +368,10 @@ def case_concurrent(tmp):
             [FILL, "worker", s.path, manifest, "4", str(0xf0 + i), out]),
             out))
     time.sleep(0.5)
-    p = run(["sweep", "--batch", "32", "--no-compact"], db=s.path, timeout=60)
+    # --compact: the file is also rewritten while the workers use it.
+    p = run(["sweep", "--batch", "32", "--compact"], db=s.path, timeout=60)
     removed = sweep_lines(p.stdout, "removed")
+    check(b"compacted:" in p.stdout, "sweep compacted under load")
     for w, _ in workers:
         want_eq(w.wait(timeout=60), 0, "worker exit status")
     want_eq(removed, s.ids("expired"), "sweep removed exactly the expired")
@@ -552,8 +566,12 @@ def case_migration(tmp):
         check(len(recs) >= 1, "A's store holds the session")
         pem = os.path.join(tmp, "migrate.pem")
         run(["export", "--live", "-o", pem], db=cache_a)
-        text = openssl(["sess_id", "-in", pem, "-noout", "-text"]).decode()
-        check("Session-ID:" in text, "openssl sess_id reads the export")
+        with open(pem, "rb") as f:
+            blocks = re.findall(rb"-----BEGIN SSL SESSION PARAMETERS-----.*?"
+                                rb"-----END SSL SESSION PARAMETERS-----\n",
+                                f.read(), re.S)
+        want_eq({sess_id_of(b) for b in blocks}, set(recs),
+                "openssl sess_id -noout -text shows A's session IDs")
         out = s_client(pb, "-sess_in", sess)
         check("Reused," not in out, "B cannot resume before the import")
         run(["import", pem], db=cache_b)
