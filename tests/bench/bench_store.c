@@ -1,0 +1,1247 @@
+/*
+ * NAME
+ *	bench_store - store micro-benchmark: sessdb against open-and-close
+ *	per operation (the mod_ssl "dbm:" strategy), measured in one run
+ *
+ * SYNOPSIS
+ *	bench_store [--quick] [--runs N] [--secs S] [--sizes N,N,...]
+ *	    [--dir DIR]... [--payload BYTES] [--sweep-records N]
+ *	    [--size-records N] [--no-matrix] [--no-sweep]
+ *
+ * DESCRIPTION
+ *	For every directory (default: /dev/shm, a tmpfs, and /var/tmp, a disk
+ *	filesystem) and every database size (default 1k, 10k, 100k, 1M
+ *	records) it fills two files with the same records: one used through
+ *	the sessdb API (one long-lived handle per process), one used the way
+ *	mod_ssl does, the "baseline": flock on a lock file, gdbm_open, one
+ *	GDBM call, gdbm_close (which fsyncs a writer), unlock, for every
+ *	operation.  The baseline stores exactly the same record bytes
+ *	(rec_encode) and decodes them on lookup (rec_decode, with its CRC),
+ *	so the two differ only in how the file is opened and locked.
+ *
+ *	Operations, each run for --secs seconds (baseline and sessdb
+ *	interleaved, the order alternating between runs):
+ *	  get-hit      random existing key
+ *	  get-miss     key that is not there
+ *	  put-new      a key that is not there yet (a new session)
+ *	  take         get + delete under one exclusive lock (keys of put-new)
+ *	  delete       existing keys (inserted untimed just before)
+ *	  put-replace  random existing key, new contents
+ *	  mixed        50% get-hit, 50% put-replace
+ *	and with two processes on one file (each opens its own handle):
+ *	  2p-rw        one process get-hit, the other put-replace
+ *	  2p-mixed     both mixed 50/50
+ *	Payloads are --payload (default 280) pseudo-random bytes, the size of
+ *	a DER TLS 1.3 session with an ECDSA P-256 certificate and no client
+ *	certificate (bench_handshake prints the real sizes).
+ *
+ *	Then, per directory: the file size for --size-records (default
+ *	100,000) records, and a sweep of --sweep-records (default 1,000,000)
+ *	records of which half are expired, while another process does gets
+ *	and records its longest wait (also measured for as long before the
+ *	sweep, for the noise floor).
+ *
+ *	Every figure is the median over --runs runs (default 5).  Ratios are
+ *	sessdb / baseline (higher is better for sessdb).
+ *
+ *	--quick (or SESSDB_BENCH_QUICK=1): 1 run, short phases, 1,000
+ *	records, a 20,000-record sweep, a 10,000-record size check: a smoke
+ *	test of a few seconds.  It checks only that results are sane (every
+ *	get-hit hit, every get-miss missed, the sweep removed exactly the
+ *	expired half, no errors), never a time.
+ *
+ * EXIT STATUS
+ *	0 if every sanity check passed, 1 otherwise, 2 on bad usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gdbm.h>
+
+#include "record.h"
+#include "sessdb.h"
+
+#define MAX_RUNS	32
+#define MAX_DIRS	4
+#define MAX_SIZES	8
+#define MISS_BASE	(UINT64_C(1) << 40)	/* key indexes never stored */
+#define FRESH_BASE	(UINT64_C(1) << 32)	/* keys of put-new and delete */
+#define TTL		3600
+
+/* ---- options ---- */
+
+static int quick;
+static int runs = 5;
+static double phase_secs = 0.5;
+static double phase2_secs = 1.0;
+static size_t sizes[MAX_SIZES] = { 1000, 10000, 100000, 1000000 };
+static int nsizes = 4;
+static const char *dirs[MAX_DIRS];
+static int ndirs;
+static size_t payload_len = 280;
+static size_t sweep_records = 1000000;
+static size_t size_records = 100000;
+static int do_matrix = 1, do_sweep = 1;
+static int failures;
+
+/* ---- small helpers ---- */
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double
+cpu_secs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t
+splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+/* make_id - the 32-byte session ID of record number i (looks random). */
+static void
+make_id(uint64_t i, unsigned char id[SESSDB_ID_MAX])
+{
+	uint64_t s = i * 0x632be59bd9b4e019u + 17;
+
+	for (int k = 0; k < SESSDB_ID_MAX; k += 8) {
+		uint64_t v = splitmix64(&s);
+		memcpy(id + k, &v, 8);
+	}
+}
+
+static uint64_t rng_state;
+
+static uint64_t
+rnd(void)
+{
+	return splitmix64(&rng_state);
+}
+
+static void
+check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+check(int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok)
+		return;
+	failures++;
+	fprintf(stderr, "bench_store: SANITY FAILURE: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void
+die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "bench_store: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static const char *
+fs_name(const char *dir)
+{
+	struct statfs sf;
+
+	if (statfs(dir, &sf) == -1)
+		return "?";
+	switch ((unsigned long)sf.f_type) {
+	case 0x01021994: return "tmpfs";
+	case 0xEF53: return "ext4";
+	case 0x58465342: return "xfs";
+	case 0x9123683E: return "btrfs";
+	case 0x794c7630: return "overlay";
+	default: return "other";
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(const double *v, int n)
+{
+	double tmp[MAX_RUNS];
+
+	if (n == 0)
+		return 0;
+	memcpy(tmp, v, (size_t)n * sizeof(*v));
+	qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
+	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* ---- the two targets: sessdb and the open-per-operation baseline ---- */
+
+enum kind { SESSDB = 0, BASE = 1 };
+static const char *kind_name[] = { "sessdb", "baseline" };
+
+struct target {
+	enum kind	kind;
+	char		path[PATH_MAX];
+	char		lock_path[PATH_MAX + 8];
+	struct sessdb	*db;		/* SESSDB */
+	int		lock_fd;	/* BASE */
+};
+
+static unsigned char *payload;	/* payload_len pseudo-random bytes */
+static int64_t expires_at;	/* expiry of everything put (now + TTL) */
+
+static void
+target_open(struct target *t)
+{
+	char err[512];
+
+	if (t->kind == SESSDB) {
+		t->db = sessdb_open(t->path, NULL, err, sizeof(err));
+		if (t->db == NULL)
+			die("%s", err);
+		return;
+	}
+	t->lock_fd = open(t->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (t->lock_fd == -1)
+		die("%s: %s", t->lock_path, strerror(errno));
+}
+
+static void
+target_close(struct target *t)
+{
+	if (t->kind == SESSDB) {
+		sessdb_close(t->db);
+		t->db = NULL;
+	} else if (t->lock_fd >= 0) {
+		close(t->lock_fd);
+		t->lock_fd = -1;
+	}
+}
+
+/* encode - the record bytes for key index i (into buf, REC_HEADER_LEN +
+ * payload_len); also returns the GDBM key. */
+static size_t
+encode(uint64_t i, unsigned char *buf, unsigned char key[REC_KEY_MAX],
+    size_t *key_len, int64_t expires)
+{
+	unsigned char id[SESSDB_ID_MAX];
+	struct rec r;
+
+	make_id(i, id);
+	*key_len = rec_key_make(key, SESSDB_NS_SERVER, id, sizeof(id));
+	r.flags = 0;
+	r.created = expires - TTL;
+	r.expires = expires;
+	r.payload = payload;
+	r.payload_len = payload_len;
+	rec_encode(buf, key, *key_len, &r);
+	return REC_HEADER_LEN + payload_len;
+}
+
+/* base_open - the baseline's per-operation open, under the flock. */
+static GDBM_FILE
+base_open(struct target *t, int write)
+{
+	GDBM_FILE dbf;
+
+	if (flock(t->lock_fd, write ? LOCK_EX : LOCK_SH) == -1)
+		return NULL;
+	dbf = gdbm_open(t->path, 0, (write ? GDBM_WRCREAT : GDBM_READER) |
+	    GDBM_NOLOCK, 0600, NULL);
+	if (dbf == NULL)
+		flock(t->lock_fd, LOCK_UN);
+	return dbf;
+}
+
+static void
+base_close(struct target *t, GDBM_FILE dbf)
+{
+	gdbm_close(dbf);	/* a writer's close fsyncs: that is the point */
+	flock(t->lock_fd, LOCK_UN);
+}
+
+/* base_live - decode a fetched baseline value as sessdb would. */
+static int
+base_live(datum v, const unsigned char *key, size_t key_len)
+{
+	struct rec r;
+	int live;
+
+	live = rec_decode((unsigned char *)v.dptr, (size_t)v.dsize, key, key_len,
+	    &r) == REC_OK && r.expires > (int64_t)time(NULL);
+	free(v.dptr);
+	return live;
+}
+
+/* Operations: 1 = hit (or done), 0 = miss, -1 = error. */
+static int
+op_get(struct target *t, uint64_t i)
+{
+	unsigned char id[SESSDB_ID_MAX], key[REC_KEY_MAX];
+	size_t key_len, len;
+	void *data;
+	int rc;
+
+	make_id(i, id);
+	if (t->kind == SESSDB) {
+		rc = sessdb_get(t->db, SESSDB_NS_SERVER, id, sizeof(id), &data, &len,
+		    NULL);
+		sessdb_free(data);
+		return rc == SESSDB_OK ? 1 : rc == SESSDB_MISS ? 0 : -1;
+	}
+	key_len = rec_key_make(key, SESSDB_NS_SERVER, id, sizeof(id));
+	GDBM_FILE dbf = base_open(t, 0);
+	if (dbf == NULL)
+		return -1;
+	datum v = gdbm_fetch(dbf, (datum){ (char *)key, (int)key_len });
+	base_close(t, dbf);
+	if (v.dptr == NULL)
+		return 0;
+	return base_live(v, key, key_len);
+}
+
+static int
+op_put(struct target *t, uint64_t i)
+{
+	unsigned char id[SESSDB_ID_MAX], key[REC_KEY_MAX];
+	unsigned char buf[REC_HEADER_LEN + 4096];
+	size_t key_len, len;
+	int rc;
+
+	if (t->kind == SESSDB) {
+		make_id(i, id);
+		rc = sessdb_put(t->db, SESSDB_NS_SERVER, id, sizeof(id), payload,
+		    payload_len, expires_at);
+		return rc == 0 ? 1 : -1;
+	}
+	len = encode(i, buf, key, &key_len, expires_at);
+	GDBM_FILE dbf = base_open(t, 1);
+	if (dbf == NULL)
+		return -1;
+	rc = gdbm_store(dbf, (datum){ (char *)key, (int)key_len },
+	    (datum){ (char *)buf, (int)len }, GDBM_REPLACE);
+	base_close(t, dbf);
+	return rc == 0 ? 1 : -1;
+}
+
+static int
+op_take(struct target *t, uint64_t i)
+{
+	unsigned char id[SESSDB_ID_MAX], key[REC_KEY_MAX];
+	size_t key_len, len;
+	void *data;
+	int rc;
+
+	make_id(i, id);
+	if (t->kind == SESSDB) {
+		rc = sessdb_take(t->db, SESSDB_NS_SERVER, id, sizeof(id), &data, &len,
+		    NULL);
+		sessdb_free(data);
+		return rc == SESSDB_OK ? 1 : rc == SESSDB_MISS ? 0 : -1;
+	}
+	key_len = rec_key_make(key, SESSDB_NS_SERVER, id, sizeof(id));
+	GDBM_FILE dbf = base_open(t, 1);
+	if (dbf == NULL)
+		return -1;
+	datum k = { (char *)key, (int)key_len };
+	datum v = gdbm_fetch(dbf, k);
+	if (v.dptr != NULL && gdbm_delete(dbf, k) != 0) {
+		free(v.dptr);
+		base_close(t, dbf);
+		return -1;
+	}
+	base_close(t, dbf);
+	if (v.dptr == NULL)
+		return 0;
+	return base_live(v, key, key_len);
+}
+
+static int
+op_delete(struct target *t, uint64_t i)
+{
+	unsigned char id[SESSDB_ID_MAX], key[REC_KEY_MAX];
+	size_t key_len;
+	int rc;
+
+	make_id(i, id);
+	if (t->kind == SESSDB)
+		return sessdb_delete(t->db, SESSDB_NS_SERVER, id, sizeof(id)) == 0 ?
+		    1 : -1;
+	key_len = rec_key_make(key, SESSDB_NS_SERVER, id, sizeof(id));
+	GDBM_FILE dbf = base_open(t, 1);
+	if (dbf == NULL)
+		return -1;
+	rc = gdbm_delete(dbf, (datum){ (char *)key, (int)key_len });
+	base_close(t, dbf);
+	return rc == 0 || gdbm_errno == GDBM_ITEM_NOT_FOUND ? 1 : -1;
+}
+
+/*
+ * bulk - untimed fill or clean-up of key indexes [lo, hi): through the
+ * sessdb handle, or through one long-lived GDBM handle for the baseline.
+ */
+static void
+bulk(struct target *t, uint64_t lo, uint64_t hi, int insert)
+{
+	unsigned char key[REC_KEY_MAX], buf[REC_HEADER_LEN + 4096];
+	size_t key_len, len;
+
+	if (t->kind == SESSDB) {
+		for (uint64_t i = lo; i < hi; i++)
+			if ((insert ? op_put(t, i) : op_delete(t, i)) != 1)
+				die("bulk %s: %s", insert ? "put" : "delete",
+				    sessdb_error(t->db));
+		return;
+	}
+	GDBM_FILE dbf = base_open(t, 1);
+	if (dbf == NULL)
+		die("%s: %s", t->path, gdbm_strerror(gdbm_errno));
+	for (uint64_t i = lo; i < hi; i++) {
+		len = encode(i, buf, key, &key_len, expires_at);
+		datum k = { (char *)key, (int)key_len };
+		if (insert) {
+			if (gdbm_store(dbf, k, (datum){ (char *)buf, (int)len },
+			    GDBM_REPLACE) != 0)
+				die("%s: store: %s", t->path, gdbm_strerror(gdbm_errno));
+		} else {
+			gdbm_delete(dbf, k);
+		}
+	}
+	base_close(t, dbf);
+}
+
+/* ---- timed phases ---- */
+
+enum op { OP_GET_HIT, OP_GET_MISS, OP_PUT_NEW, OP_TAKE, OP_DELETE,
+	OP_PUT_REPLACE, OP_MIXED, OP_COUNT };
+static const char *op_name[] = { "get-hit", "get-miss", "put-new", "take",
+	"delete", "put-replace", "mixed" };
+
+struct tally {
+	uint64_t	gets, puts, other;	/* operations done, by kind */
+	uint64_t	hits, misses, errors;
+	uint64_t	reopens;		/* sessdb handle reopens meanwhile */
+	double		secs;			/* wall clock */
+	double		cpu;			/* CPU time of this process */
+};
+
+/*
+ * phase - run op on t for secs seconds (or limit operations, if not 0).
+ * n is the number of live records (keys 0..n-1); lo the first key index
+ * of sequential operations (put-new, take, delete).
+ */
+static void
+phase(struct target *t, enum op op, size_t n, uint64_t lo, uint64_t limit,
+    double secs, struct tally *ty)
+{
+	struct sessdb_stats st0, st1;
+	uint64_t t0, deadline, k = 0;
+	int rc = 0, is_get = 0;
+	double c0;
+
+	memset(ty, 0, sizeof(*ty));
+	if (t->kind == SESSDB)
+		sessdb_stats(t->db, &st0);
+	c0 = cpu_secs();
+	t0 = now_ns();
+	deadline = t0 + (uint64_t)(secs * 1e9);
+	for (;; k++) {
+		if (limit != 0 && k >= limit)
+			break;
+		if ((k & 15) == 0 && now_ns() >= deadline)
+			break;
+		switch (op) {
+		case OP_GET_HIT:
+			rc = op_get(t, rnd() % n);
+			is_get = 1;
+			break;
+		case OP_GET_MISS:
+			rc = op_get(t, MISS_BASE + rnd() % MISS_BASE);
+			is_get = 1;
+			break;
+		case OP_PUT_NEW:
+			rc = op_put(t, lo + k);
+			is_get = 0;
+			break;
+		case OP_TAKE:
+			rc = op_take(t, lo + k);
+			is_get = 2;
+			break;
+		case OP_DELETE:
+			rc = op_delete(t, lo + k);
+			is_get = 2;
+			break;
+		case OP_PUT_REPLACE:
+			rc = op_put(t, rnd() % n);
+			is_get = 0;
+			break;
+		case OP_MIXED:
+		default:
+			if (rnd() & 1) {
+				rc = op_get(t, rnd() % n);
+				is_get = 1;
+			} else {
+				rc = op_put(t, rnd() % n);
+				is_get = 0;
+			}
+			break;
+		}
+		if (is_get == 1)
+			ty->gets++;
+		else if (is_get == 0)
+			ty->puts++;
+		else
+			ty->other++;
+		if (rc == 1)
+			ty->hits++;
+		else if (rc == 0)
+			ty->misses++;
+		else
+			ty->errors++;
+	}
+	ty->secs = (double)(now_ns() - t0) / 1e9;
+	ty->cpu = cpu_secs() - c0;
+	if (ty->cpu <= 0)
+		ty->cpu = 1e-9;
+	if (t->kind == SESSDB) {
+		sessdb_stats(t->db, &st1);
+		ty->reopens = st1.reopens - st0.reopens;
+	}
+}
+
+/* ---- results table ---- */
+
+struct row {
+	char	fs[16];
+	size_t	n;
+	char	metric[40];
+	double	v[2][MAX_RUNS];		/* ops/s by kind, per run */
+	double	c[2][MAX_RUNS];		/* ops per CPU second */
+	int	cnt[2];
+	double	reopen[MAX_RUNS];	/* sessdb reopens per operation */
+	int	nreopen;
+};
+
+static struct row *rows;
+static size_t nrows;
+
+static struct row *
+row_get(const char *fs, size_t n, const char *metric)
+{
+	for (size_t i = 0; i < nrows; i++)
+		if (strcmp(rows[i].fs, fs) == 0 && rows[i].n == n &&
+		    strcmp(rows[i].metric, metric) == 0)
+			return &rows[i];
+	rows = realloc(rows, (nrows + 1) * sizeof(*rows));
+	if (rows == NULL)
+		die("out of memory");
+	memset(&rows[nrows], 0, sizeof(*rows));
+	snprintf(rows[nrows].fs, sizeof(rows[nrows].fs), "%s", fs);
+	rows[nrows].n = n;
+	snprintf(rows[nrows].metric, sizeof(rows[nrows].metric), "%s", metric);
+	return &rows[nrows++];
+}
+
+static void
+record(const char *fs, size_t n, const char *metric, enum kind kind,
+    double ops_per_s, double ops_per_cpu, uint64_t reopens, uint64_t ops)
+{
+	struct row *r = row_get(fs, n, metric);
+
+	if (r->cnt[kind] < MAX_RUNS) {
+		r->c[kind][r->cnt[kind]] = ops_per_cpu;
+		r->v[kind][r->cnt[kind]++] = ops_per_s;
+	}
+	if (kind == SESSDB && r->nreopen < MAX_RUNS)
+		r->reopen[r->nreopen++] = ops ? (double)reopens / (double)ops : 0;
+}
+
+static double
+row_median(const char *fs, size_t n, const char *metric, enum kind kind, int cpu)
+{
+	for (size_t i = 0; i < nrows; i++)
+		if (strcmp(rows[i].fs, fs) == 0 && rows[i].n == n &&
+		    strcmp(rows[i].metric, metric) == 0)
+			return median(cpu ? rows[i].c[kind] : rows[i].v[kind],
+			    rows[i].cnt[kind]);
+	return 0;
+}
+
+/* ---- single-process matrix ---- */
+
+static void
+sanity_phase(const struct target *t, enum op op, const struct tally *ty,
+    const char *fs, size_t n)
+{
+	const char *who = kind_name[t->kind];
+	uint64_t ops = ty->gets + ty->puts + ty->other;
+
+	check(ty->errors == 0, "%s %s n=%zu %s: %llu errors%s%s", fs, who, n,
+	    op_name[op], (unsigned long long)ty->errors,
+	    t->kind == SESSDB ? ": " : "", t->kind == SESSDB ? sessdb_error(t->db) : "");
+	check(ops > 0, "%s %s n=%zu %s: no operation completed", fs, who, n,
+	    op_name[op]);
+	switch (op) {
+	case OP_GET_HIT:
+	case OP_TAKE:
+	case OP_MIXED:
+	case OP_PUT_NEW:
+	case OP_PUT_REPLACE:
+	case OP_DELETE:
+		check(ty->hits == ops, "%s %s n=%zu %s: %llu of %llu hit/done", fs,
+		    who, n, op_name[op], (unsigned long long)ty->hits,
+		    (unsigned long long)ops);
+		break;
+	case OP_GET_MISS:
+	default:
+		check(ty->misses == ops, "%s %s n=%zu %s: %llu of %llu missed", fs,
+		    who, n, op_name[op], (unsigned long long)ty->misses,
+		    (unsigned long long)ops);
+		break;
+	}
+}
+
+/* Per-target state across the phases of one run. */
+struct tstate {
+	struct target	t;
+	uint64_t	fresh;		/* next unused key index for put-new */
+	uint64_t	put_done;	/* keys [put_lo, put_lo + put_done) exist */
+	uint64_t	put_lo;
+};
+
+static void
+one_phase(struct tstate *s, enum op op, size_t n, const char *fs)
+{
+	struct tally ty;
+	uint64_t ops;
+
+	switch (op) {
+	case OP_PUT_NEW:
+		s->put_lo = s->fresh;
+		phase(&s->t, op, n, s->put_lo, 0, phase_secs, &ty);
+		s->put_done = ty.puts;
+		s->fresh += ty.puts;
+		break;
+	case OP_TAKE:
+		phase(&s->t, op, n, s->put_lo, s->put_done, phase_secs, &ty);
+		/* remove what take did not reach */
+		bulk(&s->t, s->put_lo + ty.other, s->put_lo + s->put_done, 0);
+		break;
+	case OP_DELETE: {
+		uint64_t cnt = s->put_done > 0 ? s->put_done : 1;
+		uint64_t lo = s->fresh;
+
+		bulk(&s->t, lo, lo + cnt, 1);
+		s->fresh += cnt;
+		phase(&s->t, op, n, lo, cnt, phase_secs, &ty);
+		bulk(&s->t, lo + ty.other, lo + cnt, 0);
+		break;
+	}
+	default:
+		phase(&s->t, op, n, 0, 0, phase_secs, &ty);
+		break;
+	}
+	sanity_phase(&s->t, op, &ty, fs, n);
+	ops = ty.gets + ty.puts + ty.other;
+	record(fs, n, op_name[op], s->t.kind, (double)ops / ty.secs,
+	    (double)ops / ty.cpu, ty.reopens, ops);
+}
+
+/* ---- two processes on one file ---- */
+
+struct twop_result {
+	struct tally	ty;
+	int		ok;
+};
+
+/*
+ * two_proc - the parent runs op_a, a child (own handle, opened after the
+ * fork) runs op_b, on the same file, started together.
+ */
+static void
+two_proc(struct target *t, enum op op_a, enum op op_b, size_t n,
+    struct tally *a, struct tally *b)
+{
+	int go[2], res[2];
+	pid_t pid;
+	char c;
+	struct twop_result r;
+
+	if (pipe(go) == -1 || pipe(res) == -1)
+		die("pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	if (pid == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		struct target ct = *t;
+
+		close(go[1]);
+		close(res[0]);
+		rng_state ^= (uint64_t)getpid() << 17;
+		ct.db = NULL;
+		ct.lock_fd = -1;
+		target_open(&ct);
+		memset(&r, 0, sizeof(r));
+		if (write(res[1], "R", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		phase(&ct, op_b, n, 0, 0, phase2_secs, &r.ty);
+		r.ok = 1;
+		if (write(res[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(1);
+		target_close(&ct);
+		_exit(0);
+	}
+	close(go[0]);
+	close(res[1]);
+	if (read(res[0], &c, 1) != 1)
+		die("two_proc: child did not start");
+	if (write(go[1], "G", 1) != 1)
+		die("two_proc: write: %s", strerror(errno));
+	phase(t, op_a, n, 0, 0, phase2_secs, a);
+	memset(&r, 0, sizeof(r));
+	if (read(res[0], &r, sizeof(r)) != (ssize_t)sizeof(r) || !r.ok)
+		die("two_proc: child failed");
+	*b = r.ty;
+	waitpid(pid, NULL, 0);
+	close(go[1]);
+	close(res[0]);
+}
+
+static void
+record_2p(const char *fs, size_t n, const char *metric, enum kind kind,
+    const struct tally *ty)
+{
+	char m[64];
+
+	if (ty->gets > 0) {
+		snprintf(m, sizeof(m), "%s get", metric);
+		record(fs, n, m, kind, (double)ty->gets / ty->secs,
+		    (double)ty->gets / ty->cpu, ty->reopens, ty->gets + ty->puts);
+	}
+	if (ty->puts > 0) {
+		snprintf(m, sizeof(m), "%s put", metric);
+		record(fs, n, m, kind, (double)ty->puts / ty->secs,
+		    (double)ty->puts / ty->cpu, ty->reopens, ty->gets + ty->puts);
+	}
+}
+
+static void
+two_proc_all(struct target *t, size_t n, const char *fs)
+{
+	struct tally a, b;
+
+	two_proc(t, OP_GET_HIT, OP_PUT_REPLACE, n, &a, &b);
+	check(a.errors == 0 && b.errors == 0 && a.hits == a.gets && a.gets > 0 &&
+	    b.puts > 0, "%s %s n=%zu 2p-rw: gets %llu hits %llu puts %llu errors "
+	    "%llu+%llu", fs, kind_name[t->kind], n, (unsigned long long)a.gets,
+	    (unsigned long long)a.hits, (unsigned long long)b.puts,
+	    (unsigned long long)a.errors, (unsigned long long)b.errors);
+	record_2p(fs, n, "2p-rw reader", t->kind, &a);
+	record_2p(fs, n, "2p-rw writer", t->kind, &b);
+
+	two_proc(t, OP_MIXED, OP_MIXED, n, &a, &b);
+	check(a.errors == 0 && b.errors == 0 && a.hits == a.gets + a.puts &&
+	    b.hits == b.gets + b.puts, "%s %s n=%zu 2p-mixed: errors %llu+%llu, "
+	    "not every get hit", fs, kind_name[t->kind], n,
+	    (unsigned long long)a.errors, (unsigned long long)b.errors);
+	record_2p(fs, n, "2p-mixed A", t->kind, &a);
+	record_2p(fs, n, "2p-mixed B", t->kind, &b);
+}
+
+static void
+fill(struct target *t, size_t n)
+{
+	uint64_t t0 = now_ns();
+
+	bulk(t, 0, n, 1);
+	printf("  filled %s with %zu records in %.2f s\n", kind_name[t->kind], n,
+	    (double)(now_ns() - t0) / 1e9);
+	fflush(stdout);
+}
+
+static void
+remove_files(const char *path)
+{
+	char lp[PATH_MAX + 8];
+
+	snprintf(lp, sizeof(lp), "%s.lock", path);
+	unlink(path);
+	unlink(lp);
+}
+
+static void
+matrix(const char *dir, size_t n)
+{
+	const char *fs = fs_name(dir);
+	struct tstate s[2];
+
+	printf("== %s (%s), %zu records\n", dir, fs, n);
+	for (int k = 0; k < 2; k++) {
+		memset(&s[k], 0, sizeof(s[k]));
+		s[k].t.kind = (enum kind)k;
+		s[k].t.lock_fd = -1;
+		snprintf(s[k].t.path, sizeof(s[k].t.path), "%s/%s-%zu.db", dir,
+		    k == SESSDB ? "sessdb" : "base", n);
+		snprintf(s[k].t.lock_path, sizeof(s[k].t.lock_path), "%s.lock",
+		    s[k].t.path);
+		remove_files(s[k].t.path);
+		if (k == BASE) {
+			/* create the GDBM file before the first reader opens it */
+			GDBM_FILE dbf = gdbm_open(s[k].t.path, 0, GDBM_WRCREAT |
+			    GDBM_NOLOCK, 0600, NULL);
+			if (dbf == NULL)
+				die("%s: %s", s[k].t.path, gdbm_strerror(gdbm_errno));
+			gdbm_close(dbf);
+		}
+		target_open(&s[k].t);
+		s[k].fresh = FRESH_BASE;
+		fill(&s[k].t, n);
+	}
+	for (int run = 0; run < runs; run++) {
+		for (int op = 0; op < OP_COUNT; op++)
+			for (int j = 0; j < 2; j++) {
+				/* alternate which one goes first */
+				int k = (run + j) % 2;
+				one_phase(&s[k], (enum op)op, n, fs);
+			}
+		for (int j = 0; j < 2; j++) {
+			int k = (run + j) % 2;
+			two_proc_all(&s[k].t, n, fs);
+		}
+		printf("  run %d/%d done\n", run + 1, runs);
+		fflush(stdout);
+	}
+	for (int k = 0; k < 2; k++) {
+		target_close(&s[k].t);
+		remove_files(s[k].t.path);
+	}
+}
+
+/* ---- file size ---- */
+
+static void
+file_size(const char *dir)
+{
+	struct target t = { .kind = SESSDB, .lock_fd = -1 };
+	struct sessdb_info info;
+
+	snprintf(t.path, sizeof(t.path), "%s/size.db", dir);
+	remove_files(t.path);
+	target_open(&t);
+	bulk(&t, 0, size_records, 1);
+	if (sessdb_info(t.db, &info) == -1)
+		die("info: %s", sessdb_error(t.db));
+	printf("== %s (%s): file size for %zu records of %zu-byte payload: "
+	    "%.1f MB (%llu bytes, %.0f bytes/record; key+value %llu bytes)\n",
+	    dir, fs_name(dir), size_records, payload_len,
+	    (double)info.file_size / 1048576.0, (unsigned long long)info.file_size,
+	    (double)info.file_size / (double)size_records,
+	    (unsigned long long)info.bytes);
+	check(info.entries == size_records, "size: %llu entries, want %zu",
+	    (unsigned long long)info.entries, size_records);
+	target_close(&t);
+	remove_files(t.path);
+}
+
+/* ---- sweep under a concurrent reader ---- */
+
+static int64_t fixed_now;
+
+static int64_t
+fixed_clock(void *arg)
+{
+	return *(const int64_t *)arg;
+}
+
+struct reader_shared {
+	volatile int	phase;		/* 0 start, 1 quiet, 2 sweep, 3 stop */
+	volatile int	ready;
+	uint64_t	gets[3], hits[3], errors[3], max_ns[3], over1ms[3],
+			over10ms[3], reopens[3];
+};
+
+/* reader - get live (odd) keys until told to stop, recording the longest
+ * call per phase. */
+static void
+reader(const char *path, size_t n, struct reader_shared *sh)
+{
+	struct sessdb *db;
+	struct sessdb_stats st0, st1;
+	char err[512];
+	unsigned char id[SESSDB_ID_MAX];
+	void *data;
+	size_t len;
+
+	db = sessdb_open(path, NULL, err, sizeof(err));
+	if (db == NULL)
+		_exit(1);
+	sh->ready = 1;
+	while (sh->phase == 0)
+		;
+	for (int ph; (ph = sh->phase) != 3;) {
+		sessdb_stats(db, &st0);
+		uint64_t t0 = now_ns();
+		make_id((rnd() % (n / 2)) * 2 + 1, id);
+		int rc = sessdb_get(db, SESSDB_NS_SERVER, id, sizeof(id), &data, &len,
+		    NULL);
+		uint64_t dt = now_ns() - t0;
+		sessdb_stats(db, &st1);
+		sessdb_free(data);
+		if (ph < 1 || ph > 2)
+			continue;
+		sh->gets[ph]++;
+		sh->hits[ph] += rc == SESSDB_OK;
+		sh->errors[ph] += rc == -1;
+		sh->reopens[ph] += st1.reopens - st0.reopens;
+		if (dt > sh->max_ns[ph])
+			sh->max_ns[ph] = dt;
+		sh->over1ms[ph] += dt > 1000000;
+		sh->over10ms[ph] += dt > 10000000;
+	}
+	sessdb_close(db);
+	_exit(0);
+}
+
+static void
+sweep_bench(const char *dir)
+{
+	struct sessdb_options o;
+	struct sessdb *db;
+	struct sessdb_sweep_result res;
+	struct reader_shared *sh;
+	char path[PATH_MAX], err[512];
+	unsigned char id[SESSDB_ID_MAX];
+	int64_t now = (int64_t)time(NULL);
+	uint64_t t0, sweep_ns, quiet_ns;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/sweep.db", dir);
+	remove_files(path);
+	/* Fill with a clock in the past, so records can expire "now". */
+	memset(&o, 0, sizeof(o));
+	fixed_now = now - 2000;
+	o.clock = fixed_clock;
+	o.clock_arg = &fixed_now;
+	db = sessdb_open(path, &o, err, sizeof(err));
+	if (db == NULL)
+		die("%s", err);
+	t0 = now_ns();
+	for (size_t i = 0; i < sweep_records; i++) {
+		make_id(i, id);
+		if (sessdb_put(db, SESSDB_NS_SERVER, id, sizeof(id), payload,
+		    payload_len, i % 2 ? now + TTL : now - 1000) != 0)
+			die("sweep fill: %s", sessdb_error(db));
+	}
+	sessdb_close(db);
+	printf("== %s (%s): sweep of %zu records, half expired (filled in %.2f s)\n",
+	    dir, fs_name(dir), sweep_records, (double)(now_ns() - t0) / 1e9);
+	fflush(stdout);
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	memset(sh, 0, sizeof(*sh));
+	db = sessdb_open(path, NULL, err, sizeof(err));
+	if (db == NULL)
+		die("%s", err);
+	fflush(NULL);
+	pid = fork();
+	if (pid == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		rng_state ^= (uint64_t)getpid() << 17;
+		reader(path, sweep_records, sh);
+	}
+	while (!sh->ready)
+		usleep(1000);
+	/* Quiet period first: the reader's longest call with nobody writing. */
+	__atomic_store_n(&sh->phase, 1, __ATOMIC_SEQ_CST);
+	t0 = now_ns();
+	usleep(quick ? 200000 : 2000000);
+	quiet_ns = now_ns() - t0;
+	__atomic_store_n(&sh->phase, 2, __ATOMIC_SEQ_CST);
+	t0 = now_ns();
+	int rc = sessdb_sweep(db, 0, NULL, NULL, &res);
+	sweep_ns = now_ns() - t0;
+	__atomic_store_n(&sh->phase, 3, __ATOMIC_SEQ_CST);
+	int status;
+	waitpid(pid, &status, 0);
+	check(rc == 0, "sweep: %s", sessdb_error(db));
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sweep reader failed");
+	check(res.expired == sweep_records / 2 && res.live == sweep_records / 2,
+	    "sweep removed %llu expired, kept %llu live, want %zu each",
+	    (unsigned long long)res.expired, (unsigned long long)res.live,
+	    sweep_records / 2);
+	check(sh->gets[2] > 0 && sh->hits[2] == sh->gets[2] && sh->errors[2] == 0 &&
+	    sh->hits[1] == sh->gets[1],
+	    "sweep reader: %llu gets, %llu hits, %llu errors during the sweep",
+	    (unsigned long long)sh->gets[2], (unsigned long long)sh->hits[2],
+	    (unsigned long long)sh->errors[2]);
+	printf("  sweep: %.2f s (%llu examined, %llu expired removed, %llu live, "
+	    "%llu exclusive batches)\n", (double)sweep_ns / 1e9,
+	    (unsigned long long)res.examined, (unsigned long long)res.expired,
+	    (unsigned long long)res.live, (unsigned long long)res.batches);
+	static const char *pn[] = { "", "before (quiet)", "during sweep" };
+	for (int ph = 1; ph <= 2; ph++) {
+		double secs = (double)(ph == 1 ? quiet_ns : sweep_ns) / 1e9;
+		printf("  reader %-15s: %llu gets (%.0f/s), longest %.3f ms, "
+		    ">1ms: %llu, >10ms: %llu, reopens %llu\n", pn[ph],
+		    (unsigned long long)sh->gets[ph], (double)sh->gets[ph] / secs,
+		    (double)sh->max_ns[ph] / 1e6, (unsigned long long)sh->over1ms[ph],
+		    (unsigned long long)sh->over10ms[ph],
+		    (unsigned long long)sh->reopens[ph]);
+	}
+	fflush(stdout);
+	sessdb_close(db);
+	munmap(sh, sizeof(*sh));
+	remove_files(path);
+}
+
+/* ---- report ---- */
+
+static void
+report(void)
+{
+	static const char *targets =
+	    "targets (issue 5): get-hit >= 500k/s per process with no writer; "
+	    "with 2 processes get >= 100k/s and put >= 50k/s per process; "
+	    ">= 10x the baseline; get at 1M within 1.5x of 1k";
+
+	printf("\n== medians over %d run(s); ratio = sessdb / baseline\n", runs);
+	printf("(op/s: wall clock; op/cpu-s: per CPU second of the process, "
+	    "less sensitive to other load)\n");
+	printf("%-6s %8s %-19s %11s %11s %7s %12s %12s %7s %9s\n", "fs", "records",
+	    "operation", "sessdb op/s", "base op/s", "ratio", "sessdb op/cpu",
+	    "base op/cpu", "ratio", "reopen/op");
+	for (size_t i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		double s = median(r->v[SESSDB], r->cnt[SESSDB]);
+		double b = median(r->v[BASE], r->cnt[BASE]);
+		double sc = median(r->c[SESSDB], r->cnt[SESSDB]);
+		double bc = median(r->c[BASE], r->cnt[BASE]);
+
+		printf("%-6s %8zu %-19s %11.0f %11.0f %7.1f %12.0f %12.0f %7.1f %9.3f\n",
+		    r->fs, r->n, r->metric, s, b, b > 0 ? s / b : 0, sc, bc,
+		    bc > 0 ? sc / bc : 0, median(r->reopen, r->nreopen));
+	}
+	/* scaling: get-hit cost at the largest size vs the smallest */
+	if (nsizes >= 2) {
+		size_t lo = sizes[0], hi = sizes[0];
+		for (int i = 1; i < nsizes; i++) {
+			if (sizes[i] < lo)
+				lo = sizes[i];
+			if (sizes[i] > hi)
+				hi = sizes[i];
+		}
+		for (int d = 0; d < ndirs; d++) {
+			const char *fs = fs_name(dirs[d]);
+			for (int cpu = 0; cpu < 2; cpu++) {
+				double a = row_median(fs, lo, "get-hit", SESSDB, cpu);
+				double z = row_median(fs, hi, "get-hit", SESSDB, cpu);
+				if (a > 0 && z > 0)
+					printf("scaling %s (%s): get-hit cost at %zu records / "
+					    "at %zu records = %.2f (%.2f us vs %.2f us)\n", fs,
+					    cpu ? "CPU time" : "wall clock", hi, lo, a / z,
+					    1e6 / z, 1e6 / a);
+			}
+		}
+	}
+	printf("%s\n", targets);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: bench_store [--quick] [--runs N] [--secs S] "
+	    "[--sizes N,N,...] [--dir DIR]... [--payload BYTES] "
+	    "[--sweep-records N] [--size-records N] [--no-matrix] [--no-sweep]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	char *tmpdirs[MAX_DIRS];
+	const char *q = getenv("SESSDB_BENCH_QUICK");
+
+	quick = q != NULL && *q != '\0' && strcmp(q, "0") != 0;
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--quick") == 0)
+			quick = 1;
+	if (quick) {
+		runs = 1;
+		phase_secs = 0.03;
+		phase2_secs = 0.1;
+		sizes[0] = 1000;
+		nsizes = 1;
+		sweep_records = 20000;
+		size_records = 10000;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--quick") == 0)
+			continue;
+		if (strcmp(a, "--no-matrix") == 0) {
+			do_matrix = 0;
+			continue;
+		}
+		if (strcmp(a, "--no-sweep") == 0) {
+			do_sweep = 0;
+			continue;
+		}
+		if (v == NULL)
+			usage();
+		i++;
+		if (strcmp(a, "--runs") == 0) {
+			runs = atoi(v);
+			if (runs < 1 || runs > MAX_RUNS)
+				usage();
+		} else if (strcmp(a, "--secs") == 0) {
+			phase_secs = atof(v);
+			phase2_secs = 2 * phase_secs;
+			if (phase_secs <= 0)
+				usage();
+		} else if (strcmp(a, "--sizes") == 0) {
+			char *copy = strdup(v), *tok, *save = NULL;
+			nsizes = 0;
+			for (tok = strtok_r(copy, ",", &save); tok != NULL && nsizes <
+			    MAX_SIZES; tok = strtok_r(NULL, ",", &save))
+				sizes[nsizes++] = (size_t)strtoull(tok, NULL, 10);
+			free(copy);
+			for (int k = 0; k < nsizes; k++)
+				if (sizes[k] < 2)
+					usage();
+		} else if (strcmp(a, "--dir") == 0) {
+			if (ndirs == MAX_DIRS)
+				usage();
+			dirs[ndirs++] = v;
+		} else if (strcmp(a, "--payload") == 0) {
+			payload_len = (size_t)strtoul(v, NULL, 10);
+			if (payload_len < 1 || payload_len > 4096)
+				usage();
+		} else if (strcmp(a, "--sweep-records") == 0) {
+			sweep_records = (size_t)strtoull(v, NULL, 10) & ~(size_t)1;
+			if (sweep_records < 2)
+				usage();
+		} else if (strcmp(a, "--size-records") == 0) {
+			size_records = (size_t)strtoull(v, NULL, 10);
+			if (size_records < 1)
+				usage();
+		} else {
+			usage();
+		}
+	}
+	if (ndirs == 0) {
+		dirs[ndirs++] = "/dev/shm";
+		dirs[ndirs++] = "/var/tmp";
+	}
+	signal(SIGPIPE, SIG_IGN);
+	rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	payload = malloc(payload_len);
+	if (payload == NULL)
+		die("out of memory");
+	{
+		uint64_t s = 42;
+		for (size_t i = 0; i < payload_len; i++)
+			payload[i] = (unsigned char)splitmix64(&s);
+	}
+	expires_at = (int64_t)time(NULL) + TTL;
+
+	/* a private directory under each base directory */
+	int nd = 0;
+	for (int d = 0; d < ndirs; d++) {
+		char tmpl[PATH_MAX];
+		struct stat st;
+
+		if (stat(dirs[d], &st) == -1 || !S_ISDIR(st.st_mode) ||
+		    access(dirs[d], W_OK) != 0) {
+			printf("== %s: not a writable directory, skipped\n", dirs[d]);
+			continue;
+		}
+		snprintf(tmpl, sizeof(tmpl), "%s/sessdb-bench.XXXXXX", dirs[d]);
+		if (mkdtemp(tmpl) == NULL)
+			die("mkdtemp %s: %s", tmpl, strerror(errno));
+		tmpdirs[nd] = strdup(tmpl);
+		dirs[nd] = tmpdirs[nd];
+		nd++;
+	}
+	ndirs = nd;
+	if (ndirs == 0)
+		die("no usable directory");
+	printf("bench_store: %s mode, %d run(s), %.2f s per phase (%.2f s with 2 "
+	    "processes), payload %zu bytes (pseudo-random, TLS 1.3 DER-sized)\n",
+	    quick ? "quick" : "full", runs, phase_secs, phase2_secs, payload_len);
+	for (int d = 0; d < ndirs; d++)
+		printf("directory %s: %s\n", dirs[d], fs_name(dirs[d]));
+	fflush(stdout);
+
+	if (do_matrix)
+		for (int i = 0; i < nsizes; i++)
+			for (int d = 0; d < ndirs; d++)
+				matrix(dirs[d], sizes[i]);
+	if (do_sweep)
+		for (int d = 0; d < ndirs; d++) {
+			file_size(dirs[d]);
+			sweep_bench(dirs[d]);
+		}
+	if (do_matrix)
+		report();
+	for (int d = 0; d < ndirs; d++) {
+		rmdir(dirs[d]);
+		free(tmpdirs[d]);
+	}
+	free(payload);
+	free(rows);
+	if (failures) {
+		printf("bench_store: %d sanity check(s) FAILED\n", failures);
+		return 1;
+	}
+	printf("bench_store: all sanity checks passed\n");
+	return 0;
+}
