@@ -178,6 +178,26 @@ sd_open(const struct sd_global *g, unsigned flags,
 	return db;
 }
 
+/*
+ * sd_close - close db, first saying so if the library had to recover a
+ *	damaged file (it repairs it in place or moves it aside to
+ *	"<db>.corrupt-<time>" and starts an empty one).
+ */
+void
+sd_close(struct sessdb *db)
+{
+	struct sessdb_stats st;
+
+	if (db == NULL)
+		return;
+	sessdb_stats(db, &st);
+	if (st.recoveries > 0)
+		sd_err("warning: %s was damaged and has been recovered (look for "
+		    "%s.corrupt-* if it was moved aside)", sessdb_path(db),
+		    sessdb_path(db));
+	sessdb_close(db);
+}
+
 /* parse_ms - a lock timeout in milliseconds, 1..3600000. */
 static int
 parse_ms(const char *s, unsigned *out)
@@ -253,6 +273,7 @@ wants_help(int argc, char **argv)
 	return 0;
 }
 
+/* main - global options, then the command; returns its exit status. */
 int
 main(int argc, char **argv)
 {

@@ -67,6 +67,7 @@ int sd_bad_usage(const struct sd_cmd *cmd, const char *fmt, ...)
 void sd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct sessdb *sd_open(const struct sd_global *g, unsigned flags,
     const struct sessdb_options *extra);
+void sd_close(struct sessdb *db);
 
 /* sessdump_util.c */
 #define SD_REC_HEADER_LEN 32	/* record header bytes (lib/record.h) */

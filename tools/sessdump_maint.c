@@ -172,7 +172,7 @@ sd_cmd_verify(const struct sd_global *g, int argc, char **argv)
 		rc = v.bad ? SD_EXIT_DIRTY : SD_EXIT_OK;
 	}
 	free(v.del);
-	sessdb_close(db);
+	sd_close(db);
 	return rc;
 }
 
@@ -324,7 +324,7 @@ sd_cmd_sweep(const struct sd_global *g, int argc, char **argv)
 	sd_progress_end(&sw.prog);
 	if (rc == -1) {
 		sd_err("%s: sweep: %s", g->db_path, sessdb_error(db));
-		sessdb_close(db);
+		sd_close(db);
 		return SD_EXIT_DB;
 	}
 	printf("sweep: examined %llu, %s %llu expired and %llu corrupt, "
@@ -333,6 +333,6 @@ sd_cmd_sweep(const struct sd_global *g, int argc, char **argv)
 	    (unsigned long long)res.expired, (unsigned long long)res.corrupt,
 	    (unsigned long long)res.live, (unsigned long long)res.batches);
 	rc = sw.dry ? 0 : maybe_compact(db, g, &sw);
-	sessdb_close(db);
+	sd_close(db);
 	return rc;
 }

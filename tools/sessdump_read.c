@@ -103,7 +103,7 @@ collect_all(struct sessdb *db, const struct sd_global *g, struct collect *c)
 	return 0;
 }
 
-/* Sort orders for list --sort. */
+/* cmp_id - qsort order by ID (the tie breaker of the other orders too). */
 static int
 cmp_id(const void *a, const void *b)
 {
@@ -111,12 +111,15 @@ cmp_id(const void *a, const void *b)
 	    ((const struct sd_entry *)b)->idhex);
 }
 
+/* cmp_i64 - order by a number, then by ID. */
 static int
 cmp_i64(int64_t x, int64_t y, const void *a, const void *b)
 {
 	return x < y ? -1 : x > y ? 1 : cmp_id(a, b);
 }
 
+/* cmp_created, cmp_expires, cmp_size, cmp_proto, cmp_cipher - the
+ * orders of list --sort. */
 static int
 cmp_created(const void *a, const void *b)
 {
@@ -156,6 +159,7 @@ cmp_cipher(const void *a, const void *b)
 	return r ? r : cmp_created(a, b);
 }
 
+/* sort_keys - the names list --sort accepts. */
 static const struct {
 	const char	*name;
 	int		(*cmp)(const void *, const void *);
@@ -323,7 +327,7 @@ sd_cmd_list(const struct sd_global *g, int argc, char **argv)
 			list_text(&c);
 	}
 	collect_free(&c);
-	sessdb_close(db);
+	sd_close(db);
 	return rc;
 }
 
@@ -619,7 +623,7 @@ sd_cmd_show(const struct sd_global *g, int argc, char **argv)
 		rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
 	if (rc == -1)
 		sd_err("%s: %s", g->db_path, sessdb_error(db));
-	sessdb_close(db);
+	sd_close(db);
 	if (rc == -1)
 		return SD_EXIT_DB;
 	if (!sh.found) {
@@ -905,6 +909,6 @@ sd_cmd_stats(const struct sd_global *g, int argc, char **argv)
 	}
 out:
 	stats_free(&st);
-	sessdb_close(db);
+	sd_close(db);
 	return rc;
 }

@@ -207,7 +207,7 @@ sd_cmd_export(const struct sd_global *g, int argc, char **argv)
 	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
 		return SD_EXIT_DB;
 	if ((ex.out = open_output(out)) == NULL) {
-		sessdb_close(db);
+		sd_close(db);
 		return SD_EXIT_IO;
 	}
 	rc = export_run(db, g, &ex, all, argc, argv);
@@ -216,7 +216,7 @@ sd_cmd_export(const struct sd_global *g, int argc, char **argv)
 		rc = SD_EXIT_IO;
 	}
 	BIO_free(ex.out);
-	sessdb_close(db);
+	sd_close(db);
 	if (out != NULL && rc == 0)
 		fprintf(stderr, "sessdump: exported %llu sessions to %s\n",
 		    (unsigned long long)ex.written, out);
@@ -522,7 +522,7 @@ sd_cmd_import(const struct sd_global *g, int argc, char **argv)
 	printf("import: %s %llu sessions, refused %llu\n",
 	    im.dry ? "would store" : "stored", (unsigned long long)im.stored,
 	    (unsigned long long)im.refused);
-	sessdb_close(db);
+	sd_close(db);
 	import_free(&im);
 	return rc;
 }
