@@ -314,6 +314,12 @@ make_ctx(const struct config *cfg)
 	   resume in every worker through the ticket key copied by fork and so
 	   hide what the cache does); TLS 1.3: stateful tickets. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	/* A client that closes TCP without close_notify after a good
+	   handshake (common: browsers, gnutls-cli --resume, Python) is not
+	   an attack on the session; without this option OpenSSL 3 treats the
+	   EOF as a fatal error and removes the session from every cache,
+	   the shared one included. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"sessdemo", 8);
 	if (cfg->early_data) {
 		SSL_CTX_set_max_early_data(ctx, EARLY_MAX);
