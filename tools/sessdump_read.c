@@ -830,6 +830,8 @@ stats_json(const struct stats *st, const struct sessdb_info *info,
 	sd_json_kint(stdout, "file_size", (int64_t)info->file_size, 1);
 	sd_json_kint(stdout, "bytes_used", (int64_t)st->bytes, 1);
 	sd_json_kint(stdout, "generation", (int64_t)info->generation, 1);
+	sd_json_kint(stdout, "entries_counter", (int64_t)info->entries, 1);
+	sd_json_kint(stdout, "bytes_counter", (int64_t)info->bytes, 1);
 	printf(",\n \"records\": {\"total\": %llu, \"live\": %llu, "
 	    "\"expired\": %llu, \"corrupt\": %llu}",
 	    (unsigned long long)st->total, (unsigned long long)st->live,
