@@ -13,7 +13,7 @@
  *	sessions in db and look sessions up there, so that any process
  *	sharing the file resumes them: TLS 1.2 session IDs and TLS 1.3
  *	stateful tickets (SSL_OP_NO_TICKET).  What it changes on ctx is
- *	documented in docs/ARCHITECTURE.md and at its definition.
+ *	documented at sessdb_ssl_attach() below.
  *
  *	The store must stay open while ctx (or any SSL made from it) is in
  *	use, or until sessdb_ssl_detach().  Freeing ctx never deletes

@@ -38,6 +38,8 @@
 
 #include "sessdb.h"
 #include "sessdb_ssl.h"
+#include "store_internal.h"	/* store_log only: glue events go to the
+				   application's store log callback */
 
 /* Per-ctx state, kept in the SSL_CTX's ex_data. */
 struct glue {
@@ -45,6 +47,7 @@ struct glue {
 	unsigned		flags;
 	long			old_mode;	/* cache mode before attach */
 	pthread_mutex_t		mu;		/* serialises use of db */
+	int			warned_sid_ctx;	/* logged the missing sid_ctx */
 	struct sessdb_ssl_stats	st;
 };
 
@@ -169,6 +172,22 @@ glue_expires(const SSL_SESSION *sess)
 	return t + timeout;
 }
 
+/* glue_skip_unsafe - count a session not stored; log a missing sid_ctx once. */
+static void
+glue_skip_unsafe(struct glue *g, int no_sid_ctx)
+{
+	if (glue_lock(g) < 0)
+		return;
+	g->st.skipped_unsafe++;
+	if (no_sid_ctx && !g->warned_sid_ctx) {
+		g->warned_sid_ctx = 1;
+		store_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
+		    "stored: the SSL_CTX has no session-ID context (call "
+		    "SSL_CTX_set_session_id_context)", sessdb_path(g->db));
+	}
+	glue_unlock(g);
+}
+
 /*
  * glue_new_cb - OpenSSL's new-session callback: store sess unless it is
  *	resumed from a stateless ticket, or has no session-ID context.
@@ -193,7 +212,7 @@ glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 	id = SSL_SESSION_get_id(sess, &id_len);
 	(void)SSL_SESSION_get0_id_context(sess, &sid_ctx_len);
 	if (id_len == 0 || id_len > SESSDB_ID_MAX || sid_ctx_len == 0) {
-		glue_count(g, &g->st.skipped_unsafe);
+		glue_skip_unsafe(g, sid_ctx_len == 0);
 		return 0;
 	}
 	if (glue_encode(sess, &der, &len) < 0) {
@@ -233,13 +252,20 @@ glue_fetch(struct glue *g, int take, const unsigned char *id, size_t id_len,
 	return rc;
 }
 
-/* glue_forget - delete the record under id (a bad one); errors ignored. */
+/* glue_forget - delete the record under id (if not NULL: a taken record
+ * is gone already); errors ignored (logged by the store).  why, if not
+ * NULL, is logged as the reason. */
 static void
-glue_forget(struct glue *g, const unsigned char *id, size_t id_len)
+glue_forget(struct glue *g, const unsigned char *id, size_t id_len,
+    const char *why)
 {
 	if (glue_lock(g) < 0)
 		return;
-	(void)sessdb_delete(g->db, SESSDB_NS_SERVER, id, id_len);
+	if (why != NULL)
+		store_log(g->db, SESSDB_LOG_WARNING, "%s: dropping a record: %s",
+		    sessdb_path(g->db), why);
+	if (id != NULL)
+		(void)sessdb_delete(g->db, SESSDB_NS_SERVER, id, id_len);
 	glue_unlock(g);
 }
 
@@ -350,8 +376,8 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 	sess = glue_decode(der, len, id, (size_t)id_len);
 	if (sess == NULL) {
 		glue_count(g, &g->st.rejected);
-		if (!take)
-			glue_forget(g, id, (size_t)id_len);
+		glue_forget(g, take ? NULL : id, (size_t)id_len,
+		    "not a TLS session (DER) with the ID of its key");
 		goto done;
 	}
 	if (take && glue_register_taken(ssl, sess) < 0) {
@@ -391,7 +417,7 @@ glue_remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
 	id = SSL_SESSION_get_id(sess, &id_len);
 	if (id_len == 0 || id_len > SESSDB_ID_MAX)
 		return;
-	glue_forget(g, id, id_len);
+	glue_forget(g, id, id_len, NULL);
 	glue_count(g, &g->st.removes);
 }
 

@@ -74,14 +74,15 @@ fake_clock(void *arg)
 	return fake_now != 0 ? fake_now : (int64_t)time(NULL);
 }
 
-/* quiet_log - swallow store log messages (lock timeouts are expected here). */
+static char last_log[512];	/* the stores' last log message */
+static int nlog;		/* and how many there were */
+
+/* quiet_log - keep the last store log message instead of printing it. */
 static void
 quiet_log(void *arg, int level, const char *msg)
 {
-	int *n = arg;
-
-	if (n != NULL)
-		(*n)++;
+	snprintf(last_log, sizeof(last_log), "%s", msg);
+	nlog++;
 }
 
 /* data_file - path of a file in the test data directory (static buffer). */
@@ -565,6 +566,13 @@ test_no_sid_ctx_not_stored(void)
 	CU_ASSERT(h.ok);
 	CU_ASSERT(count_records(p.db[0]) == 0);
 	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 1);
+	CU_ASSERT(strstr(last_log, "no session-ID context") != NULL);
+	hs_clear(&h);
+	/* Logged once per context, not per handshake. */
+	nlog = 0;
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 2);
+	CU_ASSERT(nlog == 0);
 	hs_clear(&h);
 	pair_close(&p);
 }
@@ -678,6 +686,7 @@ check_corrupt(const unsigned char *bad, size_t bad_len, int from_other)
 	CU_ASSERT(h2.ok);
 	CU_ASSERT(!h2.reused);
 	CU_ASSERT(stats_of(p.srv[1]).rejected == 1);
+	CU_ASSERT(strstr(last_log, "dropping a record") != NULL);
 	CU_ASSERT(sessdb_get(p.db[0], SESSDB_NS_SERVER, id, id_len, &data,
 	    &len, NULL) == SESSDB_MISS);
 	sessdb_free(data);
