@@ -476,6 +476,33 @@ def usage_checks(s):
     want_eq(p.returncode, 0, "SESSDB_PATH fallback")
 
 
+def case_units(tmp):
+    """The commands in the cron line and the systemd service run as written."""
+    src = os.environ.get("SESSDB_TOP_SRCDIR", "")
+    data = os.path.join(src, "data")
+    s = Store(tmp, live=5, expired=5, badhdr=1, badder=0, mismatch=0)
+    cmds = []
+    with open(os.path.join(data, "sessdump-sweep.cron")) as f:
+        lines = [ln for ln in f if ln.strip() and not ln.startswith("#")]
+    want_eq(lines[0].split("=")[0], "SESSDB_PATH", "cron sets SESSDB_PATH")
+    fields = lines[1].split(None, 6)
+    want_eq(len(fields), 7, "cron line: 5 time fields, user, command")
+    cmds.append(fields[6].split(">")[0].split())
+    with open(os.path.join(data, "sessdump-sweep.service")) as f:
+        text = f.read()
+    cmds.append(re.search(r"^ExecStart=(.*)$", text, re.M).group(1).split())
+    check(re.search(r"^Environment=SESSDB_PATH=", text, re.M), "service env")
+    with open(os.path.join(data, "sessdump-sweep.timer")) as f:
+        check(re.search(r"^OnCalendar=", f.read(), re.M), "timer schedule")
+    for cmd in cmds:
+        want_eq(cmd[0], "@BINDIR@/sessdump", "command path placeholder")
+        env = dict(os.environ, SESSDB_PATH=s.path)
+        p = subprocess.run([SESSDUMP] + cmd[1:], env=env, capture_output=True)
+        want_eq(p.returncode, 0, "%s: exit status (%s)" % (cmd, p.stderr))
+        want_eq(len(p.stdout.splitlines()), 1, "--quiet: one summary line")
+    want_eq(set(listed(s.path)[1]), s.ids("live"), "the unit's sweep worked")
+
+
 def on_pty(args, db):
     """Run sessdump with stderr on a pseudo-terminal; return what it drew."""
     import pty
