@@ -652,11 +652,16 @@ test_expiry_follows_timeout(void)
 	pair_close(&p);
 }
 
-/* Corrupt payloads under a session's key: a full handshake, record gone. */
+/*
+ * Corrupt payloads under a session's key: a full handshake, record gone.
+ * tls 13 with early data exercises the take path.
+ */
 static void
-check_corrupt(const unsigned char *bad, size_t bad_len, int from_other)
+check_corrupt(const unsigned char *bad, size_t bad_len, int from_other,
+    int tls, uint32_t early)
 {
-	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = tls, .no_ticket = 1,
+	    .early = early };
 	unsigned char *der = NULL;
 	const unsigned char *id;
 	struct pair p;
@@ -666,14 +671,14 @@ check_corrupt(const unsigned char *bad, size_t bad_len, int from_other)
 	size_t len;
 	int n;
 
-	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, tls, 0) == 0);
 	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
-	CU_ASSERT_FATAL(h1.nsess == 1);
-	id = SSL_SESSION_get_id(h1.sess[0], &id_len);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	id = server_key(h1.sess[0], &id_len);
 	if (from_other) {
 		/* A well-formed session, but another one's: its DER. */
 		CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h3) == 0);
-		CU_ASSERT_FATAL(h3.nsess == 1);
+		CU_ASSERT_FATAL(h3.nsess >= 1);
 		n = i2d_SSL_SESSION(h3.sess[0], &der);
 		CU_ASSERT_FATAL(n > 0);
 		bad = der;
@@ -682,7 +687,8 @@ check_corrupt(const unsigned char *bad, size_t bad_len, int from_other)
 	CU_ASSERT(sessdb_put(p.db[0], SESSDB_NS_SERVER, id, id_len, bad,
 	    bad_len, 0) == SESSDB_OK);
 
-	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	last_log[0] = '\0';
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = early ? "x" : NULL }, &h2) == 0);
 	CU_ASSERT(h2.ok);
 	CU_ASSERT(!h2.reused);
 	CU_ASSERT(stats_of(p.srv[1]).rejected == 1);
@@ -703,7 +709,9 @@ test_corrupt_garbage(void)
 {
 	static const unsigned char junk[] = "this is not DER at all";
 
-	check_corrupt(junk, sizeof(junk), 0);
+	check_corrupt(junk, sizeof(junk), 0, 12, 0);
+	check_corrupt(junk, sizeof(junk), 0, 13, 0);
+	check_corrupt(junk, sizeof(junk), 0, 13, 1024);
 }
 
 static void
@@ -711,13 +719,57 @@ test_corrupt_truncated(void)
 {
 	static const unsigned char der[] = { 0x30, 0x82, 0x01, 0x00, 0x02, 0x01 };
 
-	check_corrupt(der, sizeof(der), 0);
+	check_corrupt(der, sizeof(der), 0, 12, 0);
+	check_corrupt(der, sizeof(der), 0, 13, 1024);
 }
 
 static void
 test_corrupt_other_id(void)
 {
-	check_corrupt(NULL, 0, 1);
+	check_corrupt(NULL, 0, 1, 12, 0);
+	check_corrupt(NULL, 0, 1, 13, 0);
+	check_corrupt(NULL, 0, 1, 13, 1024);
+}
+
+/* A full store declines: the handshake goes on, the store is skipped. */
+static void
+test_store_full(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	struct sessdb_options o;
+	char path[128], err[256];
+	struct sessdb *db;
+	SSL_CTX *sctx, *cctx;
+	struct hs h1, h2, h3;
+
+	memset(&o, 0, sizeof(o));
+	o.max_entries = 1;
+	o.log = quiet_log;
+	new_db_path(path, sizeof(path));
+	db = sessdb_open(path, &o, err, sizeof(err));
+	CU_ASSERT_FATAL(db != NULL);
+	sctx = server_ctx(&cfg, db);
+	cctx = client_ctx(12, 0);
+	CU_ASSERT_FATAL(sctx != NULL && cctx != NULL);
+	CU_ASSERT(handshake(sctx, cctx, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT(handshake(sctx, cctx, &(struct hs_opts){ 0 }, &h2) == 0);
+	CU_ASSERT(h2.ok);
+	CU_ASSERT(stats_of(sctx).stores == 1);
+	CU_ASSERT(stats_of(sctx).store_failures == 1);
+	CU_ASSERT(count_records(db) == 1);
+	/* The stored one still resumes, the declined one does not. */
+	CU_ASSERT_FATAL(h1.nsess == 1 && h2.nsess == 1);
+	CU_ASSERT(handshake(sctx, cctx, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.reused);
+	hs_clear(&h3);
+	CU_ASSERT(handshake(sctx, cctx, &(struct hs_opts){ .offer = h2.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.ok && !h3.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	sessdb_close(db);
 }
 
 /* A valid DER session followed by trailing bytes is refused too. */
@@ -1164,6 +1216,7 @@ static const struct {
 	{ "corrupt record: truncated DER", test_corrupt_truncated },
 	{ "corrupt record: another session's DER", test_corrupt_other_id },
 	{ "corrupt record: trailing bytes", test_corrupt_trailing },
+	{ "store full: skipped, handshake goes on", test_store_full },
 	{ "0-RTT accepted at most once across ctxs", test_early_data_once },
 	{ "0-RTT race between processes: one winner", test_early_data_race },
 	{ "early data on: TLS 1.2 IDs are not taken", test_early_data_tls12_not_taken },
