@@ -692,7 +692,7 @@ send_report(struct worker *w)
 		logmsg("cannot report counters: %s", strerror(errno));
 }
 
-/* worker_signals - SIGTERM handled (blocked outside ppoll), SIGINT ignored */
+/* worker_signals - SIGTERM handled (blocked outside accept), SIGINT ignored */
 static void
 worker_signals(sigset_t *waitmask)
 {
@@ -901,7 +901,8 @@ write_ready(const struct config *cfg, int port)
 	return 0;
 }
 
-/* supervise - parent loop: restart dead workers until asked to stop */
+/* supervise - parent loop: restart dead workers until asked to stop.
+ * Returns the number of restarts, or -1 if no worker could be kept running. */
 static int
 supervise(struct worker *w, struct slot *slots, const sigset_t *set)
 {
@@ -913,7 +914,7 @@ supervise(struct worker *w, struct slot *slots, const sigset_t *set)
 		if (sig == SIGCHLD) {
 			if (reap(w, slots, 0, &restarts) == 0) {
 				logmsg("no worker left; stopping");
-				break;
+				return -1;
 			}
 		} else if (sig > 0) {
 			logmsg("signal %d: stopping %d workers", sig, w->cfg->workers);
@@ -1030,15 +1031,15 @@ run(const struct config *cfg)
 		if (spawn(&w, slots, i) < 0)
 			break;
 	if (i == cfg->workers && write_ready(cfg, bound_port(w.lfd)) == 0) {
-		rc = 0;
 		restarts = supervise(&w, slots, &set);
+		rc = restarts < 0;
 	} else {
 		restarts = 0;
 		stop_workers(&w, slots, &set);
 	}
 	close(pfd[1]);
 	pfd[1] = -1;
-	print_reports(pfd[0], restarts);
+	print_reports(pfd[0], restarts < 0 ? 0 : restarts);
 done:
 	if (pfd[0] >= 0)
 		close(pfd[0]);
