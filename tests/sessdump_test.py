@@ -531,7 +531,7 @@ def case_progress(tmp):
                  ["sweep", "--dry-run"]):
         rc, drawn = on_pty(args, s.path)
         want_eq(rc, 0, "%s on a terminal: exit status" % args)
-        check(re.search(rb"\r[a-z ()]+: \d+(/\d+)? records", drawn),
+        check(re.search(rb"\r[a-z ,()]+: \d+(/\d+)? records", drawn),
               "%s on a terminal draws progress: %r" % (args, drawn[:200]))
         check(drawn.endswith(b"\r\033[K"), "progress line erased")
         rc, drawn = on_pty(["--no-progress"] + args, s.path)

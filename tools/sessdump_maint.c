@@ -318,7 +318,8 @@ sd_cmd_sweep(const struct sd_global *g, int argc, char **argv)
 	db = sd_open(g, sw.dry ? SESSDB_RDONLY : SESSDB_NOCREATE, &o);
 	if (db == NULL)
 		return SD_EXIT_DB;
-	sd_progress_start(&sw.prog, g, sw.dry ? "sweep (dry run)" : "sweep", 0);
+	sd_progress_start(&sw.prog, g, sw.dry ? "sweep, would remove" :
+	    "sweep, removed", 0);
 	rc = sessdb_sweep(db, sw.dry ? SESSDB_SWEEP_DRY_RUN : 0, sweep_removed,
 	    &sw, &res);
 	sd_progress_end(&sw.prog);
