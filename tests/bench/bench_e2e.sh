@@ -1,0 +1,213 @@
+#!/bin/sh
+# NAME
+#	bench_e2e.sh - end-to-end benchmark: sessdemo (4 workers) under
+#	sessload, shared sessdb cache against --no-cache
+#
+# SYNOPSIS
+#	tests/bench/bench_e2e.sh [--quick] [BUILDDIR]
+#
+# DESCRIPTION
+#	Starts four sessdemo servers (4 workers each, one at a time busy):
+#	  nocache	--no-cache (OpenSSL's per-worker cache only)
+#	  tmpfs		--cache on TMPFS_DIR (default /dev/shm)
+#	  disk		--cache on DISK_DIR (default /var/tmp, a disk filesystem)
+#	and for every run, for TLS 1.2 and 1.3, runs sessload (CONNECTIONS
+#	connections, PARALLEL lanes) against each, in an order that rotates
+#	between runs, plus "full": sessload --new (full handshakes only)
+#	against the tmpfs server.  It prints resumed connections/s (resumed
+#	connections divided by the run's seconds), all connections/s, and the
+#	resumed fraction, as medians over RUNS runs, and the ratio of each
+#	cache to nocache.  The client runs on the same machine and competes
+#	for the same CPUs: figures are for the pair, as in issue 5's table.
+#	At the end the servers' own counters give the store reopens per
+#	connection.
+#
+#	--quick (or SESSDB_BENCH_QUICK=1): RUNS=1, CONNECTIONS=100; checks
+#	only that every connection succeeded and that both caches resumed
+#	more than 90% of the connections, never a speed.
+#
+# ENVIRONMENT
+#	SESSDEMO, SESSLOAD	the programs (default BUILDDIR/tools/...)
+#	RUNS (5), CONNECTIONS (2000), PARALLEL (4), WORKERS (4),
+#	TMPFS_DIR (/dev/shm), DISK_DIR (/var/tmp), KEEP=1 keeps the files
+#
+# EXIT STATUS
+#	0 when every check passed, 1 otherwise.
+set -eu
+
+quick=0
+case "${SESSDB_BENCH_QUICK:-0}" in 0|'') ;; *) quick=1 ;; esac
+if [ "${1:-}" = "--quick" ]; then
+	quick=1
+	shift
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build}
+demo=${SESSDEMO:-$build/tools/sessdemo}
+load=${SESSLOAD:-$build/tools/sessload}
+if [ $quick = 1 ]; then
+	runs=${RUNS:-1}
+	conns=${CONNECTIONS:-100}
+else
+	runs=${RUNS:-5}
+	conns=${CONNECTIONS:-2000}
+fi
+par=${PARALLEL:-4}
+workers=${WORKERS:-4}
+tmpfs_dir=${TMPFS_DIR:-/dev/shm}
+disk_dir=${DISK_DIR:-/var/tmp}
+for prog in "$demo" "$load"; do
+	[ -x "$prog" ] || { echo "bench_e2e: $prog is not built" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sessdb-e2e.XXXXXX")
+tmpfs_db=$(mktemp -d "$tmpfs_dir/sessdb-e2e.XXXXXX")
+disk_db=$(mktemp -d "$disk_dir/sessdb-e2e.XXXXXX")
+pids=
+failed=0
+
+cleanup() {
+	for p in $pids; do kill -TERM "$p" 2>/dev/null || :; done
+	for p in $pids; do wait "$p" 2>/dev/null || :; done
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "bench_e2e: kept $work $tmpfs_db $disk_db"
+	else
+		rm -rf "$work" "$tmpfs_db" "$disk_db"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+fstype() {
+	findmnt -n -o FSTYPE --target "$1" 2>/dev/null || stat -f -c %T "$1" 2>/dev/null ||
+	    echo '?'
+}
+
+# start NAME ARGS... - start a server, wait for its port, set port_NAME
+start() {
+	name=$1
+	shift
+	"$demo" --port 0 --workers "$workers" --ready-file "$work/$name.ready" "$@" \
+	    >"$work/$name.out" 2>"$work/$name.err" &
+	pid=$!
+	pids="$pids $pid"
+	eval "pid_$name=$pid"
+	i=0
+	while [ ! -s "$work/$name.ready" ]; do
+		if ! kill -0 "$pid" 2>/dev/null || [ $i -ge 100 ]; then
+			echo "bench_e2e: sessdemo ($name) did not start:" >&2
+			cat "$work/$name.err" >&2
+			exit 1
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	eval "port_$name=$(cat "$work/$name.ready")"
+}
+
+# field JSON NAME - one numeric field of sessload's --json line
+field() {
+	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"
+}
+
+echo "bench_e2e: $([ $quick = 1 ] && echo quick || echo full) mode, $runs run(s)," \
+    "$conns connections, $par lanes, $workers workers per server"
+echo "  tmpfs cache: $tmpfs_db ($(fstype "$tmpfs_db")); disk cache: $disk_db ($(fstype "$disk_db"))"
+start nocache --no-cache
+start tmpfs --cache "$tmpfs_db/sessions.db"
+start disk --cache "$disk_db/sessions.db"
+
+# Raw results: one line per measurement: TLS MODE RESUMED/S CONN/S FRACTION
+raw=$work/raw
+: >"$raw"
+modes="nocache tmpfs disk full"
+for r in $(seq 1 "$runs"); do
+	# rotate the order of the modes between runs
+	set -- $modes
+	k=$(( (r - 1) % 4 ))
+	while [ $k -gt 0 ]; do
+		m=$1
+		shift
+		set -- "$@" "$m"
+		k=$((k - 1))
+	done
+	order="$*"
+	for tls in 1.2 1.3; do
+		for mode in $order; do
+			extra=
+			server=$mode
+			if [ "$mode" = full ]; then
+				extra=--new
+				server=tmpfs
+			fi
+			eval "port=\$port_$server"
+			json=$("$load" --connect "127.0.0.1:$port" --connections "$conns" \
+			    --parallel "$par" --tls "$tls" --json $extra) || {
+				echo "bench_e2e: sessload failed ($mode, TLS $tls): $json" >&2
+				failed=1
+				continue
+			}
+			res=$(field "$json" resumed)
+			secs=$(field "$json" seconds)
+			cps=$(field "$json" conn_per_sec)
+			frac=$(field "$json" resumed_fraction)
+			ok=$(field "$json" ok)
+			rps=$(awk -v a="$res" -v b="$secs" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
+			echo "$tls $mode $rps $cps $frac $ok" >>"$raw"
+			printf '  run %d TLS %s %-8s resumed %7s/s  all %7s/s  fraction %s\n' \
+			    "$r" "$tls" "$mode" "$rps" "$cps" "$frac"
+			if [ "$ok" != "$conns" ]; then
+				echo "bench_e2e: $mode TLS $tls: only $ok of $conns connections succeeded" >&2
+				failed=1
+			fi
+		done
+	done
+done
+
+# median COLUMN TLS MODE - median of one column of the raw results
+median() {
+	awk -v c="$1" -v t="$2" -v m="$3" '$1 == t && $2 == m { print $c }' "$raw" |
+	    sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print 0; exit }
+		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo
+echo "== medians over $runs run(s) (resumed/s = resumed connections per second)"
+printf '%-4s %-8s %11s %9s %9s %14s\n' TLS mode resumed/s all/s fraction "resumed/s vs nocache"
+for tls in 1.2 1.3; do
+	base=$(median 3 "$tls" nocache)
+	for mode in $modes; do
+		rps=$(median 3 "$tls" "$mode")
+		cps=$(median 4 "$tls" "$mode")
+		frac=$(median 5 "$tls" "$mode")
+		ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+		printf '%-4s %-8s %11s %9s %9s %14s\n' "$tls" "$mode" "$rps" "$cps" "$frac" "$ratio"
+		case $mode in
+		tmpfs|disk)
+			if ! awk -v f="$frac" 'BEGIN { exit !(f > 0.9) }'; then
+				echo "bench_e2e: $mode TLS $tls resumed fraction $frac, want > 0.9" >&2
+				failed=1
+			fi
+			;;
+		esac
+	done
+done
+echo "targets (issue 5): resumed conn/s at least Apache shmcb / nginx shared:" \
+    "TLS 1.2 2581 / 2449, TLS 1.3 1200 / 1129, with 100% resumption"
+
+# Stop the servers and read their counters.
+for p in $pids; do kill -TERM "$p" 2>/dev/null || :; done
+for p in $pids; do wait "$p" 2>/dev/null || :; done
+pids=
+for name in tmpfs disk; do
+	awk -v n="$name" '/^total/ { for (i = 1; i <= NF; i++) if ($i == "connections") c = $(i + 1) }
+	    /^worker/ { for (i = 1; i <= NF; i++) if ($i == "reopens") r += $(i + 1) }
+	    END { if (c > 0) printf "  %s server: %d connections, %d store reopens (%.2f per connection)\n", n, c, r, r / c }' \
+	    "$work/$name.out"
+done
+if [ $failed != 0 ]; then
+	echo "bench_e2e: FAILED"
+	exit 1
+fi
+echo "bench_e2e: all checks passed"
