@@ -95,11 +95,13 @@ struct sd_progress {
 	uint64_t	total;		/* 0 if unknown */
 	uint64_t	done;
 	int64_t		last_ms;
+	int		drawn;		/* a line is on the screen */
 };
 
 void sd_progress_start(struct sd_progress *p, const struct sd_global *g,
     const char *what, uint64_t total);
 void sd_progress_tick(struct sd_progress *p);
+void sd_progress_clear(struct sd_progress *p);
 void sd_progress_end(struct sd_progress *p);
 
 /* The commands. */

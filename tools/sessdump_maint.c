@@ -71,6 +71,7 @@ verify_one(void *arg, const struct sessdb_record *rec)
 	else if (remember(v, rec) == -1)
 		return -2;
 	if (!v->quiet && (hex = sd_hex(rec->key, rec->key_len)) != NULL) {
+		sd_progress_clear(&v->prog);
 		printf("bad record %s: %s\n", hex, problem);
 		free(hex);
 	}
@@ -198,6 +199,7 @@ sweep_removed(void *arg, const struct sessdb_record *rec)
 	sd_progress_tick(&sw->prog);
 	if (sw->quiet)
 		return 0;
+	sd_progress_clear(&sw->prog);
 	if (rec->problem != NULL) {
 		if ((hex = sd_hex(rec->key, rec->key_len)) != NULL)
 			printf("%s %s corrupt: %s\n", verb, hex, rec->problem);

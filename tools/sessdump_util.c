@@ -350,6 +350,7 @@ sd_progress_tick(struct sd_progress *p)
 	if ((t = now_ms()) - p->last_ms < 200)
 		return;
 	p->last_ms = t;
+	p->drawn = 1;
 	if (p->total >= p->done)
 		fprintf(stderr, "\r%s: %llu/%llu records (%llu%%)\033[K", p->what,
 		    (unsigned long long)p->done, (unsigned long long)p->total,
@@ -359,11 +360,21 @@ sd_progress_tick(struct sd_progress *p)
 		    (unsigned long long)p->done);
 }
 
+/* sd_progress_clear - erase the progress line before printing a line of
+ * output to the same terminal; the next tick draws it again. */
+void
+sd_progress_clear(struct sd_progress *p)
+{
+	if (p->on && p->drawn) {
+		fputs("\r\033[K", stderr);
+		p->drawn = 0;
+	}
+}
+
 /* sd_progress_end - erase the progress line. */
 void
 sd_progress_end(struct sd_progress *p)
 {
-	if (p->on && p->done >= 64)
-		fputs("\r\033[K", stderr);
+	sd_progress_clear(p);
 	p->on = 0;
 }
