@@ -18,6 +18,22 @@
  *	The store must stay open while ctx (or any SSL made from it) is in
  *	use, or until sessdb_ssl_detach().  Freeing ctx never deletes
  *	records from the file.
+ *
+ * CAVEATS
+ *	- Call SSL_shutdown() before SSL_free() on every connection that
+ *	  completed its handshake, even when the peer has gone: OpenSSL
+ *	  removes the session of a connection freed without it (and of one
+ *	  ended by a fatal alert), and the glue then deletes the record for
+ *	  every process.  A server that must read from a peer that may hang
+ *	  up without close_notify wants SSL_OP_IGNORE_UNEXPECTED_EOF, or
+ *	  OpenSSL 3 treats the EOF as a fatal error.
+ *	- TLS 1.2 full handshakes: OpenSSL sends its Finished message before
+ *	  it calls the new-session callback, so a client that reconnects to
+ *	  another process before the store write is done can still miss the
+ *	  session.  TLS 1.3 tickets are stored before they are sent.
+ *	- After fork(), the child may use an attached ctx (the store reopens
+ *	  its descriptors itself) provided no other thread was inside the
+ *	  glue at the fork.
  */
 #ifndef SESSDB_SSL_H
 #define SESSDB_SSL_H
