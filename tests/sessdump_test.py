@@ -186,7 +186,8 @@ def case_show(tmp):
     run(["show", colons], db=s.path)
     p = run(["show", "ab" * 32], db=s.path, rc=3)
     check(b"no session" in p.stderr, "unknown ID message")
-    run(["show", "xyz"], db=s.path, rc=2)
+    for bad in ("xyz", "abc", "ab" * 33, "a:b:", ""):
+        run(["show", bad], db=s.path, rc=2)
     run(["show"], db=s.path, rc=2)
 
 
@@ -314,7 +315,14 @@ def case_import(tmp):
     want_eq(set(listed(e)[1]), a.ids("live"), "store unchanged by bad input")
     run(["import", os.path.join(tmp, "missing.pem")], db=e, rc=6)
     run(["import", tmp], db=e, rc=6)
-    run(["import", "--dry-run", live_pem], db=e)
+    allp_file = os.path.join(tmp, "all.pem")
+    with open(allp_file, "wb") as fp:
+        fp.write(allp)
+    g = os.path.join(tmp, "g.db")
+    run(["import"], db=g, stdin=one)
+    p = run(["import", "--dry-run", allp_file], db=g, rc=5)
+    check(b"would store 12" in p.stdout, "import --dry-run summary")
+    want_eq(set(listed(g)[1]), {ident}, "import --dry-run stored nothing")
 
 
 def sweep_lines(out, verb):
