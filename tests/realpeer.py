@@ -90,6 +90,16 @@ def log(msg):
     print(msg, flush=True)
 
 
+def die_with_parent():
+    """die_with_parent - SIGTERM the server if this script dies (even by
+    SIGKILL), so no sessdemo outlives its test"""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Server:
     """A sessdemo process with its own directory, port and access log."""
 
@@ -117,7 +127,8 @@ class Server:
                "--ready-file", ready, "--access-log", self.accesslog,
                "--timeout", "3"] + store + self.args
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=self.tmp)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=self.tmp,
+                                         preexec_fn=die_with_parent)
         deadline = time.time() + 15
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -138,7 +149,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc = None
+        rc, self.proc = self.proc.returncode, None
+        # a clean stop: exit 0 and every worker exited 0 (a sanitizer's
+        # report in a worker or in the parent changes the status)
+        check(rc == 0, "sessdemo exited with %d:\n%s" % (rc, self.errors()))
+        check("stopped with" not in self.errors(), "a worker did not stop "
+              "cleanly:\n" + self.errors())
         with open(self.stdout) as f:
             return f.read()
 

@@ -784,9 +784,13 @@ reap(struct worker *w, struct slot *slots, int stopping, int *restarts)
 		if (i == w->cfg->workers)
 			continue;
 		slots[i].pid = 0;
-		if (stopping)
-			continue;
 		describe_exit(status, why, sizeof why);
+		if (stopping) {
+			if (status != 0)	/* e.g. a sanitizer's report */
+				logmsg("worker %d (pid %d) stopped with %s", i,
+				    (int)pid, why);
+			continue;
+		}
 		if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_SETUP) {
 			logmsg("worker %d (pid %d) could not start; not restarting",
 			    i, (int)pid);
