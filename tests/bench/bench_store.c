@@ -7,6 +7,7 @@
  *	bench_store [--quick] [--runs N] [--secs S] [--sizes N,N,...]
  *	    [--dir DIR]... [--payload BYTES] [--sweep-records N]
  *	    [--size-records N] [--no-matrix] [--no-sweep]
+ *	    [--ops OP,...] [--sessdb-only]
  *
  * DESCRIPTION
  *	For every directory (default: /dev/shm, a tmpfs, and /var/tmp, a disk
@@ -40,6 +41,10 @@
  *	records of which half are expired, while another process does gets
  *	and records its longest wait (also measured for as long before the
  *	sweep, for the noise floor).
+ *
+ *	--ops runs only the named operations ("2p" for both two-process
+ *	cases; take and delete use the keys put-new made, so name put-new
+ *	with them), --sessdb-only skips the baseline: for profiling.
  *
  *	Every figure is the median over --runs runs (default 5).  Ratios are
  *	sessdb / baseline (higher is better for sessdb).
@@ -95,6 +100,8 @@ static size_t payload_len = 280;
 static size_t sweep_records = 1000000;
 static size_t size_records = 100000;
 static int do_matrix = 1, do_sweep = 1;
+static const char *only_ops;	/* --ops: comma-separated operation names */
+static int sessdb_only;		/* --sessdb-only: skip the baseline (profiling) */
 static int failures;
 
 /* ---- small helpers ---- */
@@ -813,6 +820,25 @@ remove_files(const char *path)
 	unlink(lp);
 }
 
+/* wanted - is operation name selected by --ops (all when not given)? */
+static int
+wanted(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (only_ops == NULL)
+		return 1;
+	for (const char *p = only_ops; *p != '\0';) {
+		size_t l = strcspn(p, ",");
+		if (l == len && strncmp(p, name, len) == 0)
+			return 1;
+		p += l;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
 static void
 matrix(const char *dir, size_t n)
 {
@@ -846,10 +872,13 @@ matrix(const char *dir, size_t n)
 			for (int j = 0; j < 2; j++) {
 				/* alternate which one goes first */
 				int k = (run + j) % 2;
-				one_phase(&s[k], (enum op)op, n, fs);
+				if (wanted(op_name[op]) && !(sessdb_only && k == BASE))
+					one_phase(&s[k], (enum op)op, n, fs);
 			}
-		for (int j = 0; j < 2; j++) {
+		for (int j = 0; j < 2 && wanted("2p"); j++) {
 			int k = (run + j) % 2;
+			if (sessdb_only && k == BASE)
+				continue;
 			two_proc_all(&s[k].t, n, fs);
 		}
 		printf("  run %d/%d done\n", run + 1, runs);
@@ -1042,6 +1071,60 @@ sweep_bench(const char *dir)
 	remove_files(path);
 }
 
+/* ---- the floor: what the system calls of one operation cost here ---- */
+
+/*
+ * syscall_floor - CPU time of the calls a store operation is made of, so
+ * the figures above can be read against this machine (a virtual machine
+ * can make every system call cost a microsecond or more).
+ */
+static void
+syscall_floor(const char *d)
+{
+	char path[PATH_MAX];
+	unsigned char buf[512];
+	int fd, n = quick ? 2000 : 200000;
+	double t0, t[5];
+
+	snprintf(path, sizeof(path), "%s/floor", d);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1 || write(fd, payload, payload_len) != (ssize_t)payload_len)
+		die("%s: %s", path, strerror(errno));
+	t0 = cpu_secs();
+	for (int i = 0; i < n; i++) {
+		flock(fd, LOCK_SH | LOCK_NB);
+		flock(fd, LOCK_UN);
+	}
+	t[0] = cpu_secs() - t0;
+	t0 = cpu_secs();
+	for (int i = 0; i < n; i++)
+		if (lseek(fd, 0, SEEK_SET) != 0 || read(fd, buf, payload_len) < 1)
+			die("read: %s", strerror(errno));
+	t[1] = cpu_secs() - t0;
+	t0 = cpu_secs();
+	for (int i = 0; i < n; i++)
+		if (pread(fd, buf, payload_len, 0) < 1)
+			die("pread: %s", strerror(errno));
+	t[2] = cpu_secs() - t0;
+	t0 = cpu_secs();
+	for (int i = 0; i < n; i++)
+		(void)getppid();
+	t[3] = cpu_secs() - t0;
+	t0 = cpu_secs();
+	for (int i = 0; i < n; i++) {
+		void *volatile m = malloc(payload_len + REC_HEADER_LEN);
+		free(m);
+	}
+	t[4] = cpu_secs() - t0;
+	close(fd);
+	unlink(path);
+	printf("== system call floor on %s (%s), CPU us per call: flock LOCK_SH|LOCK_NB "
+	    "+ LOCK_UN %.2f, lseek + read %.2f, pread %.2f, getppid %.2f, "
+	    "malloc+free %.3f\n", d, fs_name(d), t[0] / n * 1e6, t[1] / n * 1e6,
+	    t[2] / n * 1e6, t[3] / n * 1e6, t[4] / n * 1e6);
+	fflush(stdout);
+}
+
 /* ---- report ---- */
 
 static void
@@ -1099,7 +1182,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: bench_store [--quick] [--runs N] [--secs S] "
 	    "[--sizes N,N,...] [--dir DIR]... [--payload BYTES] "
-	    "[--sweep-records N] [--size-records N] [--no-matrix] [--no-sweep]\n");
+	    "[--sweep-records N] [--size-records N] [--no-matrix] [--no-sweep] "
+	    "[--ops OP,...] [--sessdb-only]\n");
 	exit(2);
 }
 
@@ -1135,6 +1219,10 @@ main(int argc, char **argv)
 			do_sweep = 0;
 			continue;
 		}
+		if (strcmp(a, "--sessdb-only") == 0) {
+			sessdb_only = 1;
+			continue;
+		}
 		if (v == NULL)
 			usage();
 		i++;
@@ -1157,6 +1245,8 @@ main(int argc, char **argv)
 			for (int k = 0; k < nsizes; k++)
 				if (sizes[k] < 2)
 					usage();
+		} else if (strcmp(a, "--ops") == 0) {
+			only_ops = v;
 		} else if (strcmp(a, "--dir") == 0) {
 			if (ndirs == MAX_DIRS)
 				usage();
@@ -1221,6 +1311,8 @@ main(int argc, char **argv)
 		printf("directory %s: %s\n", dirs[d], fs_name(dirs[d]));
 	fflush(stdout);
 
+	for (int d = 0; d < ndirs; d++)
+		syscall_floor(dirs[d]);
 	if (do_matrix)
 		for (int i = 0; i < nsizes; i++)
 			for (int d = 0; d < ndirs; d++)
