@@ -18,8 +18,9 @@
  *	of its previous connection: a resumption on another pid proves the
  *	session crossed processes.
  *
- *	Lanes write their results into a shared anonymous mapping; the parent
- *	times the whole run, merges and prints them.
+ *	Lanes write their results and each connection's latency into a
+ *	shared anonymous mapping; the parent times the whole run, merges the
+ *	results, sorts the latencies for percentiles and prints them.
  *
  * DIAGNOSTICS
  *	Exit status 0 if every connection succeeded, 1 if any failed, 2 on
@@ -77,6 +78,7 @@ struct lane {
 	uint64_t	early_sent;
 	uint64_t	early_accepted;
 	int		done;		/* the lane finished and wrote its results */
+	uint64_t	lat_sum_us;	/* sum of connection latencies */
 	int		npids;
 	int		pid_overflow;
 	int		pids[MAX_PIDS];
@@ -170,7 +172,7 @@ parse_args(int argc, char **argv, struct options *o)
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': bad |= parse_connect(optarg, o); have_connect = 1; break;
-		case 'k': bad |= parse_long(optarg, 1, 100000000, &o->connections); break;
+		case 'k': bad |= parse_long(optarg, 1, 10000000, &o->connections); break;
 		case 'p':
 			bad |= parse_long(optarg, 1, MAX_PARALLEL, &v);
 			o->parallel = (int)v;
@@ -415,9 +417,11 @@ note_pid(struct lane *l, int pid)
 	l->pids[l->npids++] = pid;
 }
 
-/* run_lane - n connections in a row, each offering the previous session */
+/* run_lane - n connections in a row, each offering the previous session;
+ * lat[i] gets connection i's latency in microseconds (0 if it failed) */
 static void
-run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane *l)
+run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane *l,
+    uint32_t *lat)
 {
 	SSL_CTX *ctx = make_ctx(o);
 	SSL_SESSION *sess = NULL;
@@ -431,8 +435,12 @@ run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane
 	}
 	for (i = 0; i < n; i++) {
 		struct result r = { 0 };
+		double t0 = now_s();
+		int rc = one_conn(o, ctx, ai, &sess, &r, l);
+		uint64_t us = (uint64_t)((now_s() - t0) * 1e6);
 
-		if (one_conn(o, ctx, ai, &sess, &r, l) < 0) {
+		lat[i] = rc < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : us < 1 ? 1 : (uint32_t)us;
+		if (rc < 0) {
 			l->failed++;
 			SSL_SESSION_free(sess);
 			sess = NULL;
@@ -440,6 +448,7 @@ run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane
 			continue;
 		}
 		l->ok++;
+		l->lat_sum_us += lat[i];
 		l->resumed += (uint64_t)r.resumed;
 		l->server_resumed += (uint64_t)r.server_resumed;
 		l->early_accepted += (uint64_t)r.early_accepted;
@@ -470,11 +479,46 @@ merge(struct lane *a, const struct lane *b)
 	a->tls13 += b->tls13;
 	a->early_sent += b->early_sent;
 	a->early_accepted += b->early_accepted;
+	a->lat_sum_us += b->lat_sum_us;
 	a->pid_overflow |= b->pid_overflow;
 	for (i = 0; i < b->npids; i++)
 		note_pid(a, b->pids[i]);
 	if (a->error[0] == '\0')
 		memcpy(a->error, b->error, sizeof a->error);
+}
+
+/* Connection latency summary, milliseconds. */
+struct latency {
+	double	avg, p50, p90, p99, max;
+};
+
+/* cmp_u32 - qsort comparator for latencies */
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* latency_summary - sort the successful latencies (in place) and summarise */
+static void
+latency_summary(uint32_t *lat, long n, const struct lane *t, struct latency *out)
+{
+	long i, k = 0;
+
+	for (i = 0; i < n; i++)
+		if (lat[i] != 0)
+			lat[k++] = lat[i];
+	*out = (struct latency){ 0 };
+	if (k == 0)
+		return;
+	qsort(lat, (size_t)k, sizeof *lat, cmp_u32);
+	out->avg = (double)t->lat_sum_us / (double)k / 1000.0;
+	out->p50 = lat[(k - 1) * 50 / 100] / 1000.0;
+	out->p90 = lat[(k - 1) * 90 / 100] / 1000.0;
+	out->p99 = lat[(k - 1) * 99 / 100] / 1000.0;
+	out->max = lat[k - 1] / 1000.0;
 }
 
 /* pct - a/b as a percentage, 0 when b is 0 */
@@ -486,7 +530,8 @@ pct(uint64_t a, uint64_t b)
 
 /* report - print the merged results, as text or one JSON object */
 static void
-report(const struct options *o, const struct lane *t, double secs, long lost)
+report(const struct options *o, const struct lane *t, const struct latency *lt,
+    double secs, long lost)
 {
 	double rate = secs > 0 ? (double)t->ok / secs : 0;
 	uint64_t conns = t->ok + t->failed;
@@ -498,11 +543,14 @@ report(const struct options *o, const struct lane *t, double secs, long lost)
 		    "\"server_resumed\":%" PRIu64 ",\"cross_worker_resumed\":%" PRIu64
 		    ",\"worker_pids\":%d,\"tls12\":%" PRIu64 ",\"tls13\":%" PRIu64
 		    ",\"early_sent\":%" PRIu64 ",\"early_accepted\":%" PRIu64
-		    ",\"lost_lanes\":%ld,\"parallel\":%d,\"new\":%s}\n",
+		    ",\"lost_lanes\":%ld,\"parallel\":%d,\"new\":%s,"
+		    "\"latency_ms\":{\"avg\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
+		    "\"p99\":%.3f,\"max\":%.3f}}\n",
 		    conns, t->ok, t->failed, secs, rate, t->offered, t->resumed,
 		    conns ? (double)t->resumed / (double)conns : 0.0, t->server_resumed,
 		    t->cross, t->npids, t->tls12, t->tls13, t->early_sent,
-		    t->early_accepted, lost, o->parallel, o->fresh ? "true" : "false");
+		    t->early_accepted, lost, o->parallel, o->fresh ? "true" : "false",
+		    lt->avg, lt->p50, lt->p90, lt->p99, lt->max);
 		return;
 	}
 	printf("sessload: %" PRIu64 " connections (%d parallel%s): %" PRIu64 " ok, %"
@@ -515,6 +563,8 @@ report(const struct options *o, const struct lane *t, double secs, long lost)
 	printf("sessload: %d distinct worker pids%s; TLSv1.2 %" PRIu64 ", TLSv1.3 %"
 	    PRIu64 "\n", t->npids, t->pid_overflow ? " (or more)" : "", t->tls12,
 	    t->tls13);
+	printf("sessload: latency ms: avg %.2f, p50 %.2f, p90 %.2f, p99 %.2f, max %.2f\n",
+	    lt->avg, lt->p50, lt->p90, lt->p99, lt->max);
 	if (o->early)
 		printf("sessload: early data sent %" PRIu64 ", accepted %" PRIu64 "\n",
 		    t->early_sent, t->early_accepted);
@@ -538,25 +588,29 @@ resolve(const struct options *o)
 	return ai;
 }
 
-/* run_lanes - fork the lanes, wait for them; returns lanes that died */
+/* run_lanes - fork the lanes, wait for them; returns lanes that died.
+ * Lane i makes connections [start, start + n) and writes their latencies
+ * to lat[start...]. */
 static long
-run_lanes(const struct options *o, const struct addrinfo *ai, struct lane *lanes)
+run_lanes(const struct options *o, const struct addrinfo *ai, struct lane *lanes,
+    uint32_t *lat)
 {
 	long share = o->connections / o->parallel, extra = o->connections % o->parallel;
-	long lost = 0;
+	long lost = 0, start = 0, n;
 	int i, status;
 	pid_t pid;
 
 	fflush(stdout);
-	for (i = 0; i < o->parallel; i++) {
+	for (i = 0; i < o->parallel; i++, start += n) {
+		n = share + (i < extra);
 		pid = fork();
 		if (pid < 0) {
 			fprintf(stderr, "sessload: fork: %s\n", strerror(errno));
-			lanes[i].failed = (uint64_t)(share + (i < extra));
+			lanes[i].failed = (uint64_t)n;
 			continue;
 		}
 		if (pid == 0) {
-			run_lane(o, ai, share + (i < extra), &lanes[i]);
+			run_lane(o, ai, n, &lanes[i], lat + start);
 			_exit(0);
 		}
 	}
@@ -574,6 +628,9 @@ main(int argc, char **argv)
 	struct options o;
 	struct addrinfo *ai;
 	struct lane *lanes, total = { 0 };
+	struct latency lt;
+	size_t lanes_len, lat_len;
+	uint32_t *lat;
 	double t0, secs;
 	long lost;
 	int i;
@@ -583,20 +640,25 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if ((ai = resolve(&o)) == NULL)
 		return 1;
-	lanes = mmap(NULL, sizeof *lanes * (size_t)o.parallel, PROT_READ | PROT_WRITE,
+	/* results and latencies are written by the lane processes */
+	lanes_len = sizeof *lanes * (size_t)o.parallel;
+	lat_len = sizeof *lat * (size_t)o.connections;
+	lanes = mmap(NULL, lanes_len + lat_len, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (lanes == MAP_FAILED) {
 		fprintf(stderr, "sessload: mmap: %s\n", strerror(errno));
 		freeaddrinfo(ai);
 		return 1;
 	}
+	lat = (uint32_t *)(void *)((char *)lanes + lanes_len);
 	t0 = now_s();
-	lost = run_lanes(&o, ai, lanes);
+	lost = run_lanes(&o, ai, lanes, lat);
 	secs = now_s() - t0;
 	for (i = 0; i < o.parallel; i++)
 		merge(&total, &lanes[i]);
-	report(&o, &total, secs, lost);
-	munmap(lanes, sizeof *lanes * (size_t)o.parallel);
+	latency_summary(lat, o.connections, &total, &lt);
+	report(&o, &total, &lt, secs, lost);
+	munmap(lanes, lanes_len + lat_len);
 	freeaddrinfo(ai);
 	return total.failed == 0 && lost == 0 && total.ok > 0 ? 0 : 1;
 }
