@@ -12,6 +12,8 @@ SYNOPSIS
     realpeer.py sessload
     realpeer.py bad-clients
     realpeer.py abrupt-close 1.2|1.3
+    realpeer.py usage
+    realpeer.py signals
 
 DESCRIPTION
     Each case starts its own sessdemo (--port 0, so cases run in parallel)
@@ -41,6 +43,11 @@ DESCRIPTION
 
     bad-clients: garbage, resets, silence and half handshakes end only
     their connection: no worker dies, and the server keeps resuming.
+
+    usage: bad command lines of sessdemo and sessload exit 2 with usage.
+
+    signals: SIGINT, SIGHUP, SIGTERM stop the server with all counters;
+    workers do not outlive a parent killed with SIGKILL.
 
 ENVIRONMENT
     SESSDEMO, SESSLOAD     the programs (default: the build tree's tools/)
@@ -580,6 +587,56 @@ def case_abrupt_close(tmp, tls):
     return 0
 
 
+def case_usage(tmp):
+    """case_usage - bad options: usage on stderr, exit status 2"""
+    bad = [
+        [SESSDEMO, "--bogus"], [SESSDEMO, "--port", "65536"],
+        [SESSDEMO, "--port", "12x"], [SESSDEMO, "--workers", "0"],
+        [SESSDEMO, "--tls", "1.1"], [SESSDEMO, "--cert", "x.pem"],
+        [SESSDEMO, "--no-cache", "--list"], [SESSDEMO, "extra"],
+        [SESSLOAD], [SESSLOAD, "--connect", "nocolon"],
+        [SESSLOAD, "--connect", "h:1", "--parallel", "0"],
+        [SESSLOAD, "--connect", "h:1", "--tls", "1.0"],
+        [SESSLOAD, "--connect", "h:1", "--path", "no-slash"],
+    ]
+    for cmd in bad:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=10, cwd=tmp)
+        check(p.returncode == 2, "%r: exit %d, want 2" % (cmd[1:], p.returncode))
+        check(b"usage:" in p.stderr, "%r: no usage on stderr" % (cmd[1:],))
+    p = subprocess.run([SESSDEMO, "--port", "0", "--cert", "/nonexistent",
+                        "--key", "/nonexistent"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10, cwd=tmp)
+    check(p.returncode == 1, "missing certificate: exit %d, want 1" % p.returncode)
+    log("%d bad command lines rejected with status 2" % len(bad))
+    return 0
+
+
+def case_signals(tmp):
+    """case_signals - SIGINT, SIGHUP and SIGTERM all stop the server cleanly,
+    with every worker's counters; the parent dying takes the workers along"""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        srv = Server(tmp).start()
+        python_conn(srv, "1.3", None)
+        srv.proc.send_signal(sig)
+        srv.proc.wait(timeout=20)
+        out = srv.stop()
+        check("(4 reports, 0 restarts): connections 1 " in out,
+              "signal %d: counters missing:\n%s" % (sig, out))
+    srv = Server(tmp).start()
+    _, _, _ = python_conn(srv, "1.2", None)
+    workers = {python_conn(srv, "1.2", None)[0] for _ in range(8)}
+    srv.proc.kill()
+    srv.proc.wait()
+    srv.proc = None
+    deadline = time.time() + 10
+    while any(os.path.exists("/proc/%d" % pid) for pid in workers):
+        check(time.time() < deadline, "workers outlived a killed parent")
+        time.sleep(0.05)
+    log("SIGINT, SIGHUP, SIGTERM stop cleanly; workers die with the parent")
+    return 0
+
+
 def python_raw_request(srv, req):
     """python_raw_request - send req through TLS, return the raw response"""
     ctx = python_ctx("1.3")
@@ -610,6 +667,10 @@ def main(argv):
                 return case_restart(tmp, argv[2])
             if case == "abrupt-close" and len(argv) == 3:
                 return case_abrupt_close(tmp, argv[2])
+            if case == "usage":
+                return case_usage(tmp)
+            if case == "signals":
+                return case_signals(tmp)
             if case == "sessload":
                 return case_sessload(tmp)
             if case == "bad-clients":
