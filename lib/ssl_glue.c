@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
 #include "sessdb.h"
@@ -55,6 +56,8 @@ static pthread_once_t glue_once = PTHREAD_ONCE_INIT;
 static int glue_index = -1;		/* SSL_CTX ex_data: struct glue */
 static int glue_taken_index = -1;	/* SSL_SESSION ex_data: itself, when
 					   its record was taken */
+static int glue_ssl_index = -1;		/* SSL ex_data: the SSL_CTX whose
+					   session cache it uses */
 
 /* glue_ex_free - ex_data free callback: runs when the SSL_CTX is freed. */
 static void
@@ -69,6 +72,21 @@ glue_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 	free(g);
 }
 
+/*
+ * glue_ssl_new - ex_data new callback, run by SSL_new() for every SSL:
+ *	remember the SSL_CTX it was made from.  That is the "session ctx"
+ *	whose cache callbacks OpenSSL calls for this SSL even after a
+ *	servername callback moved it to another SSL_CTX (SSL_set_SSL_CTX),
+ *	and OpenSSL offers no getter for it.  No reference is taken: the
+ *	SSL holds one on that ctx for its whole life.
+ */
+static void
+glue_ssl_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	(void)CRYPTO_set_ex_data(ad, idx, SSL_get_SSL_CTX(parent));
+}
+
 /* glue_index_init - allocate our ex_data indexes once per process. */
 static void
 glue_index_init(void)
@@ -76,8 +94,25 @@ glue_index_init(void)
 	glue_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, glue_ex_free);
 	glue_taken_index = SSL_SESSION_get_ex_new_index(0, NULL, NULL, NULL,
 	    NULL);
-	if (glue_taken_index < 0)
+	glue_ssl_index = SSL_get_ex_new_index(0, NULL, glue_ssl_new, NULL,
+	    NULL);
+	if (glue_taken_index < 0 || glue_ssl_index < 0)
 		glue_index = -1;
+}
+
+/*
+ * glue_session_ctx - the SSL_CTX whose session cache ssl uses: the one it
+ *	was made from (SSLs made before the first attach in the process do
+ *	not know it: their current SSL_CTX then).
+ */
+static SSL_CTX *
+glue_session_ctx(SSL *ssl)
+{
+	SSL_CTX *ctx = NULL;
+
+	if (glue_ssl_index >= 0)
+		ctx = SSL_get_ex_data(ssl, glue_ssl_index);
+	return ctx != NULL ? ctx : SSL_get_SSL_CTX(ssl);
 }
 
 /* glue_get - the state attached to ctx, or NULL. */
@@ -156,6 +191,8 @@ glue_encode(SSL_SESSION *sess, unsigned char **der, size_t *len)
 	*len = (size_t)n;
 	return 0;
 fail:
+	if (buf != NULL && n > 0)
+		OPENSSL_cleanse(buf, (size_t)n);
 	free(buf);
 	return -1;
 }
@@ -196,7 +233,7 @@ glue_skip_unsafe(struct glue *g, int no_sid_ctx)
 static int
 glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 {
-	struct glue *g = glue_get(SSL_get_SSL_CTX(ssl));
+	struct glue *g = glue_get(glue_session_ctx(ssl));
 	const unsigned char *id;
 	unsigned char *der = NULL;
 	unsigned int id_len, sid_ctx_len;
@@ -229,6 +266,7 @@ glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 		g->st.store_failures++;
 	glue_unlock(g);
 done:
+	OPENSSL_cleanse(der, len);	/* holds the master secret */
 	free(der);
 	return 0;
 }
@@ -308,7 +346,8 @@ glue_wants_take(SSL *ssl)
 	if (SSL_version(ssl) != TLS1_3_VERSION)
 		return 0;
 	return SSL_get_max_early_data(ssl) > 0 ||
-	    SSL_CTX_get_max_early_data(SSL_get_SSL_CTX(ssl)) > 0;
+	    SSL_CTX_get_max_early_data(SSL_get_SSL_CTX(ssl)) > 0 ||
+	    SSL_CTX_get_max_early_data(glue_session_ctx(ssl)) > 0;
 }
 
 /*
@@ -336,7 +375,7 @@ glue_replay_check(SSL *ssl)
 static int
 glue_register_taken(SSL *ssl, SSL_SESSION *sess)
 {
-	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	SSL_CTX *ctx = glue_session_ctx(ssl);
 
 	if (!SSL_SESSION_set_ex_data(sess, glue_taken_index, sess))
 		return -1;
@@ -358,7 +397,7 @@ glue_register_taken(SSL *ssl, SSL_SESSION *sess)
 static SSL_SESSION *
 glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 {
-	struct glue *g = glue_get(SSL_get_SSL_CTX(ssl));
+	struct glue *g = glue_get(glue_session_ctx(ssl));
 	SSL_SESSION *sess = NULL;
 	void *der = NULL;
 	size_t len = 0;
@@ -388,6 +427,8 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 	}
 	glue_count(g, &g->st.hits);
 done:
+	if (der != NULL)
+		OPENSSL_cleanse(der, len);	/* holds the master secret */
 	sessdb_free(der);
 	return sess;
 }

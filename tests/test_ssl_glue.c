@@ -1156,6 +1156,51 @@ test_many_handshakes(void)
 	pair_close(&p13);
 }
 
+/* sni_switch - servername callback: move the connection to the vhost ctx. */
+static int
+sni_switch(SSL *ssl, int *al, void *arg)
+{
+	SSL_set_SSL_CTX(ssl, arg);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/*
+ * Virtual hosts: a servername callback switches the connection to
+ * another SSL_CTX (not attached).  OpenSSL keeps using the first ctx's
+ * session cache, so the sessions must still reach the store.
+ */
+static void
+check_sni(int tls)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = tls, .no_ticket = 1 };
+	SSL_CTX *vhost[2];
+	struct pair p;
+	struct hs h1, h2;
+	int i;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, tls, 0) == 0);
+	for (i = 0; i < 2; i++) {
+		vhost[i] = server_ctx(&cfg, NULL);
+		CU_ASSERT_FATAL(vhost[i] != NULL);
+		SSL_CTX_set_tlsext_servername_callback(p.srv[i], sni_switch);
+		SSL_CTX_set_tlsext_servername_arg(p.srv[i], vhost[i]);
+	}
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	CU_ASSERT(count_records(p.db[0]) == h1.nsess);
+	CU_ASSERT(stats_of(p.srv[0]).stores == (uint64_t)h1.nsess);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	SSL_CTX_free(vhost[0]);
+	SSL_CTX_free(vhost[1]);
+	pair_close(&p);
+}
+
+static void test_sni_tls12(void) { check_sni(12); }
+static void test_sni_tls13(void) { check_sni(13); }
+
 /* ---------------------------------------------------------------------- */
 
 /* rm_tmpdir - remove the test directory and its files. */
@@ -1208,6 +1253,8 @@ static const struct {
 	{ "wrong sid_ctx never resumes: TLS 1.2 client cert", test_sid_ctx_tls12_cert },
 	{ "wrong sid_ctx never resumes: TLS 1.3", test_sid_ctx_tls13 },
 	{ "wrong sid_ctx never resumes: TLS 1.3 client cert", test_sid_ctx_tls13_cert },
+	{ "SNI switch to another ctx: TLS 1.2", test_sni_tls12 },
+	{ "SNI switch to another ctx: TLS 1.3", test_sni_tls13 },
 	{ "no sid_ctx: not stored", test_no_sid_ctx_not_stored },
 	{ "expired never resumes: TLS 1.2", test_expired_tls12 },
 	{ "expired never resumes: TLS 1.3", test_expired_tls13 },
