@@ -5,6 +5,7 @@
  * SYNOPSIS
  *	sessdump_fill populate DB MANIFEST LIVE EXPIRED BADHDR BADDER MISMATCH
  *	sessdump_fill worker DB MANIFEST SECONDS TAG OUTFILE
+ *	sessdump_fill peer DB MANIFEST CERTDIR
  *
  * DESCRIPTION
  *	populate stores real DER SSL_SESSIONs (made with SSL_SESSION_new and
@@ -19,6 +20,11 @@
  *	with the byte TAG) and reads back live ones from MANIFEST and its own;
  *	any error or missing live session makes it exit 1.  It writes the IDs
  *	it stored to OUTFILE.
+ *
+ *	peer runs one in-memory TLS 1.2 handshake with a client certificate
+ *	(server.pem, client.pem and ca.pem from CERTDIR) and stores the
+ *	server's session, which carries the peer certificate and the SNI;
+ *	it appends a "peer" line to MANIFEST.
  */
 #include <gdbm.h>
 #include <stdio.h>
@@ -250,6 +256,108 @@ out:
 	return rc;
 }
 
+/* load_pair - certificate and key from dir into ctx. */
+static int
+load_pair(SSL_CTX *ctx, const char *dir, const char *name)
+{
+	char cert[512], key[512];
+
+	snprintf(cert, sizeof cert, "%s/%s.pem", dir, name);
+	snprintf(key, sizeof key, "%s/%s.key", dir, name);
+	return SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 &&
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 ? 0 : -1;
+}
+
+/* make_ctxs - a TLS 1.2 server that wants a client certificate, and a
+ * client that has one. */
+static int
+make_ctxs(const char *dir, SSL_CTX **sctx, SSL_CTX **cctx)
+{
+	char ca[512];
+
+	snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+	*sctx = SSL_CTX_new(TLS_server_method());
+	*cctx = SSL_CTX_new(TLS_client_method());
+	if (*sctx == NULL || *cctx == NULL || load_pair(*sctx, dir, "server") ||
+	    load_pair(*cctx, dir, "client") ||
+	    !SSL_CTX_load_verify_locations(*sctx, ca, NULL) ||
+	    !SSL_CTX_set_max_proto_version(*sctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_session_id_context(*sctx, (const unsigned char *)"sessdb", 6))
+		return -1;
+	SSL_CTX_set_verify(*sctx, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_options(*sctx, SSL_OP_NO_TICKET);	/* a session ID */
+	return 0;
+}
+
+/* handshake - run client and server over a BIO pair; the server's session. */
+static SSL_SESSION *
+handshake(SSL_CTX *sctx, SSL_CTX *cctx)
+{
+	SSL *srv = SSL_new(sctx), *cli = SSL_new(cctx);
+	SSL_SESSION *sess = NULL;
+	BIO *bs, *bc;
+
+	if (srv == NULL || cli == NULL || !BIO_new_bio_pair(&bs, 0, &bc, 0))
+		goto out;
+	SSL_set_bio(srv, bs, bs);
+	SSL_set_bio(cli, bc, bc);
+	SSL_set_accept_state(srv);
+	SSL_set_connect_state(cli);
+	SSL_set_tlsext_host_name(cli, "localhost");
+	for (int i = 0; i < 100; i++) {
+		int c = SSL_do_handshake(cli), s = SSL_do_handshake(srv);
+
+		if (c == 1 && s == 1) {
+			sess = SSL_get1_session(srv);
+			break;
+		}
+	}
+out:
+	SSL_free(srv);
+	SSL_free(cli);
+	return sess;
+}
+
+/* peer - store one real server session that carries a client certificate. */
+static int
+peer(char **argv)
+{
+	SSL_CTX *sctx = NULL, *cctx = NULL;
+	SSL_SESSION *s = NULL;
+	struct sessdb *db = NULL;
+	const unsigned char *id;
+	unsigned char mk[48];
+	unsigned int id_len;
+	int64_t exp;
+	FILE *mf;
+	int rc = 1;
+
+	if (make_ctxs(argv[2], &sctx, &cctx) != 0 ||
+	    (s = handshake(sctx, cctx)) == NULL ||
+	    (db = open_db(argv[0], 0)) == NULL) {
+		fprintf(stderr, "sessdump_fill: peer: handshake failed\n");
+		goto out;
+	}
+	id = SSL_SESSION_get_id(s, &id_len);
+	exp = (int64_t)SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s);
+	if (id_len != 32 || put_session(db, id, s, exp) != 0 ||
+	    (mf = fopen(argv[1], "a")) == NULL)
+		goto out;
+	fputs("peer ", mf);
+	hex(mf, id, id_len);
+	fputc(' ', mf);
+	hex(mf, mk, SSL_SESSION_get_master_key(s, mk, sizeof mk));
+	fprintf(mf, " %lld\n", (long long)exp);
+	rc = fclose(mf) != 0;
+out:
+	sessdb_close(db);
+	SSL_SESSION_free(s);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	return rc;
+}
+
 /* read_live - the live IDs of a manifest. */
 static size_t
 read_live(const char *path, unsigned char (*ids)[32])
@@ -337,8 +445,11 @@ main(int argc, char **argv)
 		return populate(argv + 2);
 	if (argc == 7 && strcmp(argv[1], "worker") == 0)
 		return worker(argv + 2);
+	if (argc == 5 && strcmp(argv[1], "peer") == 0)
+		return peer(argv + 2);
 	fprintf(stderr, "usage: sessdump_fill populate DB MANIFEST LIVE EXPIRED "
 	    "BADHDR BADDER MISMATCH\n"
-	    "       sessdump_fill worker DB MANIFEST SECONDS TAG OUTFILE\n");
+	    "       sessdump_fill worker DB MANIFEST SECONDS TAG OUTFILE\n"
+	    "       sessdump_fill peer DB MANIFEST CERTDIR\n");
 	return 2;
 }

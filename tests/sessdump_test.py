@@ -88,11 +88,22 @@ class Store:
                         str(expired), str(badhdr), str(badder),
                         str(mismatch)], check=True)
         self.kinds = {k: [] for k in ("live", "expired", "badhdr", "badder",
-                                      "mismatch")}
+                                      "mismatch", "peer")}
         with open(manifest) as f:
             for line in f:
                 kind, ident, mk, exp = line.split()
                 self.kinds[kind].append((ident, mk, int(exp)))
+
+    def add_peer(self):
+        """Store one real handshake's session with a client certificate."""
+        data = os.path.join(os.environ.get("SESSDB_TOP_SRCDIR", ""), "data")
+        manifest = self.path + ".manifest"
+        subprocess.run([FILL, "peer", self.path, manifest, data], check=True)
+        with open(manifest) as f:
+            kind, ident, mk, exp = f.read().splitlines()[-1].split()
+        want_eq(kind, "peer", "fill peer manifest line")
+        self.kinds["peer"] = [(ident, mk, int(exp))]
+        return ident, mk
 
     def ids(self, *kinds):
         """The set of IDs of the given kinds."""
@@ -151,6 +162,12 @@ def case_list(tmp):
         doc, _ = listed(s.path, "--live", "--sort", key, "--reverse")
         vals = [r[key] for r in doc["records"]]
         want_eq(vals, sorted(vals, reverse=True), "--sort %s --reverse" % key)
+    ident, _ = s.add_peer()
+    rec = listed(s.path, "--live")[1][ident]
+    want_eq(rec["peer_subject"], "CN=sessdb test client,O=sessdb tests",
+            "list --json peer_subject of a client-authenticated session")
+    check("CN=sessdb test client" in run(["list"], db=s.path).stdout.decode(),
+          "list shows the peer subject")
     run(["list", "--sort", "colour"], db=s.path, rc=2)
     run(["list", "--live", "--expired"], db=s.path, rc=2)
     check(b"\r" not in text.encode() and b"\033" not in text.encode(),
@@ -174,6 +191,13 @@ def case_show(tmp):
         check(mk in sec.lower(), "show --secrets prints the master key")
         doc = run_json(["show", "--json", "--secrets", ident], s.path)
         want_eq(doc["master_key"], mk, "show --json --secrets master_key")
+    ident, mk = s.add_peer()
+    doc = run_json(["show", "--json", ident], s.path)
+    want_eq(doc["peer_issuer"], "CN=sessdb test CA,O=sessdb tests",
+            "show --json peer_issuer")
+    want_eq(doc["protocol"], "TLSv1.2", "show --json protocol")
+    check(mk not in run(["show", ident], db=s.path).stdout.decode().lower(),
+          "no master key in show of a real session")
     ident = s.kinds["expired"][0][0]
     want_eq(run_json(["show", "--json", ident], s.path)["status"], "expired",
             "show of an expired record")

@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/x509.h>
 
@@ -446,7 +447,7 @@ static void
 add_peer(struct fields *fs, SSL_SESSION *s)
 {
 	X509 *peer = SSL_SESSION_get0_peer(s);
-	int days, secs;
+	struct tm tm;
 
 	if (peer == NULL) {
 		add_str(fs, "peer subject:", "peer_subject", NULL);
@@ -456,9 +457,9 @@ add_peer(struct fields *fs, SSL_SESSION *s)
 	    name_str(X509_get_subject_name(peer)));
 	add_own(fs, "peer issuer:", "peer_issuer",
 	    name_str(X509_get_issuer_name(peer)));
-	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(peer)))
-		add_num(fs, "peer cert valid for (s):", "peer_cert_seconds_left",
-		    (int64_t)days * 86400 + secs);
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm))
+		add_time(fs, "peer not after:", "peer_not_after_utc",
+		    (int64_t)timegm(&tm));
 }
 
 /* add_secret - the master key, only when asked for. */
