@@ -60,9 +60,11 @@ extern "C" {
  *	  then looks in its own cache first (saving a file read when a
  *	  client returns to the same process) but may resume a session that
  *	  another process already removed, and the early-data guarantee
- *	  holds only within one process; since OpenSSL reports evictions and
- *	  the flush at SSL_CTX_free() through the same remove callback, in
- *	  this mode removals never delete records (they expire instead).
+ *	  would hold only within one process, so attach refuses this flag
+ *	  on a ctx with early data enabled (do not enable it afterwards).
+ *	  Since OpenSSL reports evictions and the flush at SSL_CTX_free()
+ *	  through the same remove callback, in this mode removals never
+ *	  delete records (they expire instead).
  *	- new, get and remove session callbacks, and an ex_data slot.
  *	Nothing else: the session timeout (SSL_CTX_set_timeout, OpenSSL's
  *	default 7200 s for TLS) sets each record's expiry, capped by the
@@ -76,8 +78,9 @@ extern "C" {
  *	  without a context are not stored (counted in skipped_unsafe).
  *	- db must stay open while ctx or any SSL made from it is in use, or
  *	  until sessdb_ssl_detach().
- *	- Calls into db are serialised per ctx; do not use db from another
- *	  thread or another attached ctx at the same time (one handle each).
+ *	- The glue serialises its own calls into db per ctx.  In a threaded
+ *	  server give each attached ctx its own handle and do not use it
+ *	  from other threads meanwhile (a handle is not thread-safe).
  *
  *	What is stored: TLS 1.2 sessions (by session ID) and TLS 1.3
  *	sessions behind stateful tickets (SSL_OP_NO_TICKET, or early data
@@ -86,9 +89,15 @@ extern "C" {
  *	resume from stateless tickets are not written.  With early data
  *	enabled (SSL_get_max_early_data() > 0) lookups use sessdb_take().
  *
+ *	Servername (SNI) callbacks may move connections to other SSL_CTXs
+ *	(SSL_set_SSL_CTX): OpenSSL keeps using the cache of the ctx an SSL
+ *	was made from, and so does the glue; those other ctxs need not be
+ *	attached.
+ *
  *	Attaching an attached ctx replaces its store and flags.
  *	Returns 0, or -1 (ctx unchanged) if ctx was made with a client-only
- *	method, flags has unknown bits, or on allocation failure.
+ *	method, flags has unknown bits, KEEP_INTERNAL is asked for on a ctx
+ *	with early data, or on allocation failure.
  */
 int sessdb_ssl_attach(SSL_CTX *ctx, struct sessdb *db, unsigned flags);
 
@@ -96,7 +105,8 @@ int sessdb_ssl_attach(SSL_CTX *ctx, struct sessdb *db, unsigned flags);
  * sessdb_ssl_detach - undo attach: remove the callbacks and the ex_data,
  *	restore the cache mode ctx had before; db is not closed, records are
  *	not deleted.  Freeing an attached ctx does the same implicitly.
- *	Returns 0, or -1 if ctx is not attached.
+ *	Call it only while no handshake on ctx is in progress in another
+ *	thread.  Returns 0, or -1 if ctx is not attached.
  */
 int sessdb_ssl_detach(SSL_CTX *ctx);
 

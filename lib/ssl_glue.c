@@ -502,6 +502,10 @@ sessdb_ssl_attach(SSL_CTX *ctx, struct sessdb *db, unsigned flags)
 	if (ctx == NULL || db == NULL || (flags & ~SESSDB_SSL_KEEP_INTERNAL) ||
 	    glue_is_client_only(ctx))
 		return -1;
+	/* An in-process hit bypasses the take: 0-RTT could be replayed. */
+	if ((flags & SESSDB_SSL_KEEP_INTERNAL) &&
+	    SSL_CTX_get_max_early_data(ctx) > 0)
+		return -1;
 	if (pthread_once(&glue_once, glue_index_init) != 0 || glue_index < 0)
 		return -1;
 	if ((g = SSL_CTX_get_ex_data(ctx, glue_index)) != NULL) {
