@@ -10,8 +10,8 @@
  *	This file parses the global options, finds the command in a table and
  *	runs it; it also holds the helpers every command shares: usage text,
  *	error messages and opening the store.  The commands themselves live
- *	in sessdump_read.c, sessdump_maint.c and sessdump_xfer.c.  See
- *	sessdump.1.
+ *	in sessdump_read.c, sessdump_stats.c, sessdump_maint.c and
+ *	sessdump_xfer.c.  See sessdump.1.
  *
  * DIAGNOSTICS
  *	Errors are one line on stderr, prefixed "sessdump: ".  Exit statuses

@@ -4,8 +4,8 @@
  *
  * DESCRIPTION
  *	sessdump.c parses the global options and dispatches to a command;
- *	sessdump_read.c holds the commands that only read (list, show,
- *	stats), sessdump_maint.c verify and sweep, sessdump_xfer.c export
+ *	sessdump_read.c holds list and show, sessdump_stats.c stats
+ *	(the commands that only read), sessdump_maint.c verify and sweep, sessdump_xfer.c export
  *	and import; sessdump_util.c decodes records into
  *	printable entries and writes JSON, times and progress.
  */
