@@ -41,9 +41,10 @@ def want_eq(got, want, what):
         raise Fail("%s: got %r, want %r" % (what, got, want))
 
 
-def run(args, db=None, rc=0, stdin=None, user=None, timeout=30):
+def run(args, db=None, rc=0, stdin=None, user=None, timeout=30, exe=None,
+        libdir=None):
     """Run sessdump; check its exit status; return the CompletedProcess."""
-    cmd = [SESSDUMP]
+    cmd = [exe or SESSDUMP]
     if db is not None:
         cmd += ["--db", db]
     cmd += list(args)
@@ -51,6 +52,8 @@ def run(args, db=None, rc=0, stdin=None, user=None, timeout=30):
         cmd = ["runuser", "-u", user, "--"] + cmd
     env = dict(os.environ)
     env.pop("SESSDB_PATH", None)
+    if libdir is not None:
+        env["LD_LIBRARY_PATH"] = libdir
     p = subprocess.run(cmd, input=stdin, capture_output=True, env=env,
                        timeout=timeout)
     if rc is not None and p.returncode != rc:
@@ -462,31 +465,49 @@ def case_badinput(tmp):
     usage_checks(s)
 
 
+def copy_for_others(tmp):
+    """sessdump and libsessdb copied where any user can run them (the build
+    tree may sit in a directory only root can enter); (exe, libdir)."""
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    exe = shutil.copy(SESSDUMP, bindir)
+    libdir = os.path.join(os.path.dirname(SESSDUMP), "..", "lib")
+    for name in os.listdir(libdir):
+        path = os.path.join(libdir, name)
+        if name.startswith("libsessdb.so") and os.path.isfile(path):
+            shutil.copy(path, bindir)
+    for path in (tmp, bindir):
+        os.chmod(path, 0o755)
+    return exe, bindir
+
+
 def permission_checks(tmp, s):
     """Permission denied, as the user nobody (tests usually run as root)."""
     if os.geteuid() != 0 or shutil.which("runuser") is None:
         print("permission checks skipped: not root")
         return
-    if subprocess.run(["runuser", "-u", "nobody", "--", SESSDUMP, "--help"],
-                      capture_output=True).returncode != 0:
+    exe, libdir = copy_for_others(tmp)
+    if run(["--help"], user="nobody", exe=exe, libdir=libdir,
+           rc=None).returncode != 0:
         print("permission checks skipped: nobody cannot run sessdump")
         return
     pdir = os.path.join(tmp, "perm")
     os.mkdir(pdir)
-    os.chmod(tmp, 0o755)
     os.chmod(pdir, 0o755)
     db = os.path.join(pdir, "p.db")
     shutil.copy(s.path, db)
     shutil.copy(s.path + ".lock", db + ".lock")
+    as_nobody = dict(user="nobody", exe=exe, libdir=libdir, rc=4)
     # Owned by root, mode 0600: nobody may not read it.
-    one_line(run(["list"], db=db, rc=4, user="nobody"), "root's file",
+    one_line(run(["list"], db=db, **as_nobody), "root's file",
              ["ermission", "owned by", "owner"])
     # Owned by nobody, mode 0000: refused by the kernel.
     for f in (db, db + ".lock"):
         os.chown(f, 65534, 65534)
     os.chmod(db, 0)
-    one_line(run(["list"], db=db, rc=4, user="nobody"), "mode 0000",
-             ["ermission"])
+    for cmd in (["list"], ["stats"], ["sweep"]):
+        one_line(run(cmd, db=db, **as_nobody), "mode 0000 " + cmd[0],
+                 ["ermission"])
 
 
 def usage_checks(s):
