@@ -6,7 +6,7 @@
  *	sessdemo [--port P] [--workers N] [--cache PATH | --no-cache]
  *	    [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]
  *	    [--access-log FILE] [--bind ADDR] [--ready-file FILE]
- *	    [--timeout SECS] [--verbose]
+ *	    [--timeout SECS] [--tickets N] [--session-timeout SECS] [--verbose]
  *	sessdemo --list [--cache PATH]
  *
  * DESCRIPTION
@@ -95,6 +95,8 @@ struct config {
 	const char	*access_log;
 	const char	*ready_file;
 	int		timeout_s;
+	int		tickets;	/* TLS 1.3 tickets per handshake, -1 = default */
+	int		session_timeout; /* seconds, 0 = OpenSSL's default */
 	int		verbose;
 	int		list;
 };
@@ -150,7 +152,8 @@ static const char usage_text[] =
 "usage: sessdemo [--port P] [--workers N] [--cache PATH | --no-cache]\n"
 "                [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]\n"
 "                [--access-log FILE] [--bind ADDR] [--ready-file FILE]\n"
-"                [--timeout SECS] [--verbose]\n"
+"                [--timeout SECS] [--tickets N] [--session-timeout SECS]\n"
+"                [--verbose]\n"
 "       sessdemo --list [--cache PATH]\n";
 
 /* logmsg - print "sessdemo[pid]: message" on stderr */
@@ -251,6 +254,8 @@ parse_args(int argc, char **argv, struct config *cfg)
 		{ "bind",	required_argument, NULL, 'b' },
 		{ "ready-file",	required_argument, NULL, 'r' },
 		{ "timeout",	required_argument, NULL, 'T' },
+		{ "tickets",	required_argument, NULL, 'N' },
+		{ "session-timeout", required_argument, NULL, 'S' },
 		{ "verbose",	no_argument,	   NULL, 'v' },
 		{ "list",	no_argument,	   NULL, 'l' },
 		{ "help",	no_argument,	   NULL, 'h' },
@@ -260,7 +265,8 @@ parse_args(int argc, char **argv, struct config *cfg)
 
 	*cfg = (struct config){ .bind_addr = "127.0.0.1", .port = DEFAULT_PORT,
 	    .workers = DEFAULT_WORKERS, .cache = DEFAULT_CACHE,
-	    .tls_min = TLS1_2_VERSION, .tls_max = TLS1_3_VERSION, .timeout_s = 10 };
+	    .tls_min = TLS1_2_VERSION, .tls_max = TLS1_3_VERSION, .timeout_s = 10,
+	    .tickets = -1 };
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'p': bad |= parse_int(optarg, 0, 65535, &cfg->port); break;
@@ -275,6 +281,8 @@ parse_args(int argc, char **argv, struct config *cfg)
 		case 'b': cfg->bind_addr = optarg; break;
 		case 'r': cfg->ready_file = optarg; break;
 		case 'T': bad |= parse_int(optarg, 1, 3600, &cfg->timeout_s); break;
+		case 'N': bad |= parse_int(optarg, 0, 16, &cfg->tickets); break;
+		case 'S': bad |= parse_int(optarg, 1, 604800, &cfg->session_timeout); break;
 		case 'v': cfg->verbose = 1; break;
 		case 'l': cfg->list = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -321,6 +329,10 @@ make_ctx(const struct config *cfg)
 	   the shared one included. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"sessdemo", 8);
+	if (cfg->tickets >= 0)
+		SSL_CTX_set_num_tickets(ctx, (size_t)cfg->tickets);
+	if (cfg->session_timeout > 0)
+		SSL_CTX_set_timeout(ctx, cfg->session_timeout);
 	if (cfg->early_data) {
 		SSL_CTX_set_max_early_data(ctx, EARLY_MAX);
 		SSL_CTX_set_recv_max_early_data(ctx, EARLY_MAX);
