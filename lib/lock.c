@@ -5,14 +5,18 @@
  * DESCRIPTION
  *	flock(2) has no timeout, and a library may not play with signals, so a
  *	wait is a loop of LOCK_NB attempts: a short spin of sched_yield (locks
- *	are held for microseconds), then sleeps doubling from 20 us to 1 ms,
- *	until the deadline.  A holder that hangs therefore costs others at
- *	most timeout_ms per call, never the server.
+ *	are held for microseconds), then sleeps on the unlock futex in the
+ *	shared page until an unlock or the deadline.  A holder that hangs
+ *	therefore costs others at most timeout_ms per call, never the server.
+ *	Without a writable page (a read-only lock file) the sleeps are plain
+ *	nanosleeps doubling from 20 us to 1 ms.
  *
  *	The counters in the shared page are read and written with atomic
  *	builtins; writes happen under LOCK_EX, reads under either lock.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -20,6 +24,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,6 +111,7 @@ page_init(struct lockfile *lf)
 		p->bytes = 0;
 		p->swept_at = 0;
 		p->writer = 0;
+		p->waiters = 0;
 		memcpy(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic));
 	}
 	lock_release(lf);
@@ -178,44 +184,79 @@ mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* futex_wait - sleep while *word == val, at most ms milliseconds. */
+static void
+futex_wait(uint32_t *word, uint32_t val, uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+
+	syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+/* wait_unlock - sleep until some process unlocks, or ms pass. */
+static void
+wait_unlock(struct lockfile *lf, uint32_t seq, uint64_t ms, long *sleep_ns)
+{
+	if (lf->page != NULL && lf->writable) {
+		__atomic_add_fetch(&lf->page->waiters, 1, __ATOMIC_SEQ_CST);
+		futex_wait(&lf->page->unlock_seq, seq, ms);
+		__atomic_sub_fetch(&lf->page->waiters, 1, __ATOMIC_SEQ_CST);
+		return;
+	}
+	struct timespec ts = { 0, *sleep_ns };
+
+	nanosleep(&ts, NULL);
+	if (*sleep_ns < 1000000)
+		*sleep_ns *= 2;
+}
+
 int
 lock_acquire(struct lockfile *lf, int op, unsigned timeout_ms)
 {
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, now;
 	long sleep_ns = 20000;
 
 	for (int attempt = 0;; attempt++) {
+		/* Read the unlock count before trying: an unlock after a
+		 * failed try then changes it, and the futex wait returns. */
+		uint32_t seq = lf->page != NULL ?
+		    __atomic_load_n(&lf->page->unlock_seq, __ATOMIC_SEQ_CST) : 0;
+
 		if (flock(lf->fd, op | LOCK_NB) == 0) {
 			lf->held = op;
 			return 0;
 		}
 		if (errno != EWOULDBLOCK && errno != EINTR)
 			return -1;
+		now = mono_ms();
 		if (attempt == 0)
-			deadline = mono_ms() + timeout_ms;
-		else if (mono_ms() >= deadline) {
+			deadline = now + timeout_ms;
+		else if (now >= deadline) {
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (attempt < 64) {
-			sched_yield();
-		} else {
-			struct timespec ts = { 0, sleep_ns };
-
-			nanosleep(&ts, NULL);
-			if (sleep_ns < 1000000)
-				sleep_ns *= 2;
-		}
+		if (attempt < 8)
+			sched_yield();	/* locks are held for microseconds */
+		else
+			wait_unlock(lf, seq, deadline - now, &sleep_ns);
 	}
 }
 
 void
 lock_release(struct lockfile *lf)
 {
-	if (lf->held) {
-		flock(lf->fd, LOCK_UN);
-		lf->held = 0;
-	}
+	if (!lf->held)
+		return;
+	flock(lf->fd, LOCK_UN);
+	lf->held = 0;
+	if (lf->page == NULL || !lf->writable)
+		return;
+	__atomic_add_fetch(&lf->page->unlock_seq, 1, __ATOMIC_SEQ_CST);
+	/* A waiter killed while asleep leaves the count high: that costs
+	 * only needless wake-ups. */
+	if (__atomic_load_n(&lf->page->waiters, __ATOMIC_SEQ_CST) != 0)
+		syscall(SYS_futex, &lf->page->unlock_seq, FUTEX_WAKE, INT_MAX,
+		    NULL, NULL, 0);
 }
 
 uint64_t

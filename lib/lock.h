@@ -11,6 +11,12 @@
  *	record and byte counters used by the capacity cap.  Native byte order:
  *	the lock file is never copied between machines; a page with a wrong
  *	magic is simply reinitialised.
+ *
+ *	Waiting for a lock: flock(2) has no timeout, and a library may not use
+ *	signals to interrupt it.  A waiter instead sleeps on a futex in the
+ *	shared page (unlock_seq, with a timeout), and every unlock bumps it and
+ *	wakes the sleepers when there are any: the wait is bounded, and the
+ *	hand-over is as quick as a blocking flock.
  */
 #ifndef SESSDB_LOCK_H
 #define SESSDB_LOCK_H
@@ -29,6 +35,8 @@ struct lock_page {
 	int32_t		writer;		/* pid of the LOCK_EX holder while it may
 					   be changing the file; non-zero
 					   with no holder = it died mid-write */
+	uint32_t	unlock_seq;	/* futex word: bumped by every unlock */
+	uint32_t	waiters;	/* processes sleeping on unlock_seq */
 };
 
 struct lockfile {

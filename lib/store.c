@@ -149,17 +149,16 @@ is_damage(gdbm_error e)
 	}
 }
 
-/* open_gdbm - open path as GDBM (creating it when empty, LOCK_EX held). */
+/* open_gdbm - open path as GDBM, creating it if creat (LOCK_EX held). */
 static GDBM_FILE
-open_gdbm(struct sessdb *db, gdbm_error *gerr, int *sys_errno)
+open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 {
 	int created, fd, flags;
 	GDBM_FILE dbf;
 
 	*gerr = GDBM_NO_ERROR;
 	*sys_errno = 0;
-	fd = safe_open(db->path, !db->rdonly,
-	    !db->rdonly && !(db->opt.flags & SESSDB_NOCREATE) &&
+	fd = safe_open(db->path, !db->rdonly, creat && !db->rdonly &&
 	    db->lock.held == LOCK_EX, &created, db->err, sizeof(db->err));
 	if (fd == -1) {
 		*sys_errno = errno;
@@ -232,7 +231,7 @@ recover(struct sessdb *db, const char *why)
 			gdbm_close_nosync(db->dbf);
 			db->dbf = NULL;
 			/* gdbm_recover rebuilt the file under a new inode. */
-			db->dbf = open_gdbm(db, &gerr, &sys_errno);
+			db->dbf = open_gdbm(db, 0, &gerr, &sys_errno);
 			if (db->dbf != NULL)
 				goto done;
 		}
@@ -242,7 +241,8 @@ recover(struct sessdb *db, const char *why)
 	}
 	if (move_aside(db, why) == -1)
 		return -1;
-	db->dbf = open_gdbm(db, &gerr, &sys_errno);
+	/* Even with SESSDB_NOCREATE: the file was there, we moved it. */
+	db->dbf = open_gdbm(db, 1, &gerr, &sys_errno);
 	if (db->dbf == NULL)
 		return store_error(db, "%s: cannot create a fresh store: %s",
 		    db->path, gdbm_strerror(gerr));
@@ -272,7 +272,8 @@ reopen(struct sessdb *db)
 		errno = EAGAIN;		/* creating or initialising needs LOCK_EX */
 		return -1;
 	}
-	db->dbf = open_gdbm(db, &gerr, &sys_errno);
+	db->dbf = open_gdbm(db, !(db->opt.flags & SESSDB_NOCREATE), &gerr,
+	    &sys_errno);
 	if (db->dbf == NULL) {
 		if (!is_damage(gerr) || db->rdonly) {
 			db->st.errors++;
@@ -312,6 +313,7 @@ after_fork(struct sessdb *db)
 	if (lock_open(&db->lock, db->lock_path, !db->rdonly, err, sizeof(err)) == -1)
 		return store_error(db, "%s", err);
 	db->fork_epoch = fork_epoch;
+	db->pid = (int32_t)getpid();
 	return 0;
 }
 
@@ -400,7 +402,7 @@ store_begin(struct sessdb *db, int op)
 			}
 		}
 		if (op == LOCK_EX)
-			lock_set_writer(&db->lock, (int32_t)getpid());
+			lock_set_writer(&db->lock, db->pid);
 		return 0;
 	}
 }
@@ -452,7 +454,7 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 			lock_release(&db->lock);
 			return -1;
 		}
-		lock_set_writer(&db->lock, (int32_t)getpid());
+		lock_set_writer(&db->lock, db->pid);
 	}
 	char why[256];
 	snprintf(why, sizeof(why), "%s", gdbm_strerror(e));
@@ -491,6 +493,7 @@ sessdb_open(const char *path, const struct sessdb_options *opts,
 		db->opt.sweep_batch = DEFAULT_SWEEP_BATCH;
 	db->rdonly = (db->opt.flags & SESSDB_RDONLY) != 0;
 	db->fork_epoch = fork_epoch;
+	db->pid = (int32_t)getpid();
 	db->path = strdup(path);
 	if (db->path == NULL || asprintf(&db->lock_path, "%s.lock", path) == -1) {
 		db->lock_path = NULL;

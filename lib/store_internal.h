@@ -21,6 +21,7 @@ struct sessdb {
 	GDBM_FILE		dbf;		/* NULL until the first operation */
 	uint64_t		seen_gen;	/* change counter dbf is current with */
 	unsigned long		fork_epoch;	/* process the descriptors belong to */
+	int32_t			pid;		/* getpid() of that process */
 	struct sessdb_stats	st;
 	char			err[512];
 };

@@ -398,8 +398,8 @@ sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed,
 	struct sessdb_sweep_result tmp;
 	struct sessdb_record rec;
 	struct reap_report rp;
-	uint64_t seen = 0;
-	int rc = -1;
+	uint64_t seen = 0, recoveries = db->st.recoveries;
+	int rc = -1, retried = 0;
 
 	if (res == NULL)
 		res = &tmp;
@@ -413,8 +413,24 @@ sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed,
 	if ((q.lag = reaper_lag(db)) == 0)
 		return -1;
 	while (!w.done) {
-		if (walk_batch(db, &w, db->opt.sweep_batch) == -1)
-			goto out;
+		if (walk_batch(db, &w, db->opt.sweep_batch) == -1) {
+			/* A damaged file was repaired under us: the walk's
+			 * position means nothing in the new file, and
+			 * sweeping is idempotent, so start over once. */
+			if (db->st.recoveries == recoveries || retried)
+				goto out;
+			retried = 1;
+			res->examined = res->live = 0;	/* counted again */
+			reaper_free(&q);
+			walk_free(&w);
+			memset(&q, 0, sizeof(q));
+			memset(&w, 0, sizeof(w));
+			if ((q.lag = reaper_lag(db)) == 0)
+				goto out;
+			store_log(db, SESSDB_LOG_INFO, "%s: sweep restarts on the "
+			    "repaired file", db->path);
+			continue;
+		}
 		int64_t now = sessdb_now(db);
 		for (size_t i = 0; i < w.n; i++) {
 			if (w.vals[i].dptr == NULL)
