@@ -186,29 +186,88 @@ file_is_empty(const char *path)
 	return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
 }
 
+/* aside_name - a free name "<db>.corrupt-<unixtime>[.n]" for a damaged file. */
+static int
+aside_name(struct sessdb *db, char *dst, size_t len)
+{
+	long now = (long)time(NULL);
+
+	for (int n = 0; n < 100; n++) {
+		if (n == 0)
+			snprintf(dst, len, "%s.corrupt-%ld", db->path, now);
+		else
+			snprintf(dst, len, "%s.corrupt-%ld.%d", db->path, now, n);
+		if (access(dst, F_OK) != 0)
+			return 0;
+	}
+	return store_error(db, "%s: cannot find a name to move the damaged file to",
+	    db->path);
+}
+
 /* move_aside - rename a damaged file out of the way; LOCK_EX held. */
 static int
 move_aside(struct sessdb *db, const char *why)
 {
 	char dst[4096];
-	long now = (long)time(NULL);
 
-	for (int n = 0; n < 100; n++) {
-		if (n == 0)
-			snprintf(dst, sizeof(dst), "%s.corrupt-%ld", db->path, now);
-		else
-			snprintf(dst, sizeof(dst), "%s.corrupt-%ld.%d", db->path, now, n);
-		if (access(dst, F_OK) == 0)
-			continue;
-		if (rename(db->path, dst) == -1)
-			return store_error(db, "%s: cannot move damaged file aside: %s",
-			    db->path, strerror(errno));
-		store_log(db, SESSDB_LOG_ERR, "%s: damaged (%s), not recoverable; "
-		    "moved aside to %s, starting an empty store", db->path, why, dst);
-		return 0;
+	if (aside_name(db, dst, sizeof(dst)) == -1)
+		return -1;
+	if (rename(db->path, dst) == -1)
+		return store_error(db, "%s: cannot move damaged file aside: %s",
+		    db->path, strerror(errno));
+	store_log(db, SESSDB_LOG_ERR, "%s: damaged (%s), not recoverable; "
+	    "moved aside to %s, starting an empty store", db->path, why, dst);
+	return 0;
+}
+
+/*
+ * rebuild - gdbm_recover the open file (flags: GDBM_RCVR_FORCE to rebuild
+ * whatever, or 0 to rebuild only if its check finds damage); LOCK_EX held.
+ * GDBM keeps a backup of the original: if the rebuild lost anything, the
+ * backup is kept as "<db>.corrupt-<time>" (the damaged file, moved aside)
+ * and the rebuilt file carries on with everything that could be read;
+ * if nothing was lost the backup goes.  Returns 1 if the file was rebuilt,
+ * 0 if it was sound, -1 if GDBM could not recover it (db->dbf closed).
+ */
+static int
+rebuild(struct sessdb *db, int flags, const char *why)
+{
+	gdbm_recovery rcvr;
+	gdbm_error gerr;
+	int sys_errno, lost;
+	char aside[4096];
+
+	memset(&rcvr, 0, sizeof(rcvr));
+	if (gdbm_recover(db->dbf, &rcvr, flags | GDBM_RCVR_BACKUP) != 0) {
+		free(rcvr.backup_name);
+		gdbm_close_nosync(db->dbf);
+		db->dbf = NULL;
+		return -1;
 	}
-	return store_error(db, "%s: cannot find a name to move the damaged file to",
-	    db->path);
+	if (rcvr.backup_name == NULL)
+		return 0;	/* the check found nothing to rebuild */
+	db->st.recoveries++;
+	lost = rcvr.failed_keys > 0 || rcvr.failed_buckets > 0;
+	if (lost && aside_name(db, aside, sizeof(aside)) == 0 &&
+	    rename(rcvr.backup_name, aside) == 0) {
+		store_log(db, SESSDB_LOG_ERR, "%s: damaged (%s); rebuilt with %zu "
+		    "records, lost %zu records and %zu buckets; the damaged file "
+		    "is kept as %s", db->path, why, rcvr.recovered_keys,
+		    rcvr.failed_keys, rcvr.failed_buckets, aside);
+	} else {
+		unlink(rcvr.backup_name);
+		store_log(db, lost ? SESSDB_LOG_ERR : SESSDB_LOG_WARNING,
+		    "%s: damaged (%s); rebuilt with %zu records, lost %zu",
+		    db->path, why, rcvr.recovered_keys, rcvr.failed_keys);
+	}
+	free(rcvr.backup_name);
+	/* gdbm_recover renamed a new file over ours. */
+	gdbm_close_nosync(db->dbf);
+	db->dbf = open_gdbm(db, 0, &gerr, &sys_errno);
+	if (db->dbf == NULL)
+		return -1;
+	store_recount(db);
+	return 1;
 }
 
 /* recover - repair a damaged file in place or replace it; LOCK_EX held.
@@ -218,36 +277,21 @@ recover(struct sessdb *db, const char *why)
 {
 	gdbm_error gerr;
 	int sys_errno;
-	gdbm_recovery rcvr;
 
-	db->st.recoveries++;
-	if (db->dbf != NULL) {
-		memset(&rcvr, 0, sizeof(rcvr));
-		if (gdbm_recover(db->dbf, &rcvr, GDBM_RCVR_FORCE) == 0) {
-			store_log(db, SESSDB_LOG_WARNING, "%s: damaged (%s); recovered "
-			    "%zu records, lost %zu records and %zu buckets", db->path,
-			    why, rcvr.recovered_keys, rcvr.failed_keys,
-			    rcvr.failed_buckets);
-			gdbm_close_nosync(db->dbf);
-			db->dbf = NULL;
-			/* gdbm_recover rebuilt the file under a new inode. */
-			db->dbf = open_gdbm(db, 0, &gerr, &sys_errno);
-			if (db->dbf != NULL)
-				goto done;
-		}
+	if (db->dbf == NULL || rebuild(db, GDBM_RCVR_FORCE, why) != 1) {
 		if (db->dbf != NULL)
 			gdbm_close_nosync(db->dbf);
 		db->dbf = NULL;
+		db->st.recoveries++;
+		if (move_aside(db, why) == -1)
+			return -1;
+		/* Even with SESSDB_NOCREATE: the file was there, we moved it. */
+		db->dbf = open_gdbm(db, 1, &gerr, &sys_errno);
+		if (db->dbf == NULL)
+			return store_error(db, "%s: cannot create a fresh store: %s",
+			    db->path, gdbm_strerror(gerr));
+		lock_set_counts(&db->lock, 0, 0);
 	}
-	if (move_aside(db, why) == -1)
-		return -1;
-	/* Even with SESSDB_NOCREATE: the file was there, we moved it. */
-	db->dbf = open_gdbm(db, 1, &gerr, &sys_errno);
-	if (db->dbf == NULL)
-		return store_error(db, "%s: cannot create a fresh store: %s",
-		    db->path, gdbm_strerror(gerr));
-done:
-	store_recount(db);
 	lock_set_writer(&db->lock, 0);	/* the file is whole again */
 	db->seen_gen = lock_bump(&db->lock);
 	return 0;
@@ -319,40 +363,30 @@ after_fork(struct sessdb *db)
 
 /*
  * after_dead_writer - LOCK_EX held and the writer mark is set: its owner
- * was killed inside an update.  Reopen from the file and let GDBM check
- * it (gdbm_recover rebuilds it only if it finds damage); every process
- * reopens after that.  Records whose bytes were torn fail their CRC later.
+ * was killed inside an update, and GDBM may have half of it on disk.
+ * Reopen from the file and let GDBM check it (gdbm_recover rebuilds it
+ * only if it finds damage); recount, since the counters may be off by
+ * the interrupted operation; every process reopens after that.  Records
+ * whose bytes were torn fail their CRC later and are dropped.
  */
 static int
 after_dead_writer(struct sessdb *db)
 {
-	int32_t pid = lock_writer(&db->lock);
-	gdbm_recovery rcvr;
+	char why[64];
+	int rc;
 
-	store_log(db, SESSDB_LOG_WARNING, "%s: process %d died while writing; "
-	    "checking the file", db->path, (int)pid);
+	snprintf(why, sizeof(why), "process %d died while writing",
+	    (int)lock_writer(&db->lock));
+	store_log(db, SESSDB_LOG_WARNING, "%s: %s; checking the file", db->path,
+	    why);
 	db->seen_gen = 0;
 	if (reopen(db) == -1)
 		return -1;	/* reopen already repaired what it could */
-	memset(&rcvr, 0, sizeof(rcvr));
-	if (gdbm_recover(db->dbf, &rcvr, GDBM_RCVR_DEFAULT) != 0) {
-		char why[200];
-
-		snprintf(why, sizeof(why), "check after a dead writer: %s",
-		    gdbm_db_strerror(db->dbf));
-		if (recover(db, why) == -1)
-			return -1;
-	} else if (rcvr.recovered_keys > 0 || rcvr.failed_keys > 0) {
-		db->st.recoveries++;
-		store_log(db, SESSDB_LOG_WARNING, "%s: rebuilt after a dead writer: "
-		    "%zu records kept, %zu lost", db->path, rcvr.recovered_keys,
-		    rcvr.failed_keys);
-		gdbm_close_nosync(db->dbf);
-		db->dbf = NULL;
-		if (reopen(db) == -1)
-			return -1;
+	rc = rebuild(db, 0, why);
+	if (rc == -1)
+		return recover(db, why);
+	if (rc == 0)
 		store_recount(db);
-	}
 	lock_set_writer(&db->lock, 0);
 	db->seen_gen = lock_bump(&db->lock);
 	return 0;
