@@ -120,6 +120,16 @@ struct report {
 	struct sessdb_ssl_stats	gs;	/* the glue's view */
 };
 
+/* One connection being served. */
+struct conn {
+	SSL		*ssl;
+	char		buf[REQ_MAX + 1];
+	size_t		len;
+	int		early;		/* SSL_EARLY_DATA_* */
+	int		status;		/* HTTP status sent, 0 = none */
+	char		line[LINE_MAX_LOG * 4 + 1];	/* escaped request line */
+};
+
 struct worker {
 	const struct config	*cfg;
 	SSL_CTX			*ctx;
@@ -129,16 +139,7 @@ struct worker {
 	int			report_fd;
 	int			slot;
 	struct counters		c;
-};
-
-/* One connection being served. */
-struct conn {
-	SSL		*ssl;
-	char		buf[REQ_MAX + 1];
-	size_t		len;
-	int		early;		/* SSL_EARLY_DATA_* */
-	int		status;		/* HTTP status sent, 0 = none */
-	char		line[LINE_MAX_LOG * 4 + 1];	/* escaped request line */
+	struct conn		conn;	/* reused for every connection */
 };
 
 struct slot {
@@ -628,12 +629,15 @@ count_handshake(struct worker *w, struct conn *c)
 static void
 serve(struct worker *w, int fd)
 {
-	struct conn *c = calloc(1, sizeof *c);
+	struct conn *c = &w->conn;
 	int ok = 0, status, head_only;
 
 	w->c.conns++;
-	if (c == NULL || (c->ssl = SSL_new(w->ctx)) == NULL ||
-	    SSL_set_fd(c->ssl, fd) != 1)
+	c->len = 0;
+	c->early = SSL_EARLY_DATA_NOT_SENT;
+	c->status = 0;
+	c->line[0] = '\0';
+	if ((c->ssl = SSL_new(w->ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1)
 		goto done;
 	sock_setup(fd, w->cfg->timeout_s);
 	if (w->cfg->early_data && read_early(c) < 0)
@@ -655,11 +659,9 @@ done:
 			ssl_errmsg("handshake failed");
 	}
 	ERR_clear_error();
-	if (c != NULL) {
-		access_log(w, c, ok);
-		SSL_free(c->ssl);
-	}
-	free(c);
+	access_log(w, c, ok);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 	close(fd);
 }
 
