@@ -199,7 +199,7 @@ parse_args(int argc, char **argv, struct options *o)
 		}
 	}
 	if (bad || !have_connect || optind != argc || strpbrk(o->path, " \r\n") ||
-	    o->path[0] != '/') {
+	    o->path[0] != '/' || strlen(o->path) > 256) {
 		fputs(usage_text, stderr);
 		return -1;
 	}
@@ -359,8 +359,10 @@ one_conn(const struct options *o, SSL_CTX *ctx, const struct addrinfo *ai,
 		lane_error(l, "connect");
 		return -1;
 	}
-	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1) {
+		lane_error(l, "SSL_new");
 		goto done;
+	}
 	if (!is_numeric_host(o->host)) {
 		SSL_set_tlsext_host_name(ssl, o->host);
 		if (o->ca != NULL)
