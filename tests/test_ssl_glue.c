@@ -42,6 +42,7 @@ struct hs {
 	int		ok;		/* handshake and data exchange completed */
 	int		reused;		/* server says the session was resumed */
 	int		early;		/* server's SSL_get_early_data_status */
+	int		peer_ok;	/* server has a verified client cert */
 	char		early_got[64];	/* early data the server read */
 	SSL_SESSION	*sess[MAX_TICKETS]; /* sessions the client received */
 	int		nsess;
@@ -351,6 +352,8 @@ handshake(SSL_CTX *sctx, SSL_CTX *cctx, const struct hs_opts *o, struct hs *r)
 		goto done;
 	r->reused = SSL_session_reused(s);
 	r->early = SSL_get_early_data_status(s);
+	r->peer_ok = SSL_get0_peer_certificate(s) != NULL &&
+	    SSL_get_verify_result(s) == X509_V_OK;
 	r->ok = 1;
 	ret = 0;
 done:
@@ -539,9 +542,11 @@ check_sid_ctx(int tls, int with_cert)
 	CU_ASSERT(!h2.reused);
 	CU_ASSERT(stats_of(p.srv[1]).hits == 1);
 
-	/* The refusal did not destroy it: the right context still resumes. */
+	/* The refusal did not destroy it: the right context still resumes,
+	   with the client certificate from the stored session. */
 	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
 	CU_ASSERT(h3.ok && h3.reused);
+	CU_ASSERT(h3.peer_ok == with_cert);
 	hs_clear(&h1);
 	hs_clear(&h2);
 	hs_clear(&h3);
