@@ -427,6 +427,14 @@ def case_early_data(tmp):
     check(any(acc == 1 for acc, _, _ in rounds), "early data was never accepted")
     check(any(a != b for _, a, b in rounds), "the two clients never reached two workers")
     check("early-data accepted" in out, "server report:\n" + out)
+    srv = Server(tmp, "--early-data", "--tls", "1.3").start()
+    try:
+        r = sessload(srv, "1.3", 100, ["--early-data"])
+    finally:
+        srv.stop()
+    log("sessload --early-data: %r" % r)
+    check(r["early_sent"] == r["offered"] > 0, "early data not sent on every resumption")
+    check(r["early_accepted"] >= 0.9 * r["early_sent"], "fresh tickets' early data rejected")
     return 0
 
 
@@ -461,10 +469,11 @@ def case_restart(tmp, tls):
     return 0
 
 
-def sessload(srv, tls, n=200):
+def sessload(srv, tls, n=200, extra=()):
+    """sessload - run the load client, its JSON report as a dict"""
     p = subprocess.run([SESSLOAD, "--connect", "127.0.0.1:%d" % srv.port,
                         "--connections", str(n), "--parallel", "4", "--tls", tls,
-                        "--json"], stdout=subprocess.PIPE, timeout=60)
+                        "--json"] + list(extra), stdout=subprocess.PIPE, timeout=60)
     check(p.returncode == 0, "sessload failed: %r" % p.stdout)
     return json.loads(p.stdout)
 
@@ -481,6 +490,10 @@ def case_sessload(tmp):
             check(r["resumed"] == r["server_resumed"], "client/server disagree")
             check(r["cross_worker_resumed"] >= 50, "too few cross-worker resumptions")
             check(r["worker_pids"] == 4, "not all 4 workers answered")
+            check(r["latency_ms"]["p50"] > 0, "no latency figures")
+        r = sessload(srv, "1.3", 40, ["--new"])
+        log("cache --new: %r" % r)
+        check(r["offered"] == 0 and r["resumed"] == 0, "--new offered sessions")
     finally:
         srv.stop()
     srv.start(nocache=True)
