@@ -481,9 +481,11 @@ def sessload(srv, tls, n=200, extra=()):
 def case_sessload(tmp):
     """case_sessload - the load client's report, cache vs no cache"""
     srv = Server(tmp).start()
+    resumed = 0
     try:
         for tls in ("1.2", "1.3"):
             r = sessload(srv, tls)
+            resumed += r["resumed"]
             log("cache TLS %s: %r" % (tls, r))
             check(r["failed"] == 0 and r["ok"] == 200, "failures")
             check(r["resumed_fraction"] >= 0.95, "cache resumed too little")
@@ -496,6 +498,10 @@ def case_sessload(tmp):
         check(r["offered"] == 0 and r["resumed"] == 0, "--new offered sessions")
     finally:
         srv.stop()
+    # 4 workers appending at once: one whole line per connection
+    rows = srv.log_lines()
+    check(len(rows) == 440, "access log has %d lines, want 440" % len(rows))
+    check(sum(1 for r in rows if r[2]) == resumed, "access log resumed count")
     srv.start(nocache=True)
     try:
         for tls in ("1.2", "1.3"):
