@@ -613,6 +613,7 @@ def case_usage(tmp):
         [SESSDEMO, "--port", "12x"], [SESSDEMO, "--workers", "0"],
         [SESSDEMO, "--tls", "1.1"], [SESSDEMO, "--cert", "x.pem"],
         [SESSDEMO, "--no-cache", "--list"], [SESSDEMO, "extra"],
+        [SESSDEMO, "--cache", "x.db", "--no-cache"],
         [SESSLOAD], [SESSLOAD, "--connect", "nocolon"],
         [SESSLOAD, "--connect", "h:1", "--parallel", "0"],
         [SESSLOAD, "--connect", "h:1", "--tls", "1.0"],

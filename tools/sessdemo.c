@@ -262,7 +262,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int ch, no_cache = 0, bad = 0;
+	int ch, no_cache = 0, have_cache = 0, bad = 0;
 
 	*cfg = (struct config){ .bind_addr = "127.0.0.1", .port = DEFAULT_PORT,
 	    .workers = DEFAULT_WORKERS, .cache = DEFAULT_CACHE,
@@ -272,7 +272,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		switch (ch) {
 		case 'p': bad |= parse_int(optarg, 0, 65535, &cfg->port); break;
 		case 'w': bad |= parse_int(optarg, 1, MAX_WORKERS, &cfg->workers); break;
-		case 'c': cfg->cache = optarg; break;
+		case 'c': cfg->cache = optarg; have_cache = 1; break;
 		case 'n': no_cache = 1; break;
 		case 'C': cfg->cert = optarg; break;
 		case 'K': cfg->key = optarg; break;
@@ -292,7 +292,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 	}
 	if (optind != argc || (cfg->cert == NULL) != (cfg->key == NULL))
 		bad = -1;
-	if (no_cache && cfg->list)
+	if (no_cache && (cfg->list || have_cache))
 		bad = -1;
 	if (bad) {
 		fputs(usage_text, stderr);
