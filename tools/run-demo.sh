@@ -28,6 +28,10 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-${SESSDB_BUILDDIR:-$here/../build}}
+if [ ! -d "$build" ]; then
+	echo "run-demo: no build directory $build (meson setup $build && ninja -C $build)" >&2
+	exit 1
+fi
 build=$(cd "$build" && pwd)
 conns=${CONNECTIONS:-400}
 demo=$build/tools/sessdemo
