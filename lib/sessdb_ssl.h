@@ -87,7 +87,8 @@ extern "C" {
  *	with anti-replay, where OpenSSL makes tickets stateful itself); each
  *	of the TLS 1.3 tickets of a handshake is one record.  Sessions that
  *	resume from stateless tickets are not written.  With early data
- *	enabled (SSL_get_max_early_data() > 0) lookups use sessdb_take().
+ *	enabled (SSL_get_max_early_data() > 0), TLS 1.3 lookups use
+ *	sessdb_take(): a stateful ticket is then good for one resumption.
  *
  *	Servername (SNI) callbacks may move connections to other SSL_CTXs
  *	(SSL_set_SSL_CTX): OpenSSL keeps using the cache of the ctx an SSL
