@@ -371,6 +371,10 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 		int rc;
 
 		r->ops++;
+		/* Hand the CPU over now and then, so that the processes
+		 * interleave finely (every switch makes the others reopen). */
+		if ((i & 3) == 0)
+			sched_yield();
 		if (pick < 60) {
 			key = (unsigned)(splitmix(&rng) % PRIV_KEYS);
 			s = &shm->priv[c][key];
