@@ -12,6 +12,7 @@ SYNOPSIS
     realpeer.py sessload
     realpeer.py bad-clients
     realpeer.py abrupt-close 1.2|1.3
+    realpeer.py client-cert 1.2|1.3
     realpeer.py usage
     realpeer.py signals
 
@@ -43,6 +44,9 @@ DESCRIPTION
 
     bad-clients: garbage, resets, silence and half handshakes end only
     their connection: no worker dies, and the server keeps resuming.
+
+    client-cert: with --verify-client, sessions resume across workers and
+    the client certificate comes back from the store with them.
 
     usage: bad command lines of sessdemo and sessload exit 2 with usage.
 
@@ -226,9 +230,10 @@ def openssl_conn(srv, tls, sess_in, sess_out, extra=(), stdin=REQUEST):
     return body[0], body[1], out
 
 
-def python_conn(srv, tls, session):
-    """python_conn - one ssl-module connection; (pid, resumed, new session)"""
-    ctx = python_ctx(tls)
+def python_conn(srv, tls, session, ctx=None, want_client=None):
+    """python_conn - one ssl-module connection; (pid, resumed, new session).
+    want_client: the client certificate CN the server must report."""
+    ctx = ctx or python_ctx(tls)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
             s.sendall(REQUEST)
@@ -242,6 +247,11 @@ def python_conn(srv, tls, session):
             check(body is not None, "python got no response: %r" % data)
             check(s.session_reused == body[1],
                   "ssl says reused=%s, server says %s" % (s.session_reused, body[1]))
+            if want_client is not None:
+                m = re.search(r" client=(.*)\n", data.decode("latin-1"))
+                check(m is not None and m.group(1) == want_client,
+                      "server saw client %r, want %r (resumed=%d)" %
+                      (m and m.group(1), want_client, body[1]))
             return body[0], body[1], s.session
 
 
@@ -657,6 +667,39 @@ def case_signals(tmp):
     return 0
 
 
+def case_client_cert(tmp, tls):
+    """case_client_cert - with a required client certificate, sessions
+    resume across workers and the certificate comes back from the store"""
+    srv = Server(tmp, "--verify-client", CA).start()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(CA)
+    ctx.load_cert_chain(os.path.join(SRC, "data", "client.pem"),
+                        os.path.join(SRC, "data", "client.key"))
+    v = ssl.TLSVersion.TLSv1_2 if tls == "1.2" else ssl.TLSVersion.TLSv1_3
+    ctx.minimum_version = ctx.maximum_version = v
+    cn = "sessdb test client"
+    cross = 0
+    try:
+        prev, _, sess = python_conn(srv, tls, None, ctx, cn)
+        for _ in range(CHAIN):
+            pid, resumed, sess = python_conn(srv, tls, sess, ctx, cn)
+            check(resumed, "no resumption with a client certificate")
+            cross += pid != prev
+            prev = pid
+        try:
+            python_conn(srv, tls, None)     # no client certificate: refused
+            refused = False
+        except (ssl.SSLError, OSError, Fail):
+            refused = True
+        check(refused, "a client without a certificate was served")
+    finally:
+        srv.stop()
+    check(cross >= 1, "no resumption crossed workers")
+    log("TLS %s client certificate: %d/%d resumed on another worker, CN kept" %
+        (tls, cross, CHAIN))
+    return 0
+
+
 def python_raw_request(srv, req):
     """python_raw_request - send req through TLS, return the raw response"""
     ctx = python_ctx("1.3")
@@ -687,6 +730,8 @@ def main(argv):
                 return case_restart(tmp, argv[2])
             if case == "abrupt-close" and len(argv) == 3:
                 return case_abrupt_close(tmp, argv[2])
+            if case == "client-cert" and len(argv) == 3:
+                return case_client_cert(tmp, argv[2])
             if case == "usage":
                 return case_usage(tmp)
             if case == "signals":

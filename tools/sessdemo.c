@@ -6,7 +6,8 @@
  *	sessdemo [--port P] [--workers N] [--cache PATH | --no-cache]
  *	    [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]
  *	    [--access-log FILE] [--bind ADDR] [--ready-file FILE]
- *	    [--timeout SECS] [--tickets N] [--session-timeout SECS] [--verbose]
+ *	    [--timeout SECS] [--tickets N] [--session-timeout SECS]
+ *	    [--verify-client CAFILE] [--verbose]
  *	sessdemo --list [--cache PATH]
  *
  * DESCRIPTION
@@ -59,6 +60,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <sessdb.h>
 #include <sessdb_ssl.h>
@@ -94,6 +96,7 @@ struct config {
 	int		early_data;
 	const char	*access_log;
 	const char	*ready_file;
+	const char	*client_ca;	/* --verify-client: require a client cert */
 	int		timeout_s;
 	int		tickets;	/* TLS 1.3 tickets per handshake, -1 = default */
 	int		session_timeout; /* seconds, 0 = OpenSSL's default */
@@ -154,7 +157,7 @@ static const char usage_text[] =
 "                [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]\n"
 "                [--access-log FILE] [--bind ADDR] [--ready-file FILE]\n"
 "                [--timeout SECS] [--tickets N] [--session-timeout SECS]\n"
-"                [--verbose]\n"
+"                [--verify-client CAFILE] [--verbose]\n"
 "       sessdemo --list [--cache PATH]\n";
 
 /* logmsg - print "sessdemo[pid]: message" on stderr */
@@ -257,6 +260,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		{ "timeout",	required_argument, NULL, 'T' },
 		{ "tickets",	required_argument, NULL, 'N' },
 		{ "session-timeout", required_argument, NULL, 'S' },
+		{ "verify-client", required_argument, NULL, 'V' },
 		{ "verbose",	no_argument,	   NULL, 'v' },
 		{ "list",	no_argument,	   NULL, 'l' },
 		{ "help",	no_argument,	   NULL, 'h' },
@@ -284,6 +288,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		case 'T': bad |= parse_int(optarg, 1, 3600, &cfg->timeout_s); break;
 		case 'N': bad |= parse_int(optarg, 0, 16, &cfg->tickets); break;
 		case 'S': bad |= parse_int(optarg, 1, 604800, &cfg->session_timeout); break;
+		case 'V': cfg->client_ca = optarg; break;
 		case 'v': cfg->verbose = 1; break;
 		case 'l': cfg->list = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -337,6 +342,14 @@ make_ctx(const struct config *cfg)
 	if (cfg->early_data) {
 		SSL_CTX_set_max_early_data(ctx, EARLY_MAX);
 		SSL_CTX_set_recv_max_early_data(ctx, EARLY_MAX);
+	}
+	if (cfg->client_ca != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->client_ca, NULL) != 1) {
+			ssl_errmsg(cfg->client_ca);
+			goto fail;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
 		ssl_errmsg(cfg->cert);
@@ -549,6 +562,18 @@ session_hex(SSL *ssl, char *out, size_t outlen)
 		sprintf(out + 2 * i, "%02x", id[i]);
 }
 
+/* client_name - the client certificate's common name ("-" if none); for a
+ * resumed session it comes from the session, i.e. from the store */
+static void
+client_name(SSL *ssl, char *out, int outlen)
+{
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+
+	if (peer == NULL || X509_NAME_get_text_by_NID(X509_get_subject_name(peer),
+	    NID_commonName, out, outlen) <= 0)
+		snprintf(out, (size_t)outlen, "-");
+}
+
 /* early_name - the response's word for an early data status */
 static const char *
 early_name(int status)
@@ -568,15 +593,17 @@ send_response(struct worker *w, struct conn *c, int status, int head_only)
 	const char *reason = status == 200 ? "OK" :
 	    status == 405 ? "Method Not Allowed" : "Bad Request";
 	char body[512], out[1024], sid[2 * SSL_MAX_SSL_SESSION_ID_LENGTH + 1];
+	char client[128];
 	int blen, n;
 
 	session_hex(c->ssl, sid, sizeof sid);
+	client_name(c->ssl, client, sizeof client);
 	blen = snprintf(body, sizeof body,
 	    "pid=%d worker=%d resumed=%d protocol=%s cipher=%s early_data=%s"
-	    " cache=%s session=%s\n",
+	    " cache=%s session=%s client=%s\n",
 	    (int)getpid(), w->slot, SSL_session_reused(c->ssl),
 	    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
-	    early_name(c->early), w->db ? "shared" : "none", sid);
+	    early_name(c->early), w->db ? "shared" : "none", sid, client);
 	n = snprintf(out, sizeof out,
 	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
 	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
