@@ -913,6 +913,7 @@ sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 	rec_encode(buf, key, key_len, &r);
 	rc = store_value(db, to_datum(key, key_len),
 	    to_datum(buf, REC_HEADER_LEN + len), 1);
+	explicit_bzero(buf, REC_HEADER_LEN + len);	/* payloads hold secrets */
 	free(buf);
 	if (rc == 0) {
 		db->st.declined++;
