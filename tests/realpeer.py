@@ -8,6 +8,7 @@ SYNOPSIS
 
     realpeer.py client openssl|gnutls|python 1.2|1.3 cache|nocache
     realpeer.py early-data
+    realpeer.py gnutls-early-data
     realpeer.py restart 1.2|1.3
     realpeer.py sessload
     realpeer.py bad-clients
@@ -31,6 +32,9 @@ DESCRIPTION
 
     early-data: the same ticket's early data sent twice (concurrently and
     one after the other): at most one accepts it.
+
+    gnutls-early-data: gnutls-cli's 0-RTT request is accepted by whichever
+    worker it reaches.
 
     restart: a session survives a killed (and restarted) worker and a
     restart of the whole server.
@@ -448,6 +452,44 @@ def case_early_data(tmp):
     return 0
 
 
+def case_gnutls_early(tmp):
+    """case_gnutls_early - another TLS stack's 0-RTT: gnutls-cli --resume
+    --earlydata sends its request as early data on the resumed connection,
+    which any worker accepts from the shared store"""
+    if shutil.which("gnutls-cli") is None:
+        log("SKIP: gnutls-cli not installed")
+        return SKIP
+    req = os.path.join(tmp, "early-req")
+    with open(req, "wb") as f:
+        f.write(b"GET /early HTTP/1.0\r\n\r\n")
+    srv = Server(tmp, "--early-data", "--tls", "1.3").start()
+    cross = 0
+    try:
+        for _ in range(6):
+            before = len(srv.log_lines())
+            p = subprocess.run(["gnutls-cli", "--x509cafile", CA, "-p", str(srv.port),
+                                "127.0.0.1", "--resume", "--waitresumption",
+                                "--earlydata", req], input=b"",
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=30)
+            out = p.stdout.decode("latin-1")
+            body = parse_body(out)
+            check(body is not None and body[1], "gnutls-cli did not resume:\n" + out)
+            check(body[2] == "accepted", "early data not accepted:\n" + out)
+            rows = srv.wait_log(before + 2)[before:]
+            check(len(rows) == 2, "expected 2 access log lines: %r" % rows)
+            first = [r for r in rows if not r[2]]
+            second = [r for r in rows if r[2]]
+            check(len(first) == 1 and len(second) == 1, "log: %r" % rows)
+            check(second[0][5] == "GET /early HTTP/1.0", "request not from early data")
+            cross += first[0][0] != second[0][0]
+    finally:
+        srv.stop()
+    check(cross >= 1, "0-RTT never crossed workers")
+    log("gnutls-cli 0-RTT: 6/6 accepted, %d on another worker" % cross)
+    return 0
+
+
 def case_restart(tmp, tls):
     """case_restart - a session survives a killed worker and a server restart"""
     srv = Server(tmp).start()
@@ -724,6 +766,8 @@ def main(argv):
         try:
             if case == "client" and len(argv) == 5:
                 return case_client(tmp, argv[2], argv[3], argv[4])
+            if case == "gnutls-early-data":
+                return case_gnutls_early(tmp)
             if case == "early-data":
                 return case_early_data(tmp)
             if case == "restart" and len(argv) == 3:
