@@ -521,8 +521,13 @@ sessdb_ssl_attach(SSL_CTX *ctx, struct sessdb *db, unsigned flags)
 		}
 	}
 	mode = SSL_SESS_CACHE_SERVER;
-	if (!(flags & SESSDB_SSL_KEEP_INTERNAL))
+	if (!(flags & SESSDB_SSL_KEEP_INTERNAL)) {
 		mode |= SSL_SESS_CACHE_NO_INTERNAL;
+		/* Empty OpenSSL's cache now, quietly: later, flushing what it
+		   held would look like removals and delete records. */
+		SSL_CTX_sess_set_remove_cb(ctx, NULL);
+		SSL_CTX_flush_sessions(ctx, 0);
+	}
 	SSL_CTX_set_session_cache_mode(ctx, mode);
 	SSL_CTX_sess_set_new_cb(ctx, glue_new_cb);
 	SSL_CTX_sess_set_get_cb(ctx, glue_get_cb);

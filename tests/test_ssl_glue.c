@@ -991,6 +991,32 @@ static void test_ctx_free_keeps_internal(void)
 	check_ctx_free_keeps(SESSDB_SSL_KEEP_INTERNAL, 0);
 }
 
+/* Switching from KEEP_INTERNAL to the default drops the memory copies
+   without deleting their records. */
+static void
+test_reattach_keeps_records(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1,
+	    .flags = SESSDB_SSL_KEEP_INTERNAL };
+	struct pair p;
+	struct hs h[3];
+	int i;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	for (i = 0; i < 3; i++)
+		CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h[i]) == 0);
+	CU_ASSERT(SSL_CTX_sess_number(p.srv[0]) == 3);
+	CU_ASSERT(sessdb_ssl_attach(p.srv[0], p.db[0], 0) == 0);
+	CU_ASSERT(SSL_CTX_sess_number(p.srv[0]) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).removes == 0);
+	SSL_CTX_free(p.srv[0]);
+	p.srv[0] = NULL;
+	CU_ASSERT(count_records(p.db[1]) == 3);
+	for (i = 0; i < 3; i++)
+		hs_clear(&h[i]);
+	pair_close(&p);
+}
+
 /* OpenSSL drops a session freed without SSL_shutdown: its record goes. */
 static void
 test_bad_session_removed(void)
@@ -1292,6 +1318,7 @@ static const struct {
 	{ "SSL_CTX_free keeps records", test_ctx_free_keeps },
 	{ "SSL_CTX_free keeps records: early data", test_ctx_free_keeps_early },
 	{ "SSL_CTX_free keeps records: KEEP_INTERNAL", test_ctx_free_keeps_internal },
+	{ "re-attach without KEEP_INTERNAL keeps records", test_reattach_keeps_records },
 	{ "bad session is removed", test_bad_session_removed },
 	{ "lock timeout is a miss", test_lock_timeout_is_miss },
 	{ "attach and detach", test_attach_detach },
