@@ -79,8 +79,9 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
 fstype() {
-	findmnt -n -o FSTYPE --target "$1" 2>/dev/null || stat -f -c %T "$1" 2>/dev/null ||
-	    echo '?'
+	t=$(findmnt -n -o FSTYPE --target "$1" 2>/dev/null | head -n 1) || t=
+	[ -n "$t" ] || t=$(stat -f -c %T "$1" 2>/dev/null) || t='?'
+	echo "$t"
 }
 
 # start NAME ARGS... - start a server, wait for its port, set port_NAME
