@@ -66,6 +66,8 @@ extern "C" {
  *	  through the same remove callback, in this mode removals never
  *	  delete records (they expire instead).
  *	- new, get and remove session callbacks, and an ex_data slot.
+ *	- without KEEP_INTERNAL, sessions already in OpenSSL's in-process
+ *	  cache are dropped from it (the remove callback is not called).
  *	Nothing else: the session timeout (SSL_CTX_set_timeout, OpenSSL's
  *	default 7200 s for TLS) sets each record's expiry, capped by the
  *	store's max_ttl; the session-ID context is yours to set.
