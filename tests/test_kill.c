@@ -13,10 +13,15 @@
  *	calls, inside GDBM calls), then opens the store with a fresh handle
  *	and checks every key: an acknowledged record that was not deleted
  *	must be there with exactly its bytes, a deleted one must be absent,
- *	the key in flight may be in either state - unless GDBM could not
- *	recover and the file was moved aside ("<db>.corrupt-*"), in which case
- *	records may be missing but the fresh store must work.  No record may
- *	ever decode wrong or hold other bytes than were written under its key.
+ *	the key in flight may be in either state (a put in flight may also
+ *	lose both versions: GDBM may reuse the replaced record's space for the
+ *	new one; counted and printed) - unless GDBM could not recover
+ *	everything and the damaged file was moved aside ("<db>.corrupt-*"), in
+ *	which case records may be missing (and undecodable leftovers of the
+ *	rebuild must go with a sweep) but the store must work.  No record may
+ *	ever decode wrong or hold other bytes than were written under its key,
+ *	and foreach finds nothing undecodable.  A failing round keeps the file
+ *	as the writer left it ("<db>.as-killed-round-N") for a post-mortem.
  *	A long-lived handle of the parent, kept open across all rounds, reads
  *	and writes too: it must never read through state a killed writer
  *	left stale.
@@ -438,9 +443,8 @@ test_kill_rounds(void)
 	uint32_t seen[NKEYS + 1];
 	unsigned acked = 0, inflight_kills = 0, early_kills = 0, recovered = 0,
 	    moved = 0, failures = 0, child_errors = 0, silent_loss = 0, wrong = 0,
-	    errors = 0, bad_records = 0, lived_bad = 0, lost_reported = 0,
-	    inflight_lost = 0, debris = 0;
-	int strict = getenv("SESSDB_KILL_STRICT") != NULL;
+	    errors = 0, bad_records = 0, lived_bad = 0, inflight_lost = 0,
+	    debris = 0;
 	long long drift;
 	struct stat sb;
 
@@ -459,7 +463,7 @@ test_kill_rounds(void)
 		unsigned corrupt_before = count_corrupt(), delay;
 		int p[2], status, msgs = 0, early;
 		unsigned bad_before = failures + child_errors + silent_loss + wrong +
-		    errors + bad_records + lived_bad + (strict ? lost_reported : 0);
+		    errors + bad_records + lived_bad;
 		int moved_now, reported;
 		char snap[400], keep[400];
 		pid_t pid;
@@ -574,13 +578,14 @@ test_kill_rounds(void)
 			model[PARENT_KEY] = 0xfffffff0u;
 			check_keys(db, "fresh store", NULL, seen, &t);
 			wrong += t.wrong + t.missing;
-		} else if (reported) {
-			/* Repaired in place (gdbm_recover): said so through the
-			 * log callback and the recoveries counter. */
-			recovered++;
-			lost_reported += t.missing;
-			CU_ASSERT(log_calls > 0);
 		} else {
+			/* Intact, or repaired in place (gdbm_recover) without
+			 * keeping a damaged copy: nothing acknowledged may be
+			 * missing.  A repair is said through the log callback. */
+			if (reported) {
+				recovered++;
+				CU_ASSERT(log_calls > 0);
+			}
 			silent_loss += t.missing;
 		}
 		memcpy(model, seen, sizeof(model));
@@ -590,11 +595,15 @@ test_kill_rounds(void)
 		 * get); a sweep must remove it. */
 		memset(&cs, 0, sizeof(cs));
 		CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
-		if (cs.bad > 0 && reported) {
-			struct sessdb_sweep_result sw;
-
-			debris += cs.bad;
-			CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &sw), 0);
+		if (cs.bad > 0) {
+			/* Allowed only from a rebuild that moved the damaged
+			 * file aside; swept either way, so that one failure
+			 * does not repeat in every later round. */
+			if (moved_now)
+				debris += cs.bad;
+			else
+				bad_records += cs.bad;
+			CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, NULL), 0);
 			memset(&cs, 0, sizeof(cs));
 			CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
 		}
@@ -618,7 +627,7 @@ test_kill_rounds(void)
 			lived_bad++;
 		}
 		if (failures + child_errors + silent_loss + wrong + errors +
-		    bad_records + lived_bad + (strict ? lost_reported : 0) != bad_before) {
+		    bad_records + lived_bad != bad_before) {
 			snprintf(keep, sizeof(keep), "%s.as-killed-round-%d", path, round);
 			if (rename(snap, keep) == 0)
 				printf("\n  round %d failed: the file as the writer left it "
@@ -633,6 +642,7 @@ test_kill_rounds(void)
 		if (failures + child_errors + silent_loss + wrong + errors +
 		    bad_records + lived_bad > 30) {
 			printf("\n  too many failures; stopping after round %d\n", round);
+			rounds = round + 1;
 			break;
 		}
 	}
@@ -643,16 +653,11 @@ test_kill_rounds(void)
 	CU_ASSERT_EQUAL(errors, 0);
 	CU_ASSERT_EQUAL(bad_records, 0);
 	CU_ASSERT_EQUAL(lived_bad, 0);
-	/* Acknowledged records lost without the library saying so. */
+	/* Only a round that moved a damaged file aside may lose records. */
 	if (silent_loss != 0)
-		printf("\n  got %u acknowledged records lost with no recovery "
-		    "reported, want 0\n", silent_loss);
+		printf("\n  got %u acknowledged records lost with no damaged file "
+		    "moved aside, want 0\n", silent_loss);
 	CU_ASSERT_EQUAL(silent_loss, 0);
-	/* The issue's full requirement: only a move-aside may lose
-	 * acknowledged records.  GDBM is not crash-atomic (a bucket write can
-	 * be torn), so this holds only in strict mode. */
-	if (strict)
-		CU_ASSERT_EQUAL(lost_reported, 0);
 	{
 		struct sessdb_info info;
 		struct census cs = { 0, 0 };
@@ -673,12 +678,12 @@ test_kill_rounds(void)
 	if (stat(path, &sb) != 0)
 		sb.st_size = 0;
 	printf("\n  %d kill rounds: %u operations acknowledged; %u kills with an "
-	    "operation in flight, %u while opening; %u repaired in place (%u "
-	    "acknowledged records lost in them, %u undecodable leftovers swept), "
-	    "%u moved aside; %u puts in flight lost both versions; entry counter "
-	    "drift %lld; %u records, file %lld bytes\n", rounds, acked,
-	    inflight_kills, early_kills, recovered, lost_reported, debris, moved,
-	    inflight_lost, drift, model_count(), (long long)sb.st_size);
+	    "operation in flight, %u while opening; %u repaired in place, %u "
+	    "moved a damaged file aside (%u undecodable leftovers swept); %u "
+	    "puts in flight lost both versions; entry counter drift %lld; %u "
+	    "records, file %lld bytes\n", rounds, acked, inflight_kills,
+	    early_kills, recovered, moved, debris, inflight_lost, drift,
+	    model_count(), (long long)sb.st_size);
 	sessdb_close(lived);
 }
 
