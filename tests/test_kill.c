@@ -53,7 +53,7 @@
 #define NKEYS		1200		/* keys the killed writers use */
 #define PARENT_KEY	NKEYS		/* written by the parent's long-lived handle */
 #define ROUNDS		300
-#define ROUNDS_VG	25
+#define ROUNDS_VG	50
 #define MAX_DELAY_US	4000
 #define PAYLOAD_MAX	6200
 
