@@ -34,7 +34,7 @@
 
 int
 safe_open(const char *path, int writable, int creat, int *created,
-    char *err, size_t errlen)
+    struct stat *stp, char *err, size_t errlen)
 {
 	struct stat st;
 	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC |
@@ -81,11 +81,10 @@ safe_open(const char *path, int writable, int creat, int *created,
 		    path, (unsigned)(st.st_mode & 0777));
 		goto fail;
 	}
-	/* O_NONBLOCK only guarded the open against FIFOs. */
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) {
-		snprintf(err, errlen, "%s: fcntl: %s", path, strerror(errno));
-		goto fail;
-	}
+	/* O_NONBLOCK guarded the open against FIFOs; on the regular file it
+	 * is now it changes nothing (reads, writes and flock ignore it). */
+	if (stp != NULL)
+		*stp = st;
 	return fd;
 fail:
 	close(fd);
@@ -128,9 +127,9 @@ lock_open(struct lockfile *lf, const char *path, int writable,
 
 	memset(lf, 0, sizeof(*lf));
 	lf->fd = -1;
-	lf->fd = safe_open(path, 1, 1, &created, err, errlen);
+	lf->fd = safe_open(path, 1, 1, &created, NULL, err, errlen);
 	if (lf->fd == -1 && !writable && errno == EACCES)
-		lf->fd = safe_open(path, 0, 0, &created, err, errlen);
+		lf->fd = safe_open(path, 0, 0, &created, NULL, err, errlen);
 	if (lf->fd == -1)
 		return -1;
 	lf->writable = (fcntl(lf->fd, F_GETFL) & O_ACCMODE) == O_RDWR;

@@ -48,9 +48,11 @@ struct lockfile {
 
 /* safe_open - open path refusing symlinks, non-regular files, foreign
  * owners and group/world-writable modes; create (0600) if creat.  Returns
- * an fd, or -1 with a message in err; *created tells whether it was made. */
+ * an fd, or -1 with a message in err; *created tells whether it was made,
+ * and *st (if not NULL) receives the file's status. */
+struct stat;
 int safe_open(const char *path, int writable, int creat, int *created,
-    char *err, size_t errlen);
+    struct stat *st, char *err, size_t errlen);
 
 /* lock_open - open or create the lock file and map its page. */
 int lock_open(struct lockfile *lf, const char *path, int writable,

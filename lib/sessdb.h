@@ -229,8 +229,9 @@ int sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed
 
 /* Current size of the store, from the file and the lock file's counters. */
 struct sessdb_info {
-	uint64_t entries;	/* records, as counted by the writers (approximate
-				   after a crash until the next sweep recounts) */
+	uint64_t entries;	/* records, as counted by the writers (recounted
+				   by every repair, so exact unless a writer
+				   died since) */
 	uint64_t bytes;		/* key + value bytes of those records (what
 				   max_bytes caps; the file adds GDBM's overhead) */
 	uint64_t file_size;	/* bytes of the GDBM file */

@@ -112,15 +112,14 @@ sessdb_now(const struct sessdb *db)
  * /dev/null makes that fsync a harmless EINVAL; GDBM then closes it.
  */
 static void
-gdbm_close_nosync(GDBM_FILE dbf)
+gdbm_close_nosync(struct sessdb *db, GDBM_FILE dbf)
 {
 	int fd = gdbm_fdesc(dbf);
-	int null_fd = open(_PATH_DEVNULL, O_RDWR | O_CLOEXEC);
 
-	if (null_fd != -1 && fd >= 0) {
-		dup3(null_fd, fd, O_CLOEXEC);
-		close(null_fd);
-	}
+	if (db->null_fd < 0)
+		db->null_fd = open(_PATH_DEVNULL, O_RDWR | O_CLOEXEC);
+	if (db->null_fd >= 0 && fd >= 0)
+		dup3(db->null_fd, fd, O_CLOEXEC);
 	gdbm_close(dbf);
 }
 
@@ -149,22 +148,32 @@ is_damage(gdbm_error e)
 	}
 }
 
-/* open_gdbm - open path as GDBM, creating it if creat (LOCK_EX held). */
+/* open_gdbm - a GDBM handle on the file path names now, creating the file
+ * if creat (LOCK_EX held).  An empty file is initialised: LOCK_EX only.
+ * Always by path: a file replaced by a repair or a compaction is found. */
 static GDBM_FILE
 open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 {
+	struct stat st;
 	int created, fd, flags;
 	GDBM_FILE dbf;
 
-	*gerr = GDBM_NO_ERROR;
+	*gerr = GDBM_FILE_OPEN_ERROR;
 	*sys_errno = 0;
 	fd = safe_open(db->path, !db->rdonly, creat && !db->rdonly &&
-	    db->lock.held == LOCK_EX, &created, db->err, sizeof(db->err));
+	    db->lock.held == LOCK_EX, &created, &st, db->err, sizeof(db->err));
 	if (fd == -1) {
 		*sys_errno = errno;
-		*gerr = GDBM_FILE_OPEN_ERROR;
 		return NULL;
 	}
+	if (st.st_size == 0 && !db->rdonly && db->lock.held != LOCK_EX) {
+		close(fd);
+		*sys_errno = EAGAIN;	/* initialising needs LOCK_EX */
+		return NULL;
+	}
+	if (st.st_size == 0 && !created && !db->rdonly)
+		store_log(db, SESSDB_LOG_WARNING, "%s: empty file (a creator died, "
+		    "or it was emptied); starting a new store in it", db->path);
 	flags = (db->rdonly ? GDBM_READER : GDBM_WRCREAT) | GDBM_NOLOCK |
 	    GDBM_NOMMAP | GDBM_CLOERROR;
 	dbf = gdbm_fd_open(fd, db->path, 0, flags, NULL);
@@ -173,17 +182,10 @@ open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 		*sys_errno = errno;
 		snprintf(db->err, sizeof(db->err), "%s: %s", db->path,
 		    gdbm_strerror(*gerr));
+	} else {
+		*gerr = GDBM_NO_ERROR;
 	}
 	return dbf;
-}
-
-/* file_is_empty - a zero-length database: created but never initialised. */
-static int
-file_is_empty(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
 }
 
 /* aside_name - a free name "<db>.corrupt-<unixtime>[.n]" for a damaged file. */
@@ -221,49 +223,91 @@ move_aside(struct sessdb *db, const char *why)
 }
 
 /*
+ * scrub - delete the records of the open file that fail to decode, after
+ * the whole traversal (LOCK_EX held).  GDBM's recovery checks the file's
+ * structure, not the bytes of the records: a crash can leave a record
+ * whose value was overwritten.  Returns how many went.
+ */
+static size_t
+scrub(struct sessdb *db)
+{
+	datum k, next, v, *bad = NULL;
+	size_t n = 0, cap = 0;
+	struct rec r;
+
+	for (k = gdbm_firstkey(db->dbf); k.dptr != NULL; k = next) {
+		v = gdbm_fetch(db->dbf, k);
+		int ok = v.dptr != NULL && rec_decode((unsigned char *)v.dptr,
+		    (size_t)v.dsize, (unsigned char *)k.dptr, (size_t)k.dsize,
+		    &r) == REC_OK;
+		free(v.dptr);
+		next = gdbm_nextkey(db->dbf, k);
+		if (!ok && n == cap) {
+			datum *nb = realloc(bad, (cap ? 2 * cap : 16) * sizeof(*nb));
+			if (nb != NULL) {
+				bad = nb;
+				cap = cap ? 2 * cap : 16;
+			}
+		}
+		if (!ok && n < cap)
+			bad[n++] = k;	/* a sweep removes any that did not fit */
+		else
+			free(k.dptr);
+	}
+	for (size_t i = 0; i < n; i++) {
+		gdbm_delete(db->dbf, bad[i]);
+		free(bad[i].dptr);
+	}
+	free(bad);
+	db->st.corrupt += n;
+	return n;
+}
+
+/*
  * rebuild - gdbm_recover the open file (flags: GDBM_RCVR_FORCE to rebuild
  * whatever, or 0 to rebuild only if its check finds damage); LOCK_EX held.
- * GDBM keeps a backup of the original: if the rebuild lost anything, the
- * backup is kept as "<db>.corrupt-<time>" (the damaged file, moved aside)
- * and the rebuilt file carries on with everything that could be read;
- * if nothing was lost the backup goes.  Returns 1 if the file was rebuilt,
- * 0 if it was sound, -1 if GDBM could not recover it (db->dbf closed).
+ * GDBM keeps a backup of the original.  The rebuilt file is scrubbed of
+ * records whose bytes were destroyed.  If anything was lost, the backup is
+ * kept as "<db>.corrupt-<time>" (the damaged file, moved aside) and the
+ * rebuilt file carries on with everything that could be read; if nothing
+ * was lost the backup goes.  Returns 1 if the file was rebuilt, 0 if it
+ * was sound, -1 if GDBM could not recover it (db->dbf closed).
  */
 static int
 rebuild(struct sessdb *db, int flags, const char *why)
 {
 	gdbm_recovery rcvr;
 	gdbm_error gerr;
-	int sys_errno, lost;
+	int sys_errno, kept = 0;
+	size_t lost;
 	char aside[4096];
 
 	memset(&rcvr, 0, sizeof(rcvr));
 	if (gdbm_recover(db->dbf, &rcvr, flags | GDBM_RCVR_BACKUP) != 0) {
 		free(rcvr.backup_name);
-		gdbm_close_nosync(db->dbf);
+		gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
 		return -1;
 	}
 	if (rcvr.backup_name == NULL)
 		return 0;	/* the check found nothing to rebuild */
 	db->st.recoveries++;
-	lost = rcvr.failed_keys > 0 || rcvr.failed_buckets > 0;
-	if (lost && aside_name(db, aside, sizeof(aside)) == 0 &&
-	    rename(rcvr.backup_name, aside) == 0) {
-		store_log(db, SESSDB_LOG_ERR, "%s: damaged (%s); rebuilt with %zu "
-		    "records, lost %zu records and %zu buckets; the damaged file "
-		    "is kept as %s", db->path, why, rcvr.recovered_keys,
-		    rcvr.failed_keys, rcvr.failed_buckets, aside);
-	} else {
-		unlink(rcvr.backup_name);
-		store_log(db, lost ? SESSDB_LOG_ERR : SESSDB_LOG_WARNING,
-		    "%s: damaged (%s); rebuilt with %zu records, lost %zu",
-		    db->path, why, rcvr.recovered_keys, rcvr.failed_keys);
-	}
-	free(rcvr.backup_name);
 	/* gdbm_recover renamed a new file over ours. */
-	gdbm_close_nosync(db->dbf);
+	gdbm_close_nosync(db, db->dbf);
 	db->dbf = open_gdbm(db, 0, &gerr, &sys_errno);
+	lost = rcvr.failed_keys + (db->dbf != NULL ? scrub(db) : 0);
+	if ((lost > 0 || rcvr.failed_buckets > 0) &&
+	    aside_name(db, aside, sizeof(aside)) == 0 &&
+	    rename(rcvr.backup_name, aside) == 0)
+		kept = 1;
+	else
+		unlink(rcvr.backup_name);
+	store_log(db, lost > 0 ? SESSDB_LOG_ERR : SESSDB_LOG_INFO,
+	    "%s: damaged (%s); rebuilt with %zu records, lost %zu records and "
+	    "%zu buckets%s%s", db->path, why, rcvr.recovered_keys - (lost -
+	    rcvr.failed_keys), lost, rcvr.failed_buckets,
+	    kept ? "; the damaged file is kept as " : "", kept ? aside : "");
+	free(rcvr.backup_name);
 	if (db->dbf == NULL)
 		return -1;
 	store_recount(db);
@@ -280,7 +324,7 @@ recover(struct sessdb *db, const char *why)
 
 	if (db->dbf == NULL || rebuild(db, GDBM_RCVR_FORCE, why) != 1) {
 		if (db->dbf != NULL)
-			gdbm_close_nosync(db->dbf);
+			gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
 		db->st.recoveries++;
 		if (move_aside(db, why) == -1)
@@ -301,24 +345,22 @@ recover(struct sessdb *db, const char *why)
 static int
 reopen(struct sessdb *db)
 {
+	int creat = !db->rdonly && !(db->opt.flags & SESSDB_NOCREATE);
 	gdbm_error gerr;
 	int sys_errno;
 
 	if (db->dbf != NULL) {
-		gdbm_close_nosync(db->dbf);
+		gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
 		db->st.reopens++;
 	}
-	if (db->lock.held != LOCK_EX && !db->rdonly && (file_is_empty(db->path) ||
-	    access(db->path, F_OK) != 0)) {
-		if (db->opt.flags & SESSDB_NOCREATE && access(db->path, F_OK) != 0)
-			return store_error(db, "%s: %s", db->path, strerror(ENOENT));
-		errno = EAGAIN;		/* creating or initialising needs LOCK_EX */
-		return -1;
-	}
-	db->dbf = open_gdbm(db, !(db->opt.flags & SESSDB_NOCREATE), &gerr,
-	    &sys_errno);
+	db->dbf = open_gdbm(db, creat, &gerr, &sys_errno);
 	if (db->dbf == NULL) {
+		if (db->lock.held != LOCK_EX && (sys_errno == EAGAIN ||
+		    (sys_errno == ENOENT && creat))) {
+			errno = EAGAIN;	/* creating or initialising needs LOCK_EX */
+			return -1;
+		}
 		if (!is_damage(gerr) || db->rdonly) {
 			db->st.errors++;
 			if (db->rdonly && is_damage(gerr))
@@ -349,7 +391,7 @@ after_fork(struct sessdb *db)
 
 	if (db->dbf != NULL) {
 		/* The parent's writes are all in the file already. */
-		gdbm_close_nosync(db->dbf);
+		gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
 	}
 	if (db->lock.page != NULL || db->lock.fd >= 0)
@@ -382,7 +424,10 @@ after_dead_writer(struct sessdb *db)
 	db->seen_gen = 0;
 	if (reopen(db) == -1)
 		return -1;	/* reopen already repaired what it could */
-	rc = rebuild(db, 0, why);
+	/* A forced rebuild: GDBM's check does not notice a header left
+	 * behind the buckets (next_block too low), and the next writes
+	 * would reuse space that records still occupy. */
+	rc = rebuild(db, GDBM_RCVR_FORCE, why);
 	if (rc == -1)
 		return recover(db, why);
 	if (rc == 0)
@@ -471,7 +516,7 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 			/* Leave the writer mark set when the failed call may
 			 * have written part of an update: the next writer
 			 * checks the file. */
-			gdbm_close_nosync(db->dbf);
+			gdbm_close_nosync(db, db->dbf);
 			db->dbf = NULL;
 		} else if (db->lock.held == LOCK_EX) {
 			lock_set_writer(&db->lock, 0);
@@ -513,6 +558,7 @@ sessdb_open(const char *path, const struct sessdb_options *opts,
 	if (db == NULL)
 		goto nomem;
 	db->lock.fd = -1;
+	db->null_fd = -1;
 	if (opts != NULL)
 		db->opt = *opts;
 	if (db->opt.default_ttl == 0)
@@ -562,9 +608,11 @@ sessdb_close(struct sessdb *db)
 	if (db == NULL)
 		return;
 	if (db->dbf != NULL)
-		gdbm_close_nosync(db->dbf);
+		gdbm_close_nosync(db, db->dbf);
 	if (db->lock.fd >= 0 || db->lock.page != NULL)
 		lock_close(&db->lock);
+	if (db->null_fd >= 0)
+		close(db->null_fd);
 	free(db->path);
 	free(db->lock_path);
 	free(db);

@@ -19,6 +19,7 @@ struct sessdb {
 	int			rdonly;
 	struct lockfile		lock;
 	GDBM_FILE		dbf;		/* NULL until the first operation */
+	int			null_fd;	/* /dev/null, see gdbm_close_nosync */
 	uint64_t		seen_gen;	/* change counter dbf is current with */
 	unsigned long		fork_epoch;	/* process the descriptors belong to */
 	int32_t			pid;		/* getpid() of that process */
