@@ -60,6 +60,14 @@ for prog in "$demo" "$load"; do
 	[ -x "$prog" ] || { echo "bench_e2e: $prog is not built" >&2; exit 1; }
 done
 
+for d in tmpfs_dir disk_dir; do
+	eval "v=\$$d"
+	if [ ! -d "$v" ] || [ ! -w "$v" ]; then
+		echo "bench_e2e: $v is not a writable directory; using ${TMPDIR:-/tmp}" >&2
+		eval "$d=\${TMPDIR:-/tmp}"
+	fi
+done
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/sessdb-e2e.XXXXXX")
 tmpfs_db=$(mktemp -d "$tmpfs_dir/sessdb-e2e.XXXXXX")
 disk_db=$(mktemp -d "$disk_dir/sessdb-e2e.XXXXXX")

@@ -881,10 +881,12 @@ matrix(const char *dir, size_t n)
 		memset(&s[k], 0, sizeof(s[k]));
 		s[k].t.kind = (enum kind)k;
 		s[k].t.lock_fd = -1;
-		snprintf(s[k].t.path, sizeof(s[k].t.path), "%s/%s-%zu.db", dir,
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s-%zu.db", dir,
 		    k == SESSDB ? "sessdb" : "base", n);
-		snprintf(s[k].t.lock_path, sizeof(s[k].t.lock_path), "%s.lock",
-		    s[k].t.path);
+		snprintf(s[k].t.path, sizeof(s[k].t.path), "%s", path);
+		snprintf(s[k].t.lock_path, sizeof(s[k].t.lock_path), "%s.lock", path);
 		remove_files(s[k].t.path);
 		if (k == BASE) {
 			/* create the GDBM file before the first reader opens it */
