@@ -780,45 +780,66 @@ sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 	return SESSDB_MISS;
 }
 
+/*
+ * remove_key - fetch and delete (ns, id) under one LOCK_EX.  Returns 1 with
+ * the removed value in *val (the caller frees val->dptr), 0 if the key was
+ * absent, -1 on error.
+ */
+static int
+remove_key(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    unsigned char key[REC_KEY_MAX], size_t *key_len, datum *val)
+{
+	datum k;
+
+	if (db->rdonly)
+		return store_error(db, "%s: opened read-only", db->path);
+	if (make_key(db, key, key_len, ns, id, id_len) == -1)
+		return -1;
+	k = to_datum(key, *key_len);
+	if (store_begin(db, LOCK_EX) == -1)
+		return -1;
+	/* Fetch rather than test: take needs the value, the byte counter
+	 * its size. */
+	*val = gdbm_fetch(db->dbf, k);
+	if (val->dptr == NULL) {
+		if (gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND)
+			return store_gdbm_fail(db, "fetch");
+		store_end(db, 0);
+		return 0;
+	}
+	if (gdbm_delete(db->dbf, k) != 0) {
+		free(val->dptr);
+		val->dptr = NULL;
+		return store_gdbm_fail(db, "delete");
+	}
+	lock_count(&db->lock, -1, -(int64_t)(*key_len + (size_t)val->dsize));
+	store_end(db, 1);
+	return 1;
+}
+
 int
 sessdb_take(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
     void **data, size_t *len, struct sessdb_meta *meta)
 {
 	unsigned char key[REC_KEY_MAX];
 	size_t key_len;
-	datum k, val;
+	datum val;
 	struct rec r;
 	int rc;
 
 	*data = NULL;
 	*len = 0;
-	if (db->rdonly)
-		return store_error(db, "%s: opened read-only", db->path);
-	if (make_key(db, key, &key_len, ns, id, id_len) == -1)
+	rc = remove_key(db, ns, id, id_len, key, &key_len, &val);
+	if (rc == 1)
+		rc = check_value(db, key, key_len, (unsigned char *)val.dptr,
+		    (size_t)val.dsize, &r, sessdb_now(db));
+	else if (rc == 0)
+		rc = SESSDB_MISS;
+	if (rc == -1)
 		return -1;
-	k = to_datum(key, key_len);
-	if (store_begin(db, LOCK_EX) == -1)
-		return -1;
-	val = gdbm_fetch(db->dbf, k);
-	if (val.dptr == NULL) {
-		if (gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND)
-			return store_gdbm_fail(db, "fetch");
-		store_end(db, 0);
-		db->st.misses++;
-		return SESSDB_MISS;
-	}
-	if (gdbm_delete(db->dbf, k) != 0) {
-		free(val.dptr);
-		return store_gdbm_fail(db, "delete");
-	}
-	lock_count(&db->lock, -1, -(int64_t)(key_len + (size_t)val.dsize));
-	store_end(db, 1);
-
-	rc = check_value(db, key, key_len, (unsigned char *)val.dptr,
-	    (size_t)val.dsize, &r, sessdb_now(db));
 	if (rc != SESSDB_OK) {
 		db->st.misses++;
-		free(val.dptr);
+		free(val.dptr);		/* NULL when absent */
 		return SESSDB_MISS;
 	}
 	db->st.hits++;
@@ -832,30 +853,14 @@ sessdb_delete(struct sessdb *db, unsigned ns, const void *id, size_t id_len)
 {
 	unsigned char key[REC_KEY_MAX];
 	size_t key_len;
-	datum k, val;
+	datum val;
+	int rc = remove_key(db, ns, id, id_len, key, &key_len, &val);
 
-	if (db->rdonly)
-		return store_error(db, "%s: opened read-only", db->path);
-	if (make_key(db, key, &key_len, ns, id, id_len) == -1)
-		return -1;
-	k = to_datum(key, key_len);
-	if (store_begin(db, LOCK_EX) == -1)
-		return -1;
-	/* Fetch rather than test: the byte counter needs the old size. */
-	val = gdbm_fetch(db->dbf, k);
-	if (val.dptr == NULL) {
-		if (gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND)
-			return store_gdbm_fail(db, "fetch");
-		store_end(db, 0);
-		return 0;
+	if (rc == 1) {
+		free(val.dptr);
+		db->st.deletes++;
 	}
-	free(val.dptr);
-	if (gdbm_delete(db->dbf, k) != 0)
-		return store_gdbm_fail(db, "delete");
-	lock_count(&db->lock, -1, -(int64_t)(key_len + (size_t)val.dsize));
-	store_end(db, 1);
-	db->st.deletes++;
-	return 0;
+	return rc == -1 ? -1 : 0;
 }
 
 /* over_cap - would adding a record of size bytes break a cap? (lock held) */
