@@ -234,7 +234,7 @@ lock_acquire(struct lockfile *lf, int op, unsigned timeout_ms)
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (attempt < 8)
+		if (attempt < 2)
 			sched_yield();	/* locks are held for microseconds */
 		else
 			wait_unlock(lf, seq, deadline - now, &sleep_ns);
@@ -253,9 +253,14 @@ lock_release(struct lockfile *lf)
 	__atomic_add_fetch(&lf->page->unlock_seq, 1, __ATOMIC_SEQ_CST);
 	/* A waiter killed while asleep leaves the count high: that costs
 	 * only needless wake-ups. */
-	if (__atomic_load_n(&lf->page->waiters, __ATOMIC_SEQ_CST) != 0)
+	if (__atomic_load_n(&lf->page->waiters, __ATOMIC_SEQ_CST) != 0) {
 		syscall(SYS_futex, &lf->page->unlock_seq, FUTEX_WAKE, INT_MAX,
 		    NULL, NULL, 0);
+		/* Let a woken waiter take the lock before our next call does:
+		 * without this a busy process keeps re-taking it and starves
+		 * the others (flock hands over in no order). */
+		sched_yield();
+	}
 }
 
 uint64_t
