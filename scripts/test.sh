@@ -49,7 +49,8 @@ summary_files="$summary_files build-test-asan/meson-logs/testlog-asan.json"
 
 echo "=== valgrind ==="
 meson test -C build-test --setup valgrind --print-errorlogs --num-processes 2 \
-    --no-suite sessdump --no-suite realpeer --no-suite bench-smoke --logbase testlog-valgrind || status=1
+    --no-suite sessdump --no-suite realpeer --no-suite bench-smoke || status=1
+# meson names the log after the setup: testlog-valgrind.json
 summary_files="$summary_files build-test/meson-logs/testlog-valgrind.json"
 
 # shellcheck disable=SC2086
