@@ -10,9 +10,10 @@
 #	  1. builds with -Werror in build-test/ and runs the whole suite;
 #	  2. builds with AddressSanitizer + UndefinedBehaviorSanitizer in
 #	     build-test-asan/ and runs the whole suite again;
-#	  3. runs the suite under valgrind (meson test --setup valgrind),
-#	     skipping only the tests that drive external programs
-#	     (suite "peers": their servers are checked by the ASan run).
+#	  3. runs the C test programs under valgrind (meson test --setup
+#	     valgrind); the script-driven suites (sessdump, realpeer,
+#	     bench-smoke) would put valgrind around python3, so they are
+#	     left to the ASan run, which checks the programs they drive.
 #	Ends with one line "N passed, N failed" over all three runs.
 #
 # EXIT STATUS
