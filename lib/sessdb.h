@@ -27,9 +27,13 @@
  *	- A handle may be opened before fork(); each process notices the fork
  *	  and reopens its own lock descriptor and GDBM handle on its next call
  *	  (flock locks belong to the open file description, which fork shares).
- *	- Do not open the same file twice in one process: both handles share
- *	  the process's flock semantics only through separate descriptors,
- *	  which is correct, but doubles the memory for no benefit.
+ *	- Two handles on one file in one process are safe (each has its own
+ *	  descriptors and locks, and no call returns holding a lock), but
+ *	  cost twice the memory; prefer one handle per process and thread.
+ *	- Open the store as the user that will use it: files owned by another
+ *	  user are refused, and a handle reopens the file after other
+ *	  processes write, so a server that opens it as root and then drops
+ *	  privileges will be refused on its next reopen.
  *	- Locks are flock(2): do not put the store on a network filesystem.
  *	- Durability: records are written to the file (page cache) at once but
  *	  not fsync'ed; an operating system crash may lose recent records.  A
