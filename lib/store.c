@@ -502,6 +502,7 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 	gdbm_error e = gdbm_last_errno(db->dbf);
 	int damaged = is_damage(e) || gdbm_needs_recovery(db->dbf);
 	int sys = gdbm_check_syserr(e) ? gdbm_last_syserr(db->dbf) : 0;
+	char why[256];
 
 	if (sys != 0)
 		store_error(db, "%s: %s: %s: %s", db->path, what, gdbm_strerror(e),
@@ -535,7 +536,6 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 		}
 		lock_set_writer(&db->lock, db->pid);
 	}
-	char why[256];
 	snprintf(why, sizeof(why), "%s", gdbm_strerror(e));
 	recover(db, why);
 	lock_release(&db->lock);
