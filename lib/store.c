@@ -224,15 +224,17 @@ move_aside(struct sessdb *db, const char *why)
 
 /*
  * scrub - delete the records of the open file that fail to decode, after
- * the whole traversal (LOCK_EX held).  GDBM's recovery checks the file's
- * structure, not the bytes of the records: a crash can leave a record
- * whose value was overwritten.  Returns how many went.
+ * the whole traversal, and set the lock page's counters to what is kept
+ * (LOCK_EX held).  GDBM's recovery checks the file's structure, not the
+ * bytes of the records: a crash can leave a record whose value was
+ * overwritten.  Returns how many went.
  */
 static size_t
 scrub(struct sessdb *db)
 {
 	datum k, next, v, *bad = NULL;
 	size_t n = 0, cap = 0;
+	uint64_t entries = 0, bytes = 0;
 	struct rec r;
 
 	for (k = gdbm_firstkey(db->dbf); k.dptr != NULL; k = next) {
@@ -240,6 +242,10 @@ scrub(struct sessdb *db)
 		int ok = v.dptr != NULL && rec_decode((unsigned char *)v.dptr,
 		    (size_t)v.dsize, (unsigned char *)k.dptr, (size_t)k.dsize,
 		    &r) == REC_OK;
+		if (ok) {
+			entries++;
+			bytes += (uint64_t)k.dsize + (uint64_t)v.dsize;
+		}
 		free(v.dptr);
 		next = gdbm_nextkey(db->dbf, k);
 		if (!ok && n == cap) {
@@ -260,6 +266,7 @@ scrub(struct sessdb *db)
 	}
 	free(bad);
 	db->st.corrupt += n;
+	lock_set_counts(&db->lock, entries, bytes);
 	return n;
 }
 
@@ -310,8 +317,7 @@ rebuild(struct sessdb *db, int flags, const char *why)
 	free(rcvr.backup_name);
 	if (db->dbf == NULL)
 		return -1;
-	store_recount(db);
-	return 1;
+	return 1;	/* scrub recounted */
 }
 
 /* recover - repair a damaged file in place or replace it; LOCK_EX held.
@@ -670,34 +676,42 @@ to_datum(const unsigned char *p, size_t len)
 }
 
 int
+store_delete_same_locked(struct sessdb *db, datum k, const unsigned char *value,
+    size_t value_len)
+{
+	datum cur = gdbm_fetch(db->dbf, k);
+	int same;
+
+	if (cur.dptr == NULL) {
+		if (gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND)
+			return store_gdbm_fail(db, "fetch");
+		return 0;
+	}
+	same = (size_t)cur.dsize == value_len &&
+	    memcmp(cur.dptr, value, value_len) == 0;
+	free(cur.dptr);
+	if (!same)
+		return 0;
+	if (gdbm_delete(db->dbf, k) != 0)
+		return store_gdbm_fail(db, "delete");
+	lock_count(&db->lock, -1, -(int64_t)((size_t)k.dsize + value_len));
+	return 1;
+}
+
+int
 store_delete_if_same(struct sessdb *db, const unsigned char *key,
     size_t key_len, const unsigned char *value, size_t value_len)
 {
-	datum k = to_datum(key, key_len), cur;
-	int deleted = 0;
+	int rc;
 
 	if (db->rdonly)
 		return 0;
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
-	cur = gdbm_fetch(db->dbf, k);
-	if (cur.dptr == NULL) {
-		if (gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND)
-			return store_gdbm_fail(db, "fetch");
-		store_end(db, 0);
-		return 0;
-	}
-	if ((size_t)cur.dsize == value_len && memcmp(cur.dptr, value, value_len) == 0) {
-		if (gdbm_delete(db->dbf, k) != 0) {
-			free(cur.dptr);
-			return store_gdbm_fail(db, "delete");
-		}
-		lock_count(&db->lock, -1, -(int64_t)(key_len + value_len));
-		deleted = 1;
-	}
-	free(cur.dptr);
-	store_end(db, deleted);
-	return deleted;
+	rc = store_delete_same_locked(db, to_datum(key, key_len), value, value_len);
+	if (rc != -1)
+		store_end(db, rc);
+	return rc;
 }
 
 /*

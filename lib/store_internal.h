@@ -47,6 +47,11 @@ int store_error(struct sessdb *db, const char *fmt, ...)
 void store_log(struct sessdb *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* store_delete_same_locked - store_delete_if_same with LOCK_EX already
+ * held; on error (-1) the lock has been released. */
+int store_delete_same_locked(struct sessdb *db, datum key,
+    const unsigned char *value, size_t value_len);
+
 /* store_delete_if_same - delete key if it still holds exactly value
  * (so a record replaced meanwhile survives).  Takes LOCK_EX itself.
  * Returns 1 if deleted, 0 if not, -1 on error. */

@@ -236,25 +236,13 @@ delete_chunk(struct sessdb *db, struct doomed *d, char *gone, size_t n)
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		datum cur = gdbm_fetch(db->dbf, d[i].key);
+		int rc = store_delete_same_locked(db, d[i].key,
+		    (const unsigned char *)d[i].val.dptr, (size_t)d[i].val.dsize);
 
-		gone[i] = 0;
-		if (cur.dptr == NULL) {
-			if (gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND)
-				return store_gdbm_fail(db, "fetch");
-			continue;
-		}
-		if (cur.dsize == d[i].val.dsize &&
-		    memcmp(cur.dptr, d[i].val.dptr, (size_t)cur.dsize) == 0) {
-			if (gdbm_delete(db->dbf, d[i].key) != 0) {
-				free(cur.dptr);
-				return store_gdbm_fail(db, "delete");
-			}
-			lock_count(&db->lock, -1, -(int64_t)(d[i].key.dsize + cur.dsize));
-			gone[i] = 1;
-			wrote = 1;
-		}
-		free(cur.dptr);
+		if (rc == -1)
+			return -1;
+		gone[i] = (char)rc;
+		wrote |= rc;
 	}
 	store_end(db, wrote);
 	return 0;
