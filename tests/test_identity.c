@@ -33,9 +33,17 @@
  *	closed their handles.
  *
  *	database replaced, many processes, concurrently: NWRITERS children
- *	put without pause; the parent renames another store over the path
- *	and raises a flag.  A put a child began after seeing the flag must be
- *	in the new file (its latest version), and must not be in the old one.
+ *	put and get without pause while the parent renames another store over
+ *	the path REPLACES times, keeping a descriptor on each replaced file.
+ *	Every acknowledged put is noted with the number of replacements done
+ *	when it began.  A put begun after the r-th replacement must not be in
+ *	any of the files replaced by the first r renames (found by its exact
+ *	payload, so it cannot be an older write), and a key last put after
+ *	the final replacement has that payload in the file at the path.
+ *
+ *	The puts before and while the files change must all succeed: a
+ *	removed or replaced file is the library's to notice, not the
+ *	caller's to retry.
  *
  *	Loops are capped (OPS_CAP operations per child, bounded sleeps), so
  *	a run takes a few seconds whatever the library does.
@@ -640,14 +648,16 @@ writer_child(unsigned c, int short_lived)
 				    rc, sessdb_error(db));
 			}
 		} else {
+			int gen;
+
 			r->gets++;
 			rc = get_version(db, c, key, &got, why, sizeof(why));
 			/* Exact only if the key's last put began with the
 			 * file of now in place, and no replacement began
 			 * since; else it may be in an old file, and any
 			 * answer but foreign bytes will do. */
-			if (__atomic_load_n(&shm->gen, __ATOMIC_SEQ_CST) !=
-			    shm->ack_gen[c][key])
+			gen = __atomic_load_n(&shm->gen, __ATOMIC_SEQ_CST);
+			if (gen != shm->ack_gen[c][key] || gen % 2 != 0)
 				cur = 0;
 			if (rc == -1)
 				rep_fail(r, "%s", why);
