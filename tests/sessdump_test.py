@@ -654,6 +654,66 @@ def case_progress(tmp):
                     re.M), "compaction summary on stdout")
 
 
+# ---- secrets in freed memory (issue 8, case 7) ----
+
+def freescan(args, needles):
+    """Run sessdump under tests/freescan.c; return {object: blocks freed
+    still holding one of needles (hex)}."""
+    env = dict(os.environ, FREESCAN=",".join(needles),
+               LD_PRELOAD=os.environ["FREESCAN_SO"])
+    env.pop("SESSDB_PATH", None)
+    p = subprocess.run([SESSDUMP] + args, env=env, capture_output=True,
+                       timeout=60)
+    m = re.search(rb"^freescan: (\d+) freed blocks held a secret:(.*)$",
+                  p.stderr, re.M)
+    check(m is not None, "%s: no freescan line: %r" % (args, p.stderr[-300:]))
+    counts = dict(kv.split("=") for kv in m.group(2).decode().split())
+    return p.returncode, {k: int(v) for k, v in counts.items()}
+
+
+def case_wipe(tmp):
+    """No block that sessdump or OpenSSL frees in sessdump still holds a
+    master key: list, stats, show, verify, export, import, sweep."""
+    so = os.environ.get("FREESCAN_SO", "")
+    if not so or not os.path.exists(so):
+        print("skipped: FREESCAN_SO (tests/freescan.c) not built")
+        return SKIP
+    ldd = subprocess.run(["ldd", SESSDUMP], capture_output=True).stdout
+    if b"libasan" in ldd:
+        print("skipped: sessdump is built with AddressSanitizer, whose "
+              "allocator cannot sit under an LD_PRELOAD free()")
+        return SKIP
+    s = Store(tmp, live=10, expired=5, badhdr=0, badder=0, mismatch=0)
+    keys = [mk[:32] for k in ("live", "expired") for _, mk, _ in s.kinds[k]]
+    ident = s.kinds["live"][0][0]
+    # Control: list frees the hex IDs it printed, unwiped (not secrets):
+    # the scanner must see those blocks, counted against the program.
+    _, counts = freescan(["--db", s.path, "list"],
+                         [ident[:32].encode().hex()])
+    check(counts.get("program", 0) > 0, "control: the scanner sees the "
+          "program's frees (%s)" % counts)
+    pem = os.path.join(tmp, "live.pem")
+    run(["export", "--live", "-o", pem], db=s.path)
+    into = os.path.join(tmp, "into.db")
+    others = {}
+    for args in (["list"], ["stats"], ["show", ident],
+                 ["show", "--secrets", ident], ["verify"],
+                 ["export", "--all"], ["export", "--der", ident],
+                 ["export", "--live", "-o", os.path.join(tmp, "x.pem")],
+                 ["sweep", "--dry-run"], ["sweep", "--compact"],
+                 ["--db", into, "import", pem]):
+        db = [] if args[0] == "--db" else ["--db", s.path]
+        rc, counts = freescan(db + args, keys)
+        want_eq(rc, 0, "%s: exit status" % args)
+        for obj in ("program", "libcrypto", "libssl"):
+            want_eq(counts.get(obj, 0), 0, "%s: blocks freed by %s still "
+                    "holding a master key" % (args, obj))
+        others[" ".join(args)] = counts
+    # What the library and GDBM leave (the lead's part of case 7).
+    for cmd, counts in others.items():
+        print("%-24s freed blocks with a master key: %s" % (cmd, counts or 0))
+
+
 # ---- files that are not sessdb stores (issue 8, case 1) ----
 
 def make_foreign_gdbm(path):
