@@ -9,7 +9,9 @@
  * DESCRIPTION
  *	This file parses the global options, finds the command in a table and
  *	runs it; it also holds the helpers every command shares: usage text,
- *	error messages and opening the store.  The commands themselves live
+ *	error messages, option parsing (sd_getopt: a command's options mixed
+ *	with the global ones, which may follow the command name) and opening
+ *	the store.  The commands themselves live
  *	in sessdump_read.c, sessdump_stats.c, sessdump_maint.c and
  *	sessdump_xfer.c.  See sessdump.1.
  *
