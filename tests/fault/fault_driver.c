@@ -46,10 +46,10 @@
  *	  ok		keys in an acceptable state
  *	  lost		acknowledged records missing, or found at an older
  *			version (the key's operation was not in flight)
- *	  logged	1 if a log line (op's or check's own) says records were
+ *	  logged	1 if a log line (op's or check's own) says data was
  *			lost and names an existing file beside the store where
- *			the data went (a "lost N" with N > 0 or "moved aside"),
- *			else 0; lost with logged=0 is a silent loss
+ *			it went ("moved aside", or a non-zero count after
+ *			"lost"), else 0; lost with logged=0 is a silent loss
  *	  inflight_lost	the key whose operation failed or was in flight is
  *			absent (acceptable; counted for information)
  *	  wrong		a record holding another key's payload or bytes
@@ -724,17 +724,18 @@ names_file(const char *line, const char *path)
 	return 0;
 }
 
-/* says_lost - does the line report lost records (a "lost N", N > 0, or a
- * store moved aside)? */
+/* says_lost - does the line report lost data: a store moved aside, or a
+ * "lost N ..." with a non-zero count anywhere after "lost" ("lost 0
+ * records and 1 buckets" counts: it says something went)? */
 static int
 says_lost(const char *line)
 {
-	const char *p;
+	const char *p = strstr(line, "lost ");
 
 	if (strstr(line, "moved aside") != NULL)
 		return 1;
-	for (p = line; (p = strstr(p, "lost ")) != NULL; p += 5)
-		if (p[5] >= '1' && p[5] <= '9')
+	for (; p != NULL && *p != '\0' && *p != ';'; p++)
+		if (*p >= '1' && *p <= '9' && (p[-1] == ' ' || p[-1] == '\t'))
 			return 1;
 	return 0;
 }
