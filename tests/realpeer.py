@@ -14,6 +14,7 @@ SYNOPSIS
     realpeer.py bad-clients
     realpeer.py abrupt-close 1.2|1.3
     realpeer.py client-cert 1.2|1.3
+    realpeer.py server-identity 1.2|1.3
     realpeer.py usage
     realpeer.py signals
 
@@ -52,6 +53,16 @@ DESCRIPTION
     client-cert: with --verify-client, sessions resume across workers and
     the client certificate comes back from the store with them.
 
+    server-identity: two servers with different certificates
+    (data/server-chain.pem, ECDSA, and data/server-rsa-chain.pem, RSA) on one
+    cache file.  A session of one, offered to the other by s_client and by
+    Python, is not resumed there, and is still resumed by the server that
+    made it; first with the session-ID contexts sessdemo derives from the
+    certificates, then with one context named by hand for both
+    (--session-id-context www), where only the library's identity check
+    stands in the way: both times each refusal is counted in the glue's
+    foreign counter.
+
     usage: bad command lines of sessdemo and sessload exit 2 with usage.
 
     signals: SIGINT, SIGHUP, SIGTERM stop the server with all counters;
@@ -85,6 +96,8 @@ BUILD = os.environ.get("SESSDB_TOP_BUILDDIR", os.path.join(SRC, "build"))
 SESSDEMO = os.environ.get("SESSDEMO", os.path.join(BUILD, "tools", "sessdemo"))
 SESSLOAD = os.environ.get("SESSLOAD", os.path.join(BUILD, "tools", "sessload"))
 CA = os.path.join(SRC, "data", "ca.pem")
+RSA_CHAIN = os.path.join(SRC, "data", "server-rsa-chain.pem")
+RSA_KEY = os.path.join(SRC, "data", "server-rsa.key")
 REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 CHAIN = 8          # resumptions per client chain
 SKIP = 77
@@ -745,6 +758,83 @@ def case_client_cert(tmp, tls):
     return 0
 
 
+def foreign_count(out):
+    """foreign_count - the glue's foreign counter summed over the workers
+    of a sessdemo stop report"""
+    counts = re.findall(r"; glue .* foreign (\d+) ", out)
+    check(counts, "no glue counters in the report:\n" + out)
+    return sum(int(c) for c in counts)
+
+
+def cross_offers(a, b, tls, tmp):
+    """cross_offers - a session of A offered to B and one of B offered to A,
+    by s_client and by Python: none resumes, and each resumes on its own
+    server.  Returns how many offers each server refused."""
+    servers = (("A", a, False), ("B", b, True))
+    sess = {}
+    scratch = os.path.join(tmp, "scratch.sess")
+    for name, srv, rsa in servers:
+        sess[name] = os.path.join(tmp, name + ".sess")
+        _, resumed, out = openssl_conn(srv, tls, None, sess[name])
+        check(not resumed, "a first connection resumed")
+        check(("OU = second server" in out) == rsa,
+              "server %s presented the wrong certificate:\n%s" % (name, out))
+    for (name, srv, _), other in zip(servers, ("B", "A")):
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+        _, resumed, out = openssl_conn(srv, tls, sess[other], scratch)
+        check(not resumed, "s_client: %s resumed %s's TLS %s session:\n%s" %
+              (name, other, tls, out[-1500:]))
+    for name, srv, _ in servers:
+        _, resumed, _ = openssl_conn(srv, tls, sess[name], scratch)
+        check(resumed, "s_client: %s did not resume its own TLS %s session" %
+              (name, tls))
+    py = {name: python_conn(srv, tls, None)[2] for name, srv, _ in servers}
+    for (name, srv, _), other in zip(servers, ("B", "A")):
+        _, resumed, _ = python_conn(srv, tls, py[other])
+        check(not resumed, "Python: %s resumed %s's TLS %s session" %
+              (name, other, tls))
+    for name, srv, _ in servers:
+        _, resumed, _ = python_conn(srv, tls, py[name])
+        check(resumed, "Python: %s did not resume its own TLS %s session" %
+              (name, tls))
+    return 2
+
+
+def case_server_identity(tmp, tls):
+    """case_server_identity - two servers with other certificates on one
+    cache file never resume each other's sessions"""
+    if shutil.which("openssl") is None:
+        log("SKIP: openssl not installed")
+        return SKIP
+    phases = (("derived", []), ("www", ["--session-id-context", "www"]))
+    for name, extra in phases:
+        base = os.path.join(tmp, name)
+        os.mkdir(base)
+        dirs = [os.path.join(base, d) for d in ("a", "b")]
+        for d in dirs:
+            os.mkdir(d)
+        cache = os.path.join(base, "shared.db")
+        a = Server(dirs[0], *extra, cache=cache, workers=2)
+        b = Server(dirs[1], "--cert", RSA_CHAIN, "--key", RSA_KEY, *extra,
+                   cache=cache, workers=2)
+        outs = []
+        try:
+            a.start()
+            b.start()
+            refused = cross_offers(a, b, tls, base)
+        finally:
+            for srv in (a, b):
+                outs.append(srv.stop())
+        for srv, out in zip("AB", outs):
+            n = foreign_count(out)
+            check(n == refused, "server %s counted %d foreign sessions, want "
+                  "%d:\n%s" % (srv, n, refused, out))
+        log("TLS %s, %s session-ID contexts: no cross resumption, %d "
+            "foreign per server, own sessions resumed" % (tls, name, refused))
+    return 0
+
+
 def python_raw_request(srv, req):
     """python_raw_request - send req through TLS, return the raw response"""
     ctx = python_ctx("1.3")
@@ -779,6 +869,8 @@ def main(argv):
                 return case_abrupt_close(tmp, argv[2])
             if case == "client-cert" and len(argv) == 3:
                 return case_client_cert(tmp, argv[2])
+            if case == "server-identity" and len(argv) == 3:
+                return case_server_identity(tmp, argv[2])
             if case == "usage":
                 return case_usage(tmp)
             if case == "signals":
