@@ -55,6 +55,7 @@
 #define GDBM_MAGIC_FIRST	0x13579acdu	/* GDBM's file magics (1.8 .. 1.23) */
 #define GDBM_MAGIC_LAST		0x13579ad1u
 #define REBUILD_KEEP		".rebuild-orig"	/* the old file during a rebuild */
+#define RESERVE_SLACK		(64 * 1024)	/* allocated ahead beyond one update */
 
 /* The marker: a key of the store's own namespace that says "sessdb". */
 static const unsigned char marker_key[] = { REC_NS_META, 's', 'e', 's', 's', 'd', 'b' };
@@ -540,9 +541,12 @@ static void
 rebuild_errfun(void *data, const char *fmt, ...)
 {
 	struct rebuild_watch *w = data;
-	int sys = gdbm_sys(w->dbf);
+	int sys = errno;	/* of the read or write that failed (cleared
+				   before the rebuild) */
 
 	(void)fmt;
+	if (!is_fault(sys))
+		sys = gdbm_sys(w->dbf);
 	if (is_fault(sys) && w->sys == 0) {
 		w->sys = sys;
 		/* gdbm_recover stops when the count of failures reaches this. */
@@ -622,11 +626,11 @@ rebuild_leftovers(struct sessdb *db)
 
 /*
  * rebuild - gdbm_recover the open file into a new one (LOCK_EX held), then
- *	scrub records whose bytes were destroyed.  Returns 1 if rebuilt, -1 if
- *	GDBM could not rebuild it (a damaged file: the caller may move it
- *	aside), -2 on a system error (no space, I/O error: the old file stays
- *	as it was and nothing is lost; errno says which).  db->dbf is closed
- *	unless 1 is returned.
+ *	scrub records whose bytes were destroyed.  Returns 1 if rebuilt, or
+ *	-2 if the rebuild could not run (no space, an I/O error: the old file
+ *	stays as it was and nothing is lost; errno says why if it can).
+ *	GDBM's recovery only fails for such reasons: damage makes it skip
+ *	what it cannot read, never fail.  db->dbf is closed unless 1.
  */
 static int
 rebuild(struct sessdb *db, const char *why)
@@ -657,16 +661,17 @@ rebuild(struct sessdb *db, const char *why)
 	rcvr.errfun = rebuild_errfun;
 	rcvr.data = &w;
 	rcvr.max_failures = SIZE_MAX;
+	errno = 0;
 	rc = gdbm_recover(db->dbf, &rcvr, GDBM_RCVR_FORCE | GDBM_RCVR_ERRFUN |
 	    GDBM_RCVR_MAX_FAILURES);
 	if (rc != 0 || w.sys != 0) {
-		int e = w.sys != 0 ? w.sys : gdbm_check_syserr(gdbm_errno) ? errno : 0;
+		int e = w.sys != 0 ? w.sys : errno != 0 ? errno : EIO;
 
 		gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
 		rebuild_leftovers(db);	/* the store was not replaced */
 		errno = e;
-		return is_fault(e) ? -2 : -1;
+		return -2;
 	}
 	db->st.recoveries++;
 	/* gdbm_recover renamed a new file over ours. */
@@ -744,7 +749,7 @@ recover(struct sessdb *db, const char *why)
 
 	if (rc == -2)
 		return check_failed(db, errno, why);
-	if (rc != 1) {
+	if (rc != 1) {	/* GDBM cannot even open it */
 		if (db->dbf != NULL)
 			gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
@@ -841,7 +846,6 @@ after_dead_writer(struct sessdb *db)
 	char why[128];
 	int32_t pid = lock_writer(&db->lock);
 	int fault = __atomic_load_n(&db->lock.page->fault_errno, __ATOMIC_RELAXED);
-	int rc;
 
 	if (fault != 0)
 		snprintf(why, sizeof(why), "a write by process %d failed: %s",
@@ -855,11 +859,8 @@ after_dead_writer(struct sessdb *db)
 	if (reopen(db) == -1)
 		return errno == ENOTSTORE || db->dbf != NULL ? -1 :
 		    check_failed(db, errno == EAGAIN ? EIO : errno, why);
-	rc = rebuild(db, why);
-	if (rc == -2)
+	if (rebuild(db, why) == -2)
 		return check_failed(db, errno, why);
-	if (rc == -1)
-		return recover(db, why);
 	checked(db);
 	if (db->fault != 0) {
 		store_log(db, SESSDB_LOG_INFO, "%s: the file is checked; writes "
@@ -1052,11 +1053,14 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 	int sys = gdbm_sys(db->dbf);
 	int partial = gdbm_needs_recovery(db->dbf) && db->lock.held == LOCK_EX;
 	int damaged = is_damage(e, sys) && !db->rdonly;
+	int err = sys != 0 ? sys : EIO;
 	char why[256];
 
 	gdbm_fail_msg(db, what, e, sys);
-	errno = sys != 0 ? sys : EIO;
-	if (!is_fault(sys) || db->fault != sys)
+	/* Once per state: a fault until writes succeed again; nothing more
+	 * while a check of the file is pending (it was said then). */
+	if ((!is_fault(sys) || db->fault != sys) &&
+	    (partial || lock_writer(&db->lock) == 0))
 		store_log(db, SESSDB_LOG_ERR, "%s", db->err);
 	if (is_fault(sys))
 		db->fault = sys;	/* logged once until writes succeed */
@@ -1068,17 +1072,17 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 		/* The file may hold part of the update: leave the writer
 		 * mark set, with the reason, for the check. */
 		if (db->lock.page != NULL && db->lock.writable)
-			__atomic_store_n(&db->lock.page->fault_errno, errno,
+			__atomic_store_n(&db->lock.page->fault_errno, err,
 			    __ATOMIC_RELAXED);
 		lock_release(&db->lock);
-		errno = sys != 0 ? sys : EIO;
+		errno = err;
 		return -1;
 	}
 	if (db->lock.held == LOCK_EX)
 		lock_set_writer(&db->lock, 0);
 	lock_release(&db->lock);
 	if (!damaged || repair_now(db) == -1) {
-		errno = sys != 0 ? sys : EIO;
+		errno = err;
 		return -1;
 	}
 	snprintf(why, sizeof(why), "%s", gdbm_strerror(e));
@@ -1087,7 +1091,7 @@ store_gdbm_fail(struct sessdb *db, const char *what)
 		recover(db, why);
 	lock_set_writer(&db->lock, 0);
 	lock_release(&db->lock);
-	errno = sys != 0 ? sys : EIO;
+	errno = err;
 	return -1;
 }
 
@@ -1388,6 +1392,66 @@ sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 }
 
 /*
+ * store_reserve - make sure the disk holds room for the largest growth one
+ *	update of bytes can cause (LOCK_EX held), before GDBM writes anything.
+ *	GDBM is not safe against a write that fails half way: run out of
+ *	space while it splits a bucket and the file holds a directory that
+ *	points past its end.  So the space is allocated first, past the end
+ *	of the file (FALLOC_FL_KEEP_SIZE: GDBM's view does not change), and
+ *	a store that does not fit is refused whole, with ENOSPC.  Where the
+ *	filesystem cannot allocate ahead, GDBM runs as before.
+ */
+int
+store_reserve(struct sessdb *db, size_t bytes)
+{
+	size_t elems = 0;
+	int depth = 0, bsize = 4096, fd = gdbm_fdesc(db->dbf);
+	off_t need, extra = RESERVE_SLACK;
+	struct stat st;
+
+	(void)gdbm_setopt(db->dbf, GDBM_GETDIRDEPTH, &depth, sizeof(depth));
+	(void)gdbm_setopt(db->dbf, GDBM_GETBLOCKSIZE, &bsize, sizeof(bsize));
+	(void)elems;
+	/* The record, a doubled directory, split buckets, avail blocks. */
+	need = (off_t)bytes + 2 * ((off_t)sizeof(off_t) << depth) + 4 * (off_t)bsize;
+	if (fstat(fd, &st) == -1)
+		return 0;
+	if (st.st_size + need <= db->reserved_to)
+		return 0;
+	for (;;) {
+		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, need + extra) == 0) {
+			db->reserved_to = st.st_size + need + extra;
+			return 0;
+		}
+		if (errno != ENOSPC && errno != EDQUOT)
+			return 0;	/* cannot allocate ahead here */
+		if (extra == 0)
+			break;
+		extra = 0;	/* room for this update only */
+	}
+	errno = errno == EDQUOT ? EDQUOT : ENOSPC;
+	return -1;
+}
+
+/* reserve_fail - a write refused for want of space (LOCK_EX held): nothing
+ * was written.  Logged once until writes succeed again.  Returns -1. */
+static int
+reserve_fail(struct sessdb *db)
+{
+	int e = errno;
+
+	store_end(db, 0);
+	store_error(db, "%s: no room for the record on disk: %s; nothing was "
+	    "written", db->path, strerror(e));
+	if (db->fault != e) {
+		db->fault = e;
+		store_log(db, SESSDB_LOG_ERR, "%s", db->err);
+	}
+	errno = e;
+	return -1;
+}
+
+/*
  * remove_key - fetch and delete (ns, id) under one LOCK_EX.  Returns 1 with
  * the removed value in *val (the caller frees val->dptr), 0 if the key was
  * absent, -1 on error.
@@ -1413,6 +1477,11 @@ remove_key(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 			return store_gdbm_fail(db, "fetch");
 		store_end(db, 0);
 		return 0;
+	}
+	if (store_reserve(db, 0) == -1) {
+		store_free_value(val->dptr, (size_t)val->dsize);
+		val->dptr = NULL;
+		return reserve_fail(db);
 	}
 	if (gdbm_delete(db->dbf, k) != 0) {
 		store_free_value(val->dptr, (size_t)val->dsize);
@@ -1519,6 +1588,8 @@ store_value(struct sessdb *db, datum k, datum v, int may_sweep)
 			store_log(db, SESSDB_LOG_WARNING, "%s", db->err);
 		return store_value(db, k, v, 0);
 	}
+	if (store_reserve(db, (size_t)(k.dsize + v.dsize)) == -1)
+		return reserve_fail(db);
 	rc = gdbm_store(db->dbf, k, v, GDBM_INSERT);
 	if (rc == 0) {
 		lock_count(&db->lock, 1, k.dsize + v.dsize);

@@ -6,6 +6,7 @@
 #define SESSDB_STORE_INTERNAL_H
 
 #include <gdbm.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct sessdb {
 						   name our files (readers) */
 	int			fault;		/* errno of the write failure last
 						   logged (0: writes work) */
+	off_t			reserved_to;	/* disk allocated up to here */
 	struct sessdb_stats	st;
 	char			err[512];
 };
@@ -71,6 +73,10 @@ int store_delete_same_locked(struct sessdb *db, datum key,
  * Returns 1 if deleted, 0 if not, -1 on error. */
 int store_delete_if_same(struct sessdb *db, const unsigned char *key,
     size_t key_len, const unsigned char *value, size_t value_len);
+
+/* store_reserve - allocate disk room for an update of bytes before GDBM
+ * writes (LOCK_EX held); -1 with errno ENOSPC/EDQUOT if there is none. */
+int store_reserve(struct sessdb *db, size_t bytes);
 
 /* store_recount - count records and bytes (LOCK_EX held) into the lock page. */
 void store_recount(struct sessdb *db);

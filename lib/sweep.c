@@ -24,6 +24,7 @@
  *	splits by other processes can still make a traversal miss a record or
  *	see one twice: a sweep picks up a missed record next time.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -242,6 +243,14 @@ delete_chunk(struct sessdb *db, struct doomed *d, char *gone, size_t n)
 
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
+	if (store_reserve(db, 0) == -1) {
+		int e = errno;
+
+		store_end(db, 0);
+		errno = e;
+		return store_error(db, "%s: sweep: no room on disk to delete: %s",
+		    db->path, strerror(e));
+	}
 	for (size_t i = 0; i < n; i++) {
 		int rc = store_delete_same_locked(db, d[i].key,
 		    (const unsigned char *)d[i].val.dptr, (size_t)d[i].val.dsize);
