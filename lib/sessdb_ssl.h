@@ -124,6 +124,9 @@ struct sessdb_ssl_stats {
 	uint64_t rejected;		/* records that did not decode or had another ID
 					   (deleted; a miss for OpenSSL) */
 	uint64_t removes;		/* records deleted at OpenSSL's request */
+	uint64_t foreign;		/* records of another server identity (or
+					   without one), refused before OpenSSL
+					   saw them; kept in the store */
 };
 
 /* sessdb_ssl_stats - copy the counters of ctx; 0, or -1 if not attached. */

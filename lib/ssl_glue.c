@@ -16,6 +16,14 @@
  *	the session ID.  See sessdb_ssl.h for what attach changes on ctx and
  *	docs/ARCHITECTURE.md for why.
  *
+ *	Server identity: every stored session carries, in its ticket appdata
+ *	(a field i2d_SSL_SESSION serialises), a digest of the certificates of
+ *	the attached SSL_CTX and of the session's session-ID context; a
+ *	lookup whose record carries another digest is refused before OpenSSL
+ *	sees the session (docs/GLUE.md, "Server identity").  The digest of
+ *	the certificates is taken from each new SSL (the ex_data new
+ *	callback), whose certificate set is a private copy of the ctx's.
+ *
  *	Ownership of session references (OpenSSL's rules):
  *	- new callback: OpenSSL takes a reference for us before the call; we
  *	  return 0, so OpenSSL drops it again.  We keep nothing.
@@ -35,21 +43,49 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "sessdb.h"
 #include "sessdb_ssl.h"
 #include "store_internal.h"	/* store_log only: glue events go to the
 				   application's store log callback */
 
+/*
+ * The identity mark in a stored session's ticket appdata: GLUE_ID_MAGIC,
+ * then the SHA-256 identity digest, then the application's own appdata
+ * (if any), unchanged.  The mark is removed again before OpenSSL gets a
+ * session, so the application never sees it.
+ */
+#define GLUE_ID_MAGIC		"sessdb\0\1"	/* tag, version 1 */
+#define GLUE_ID_MAGIC_LEN	8
+#define GLUE_ID_LEN		SHA256_DIGEST_LENGTH
+#define GLUE_ID_MARK_LEN	(GLUE_ID_MAGIC_LEN + GLUE_ID_LEN)
+#define GLUE_ID_TAG		"sessdb server identity v1"
+#define GLUE_CERTS_MAX		16	/* > OpenSSL's key types (9 in 3.0) */
+
 /* Per-ctx state, kept in the SSL_CTX's ex_data. */
 struct glue {
 	struct sessdb		*db;
 	unsigned		flags;
 	long			old_mode;	/* cache mode before attach */
-	pthread_mutex_t		mu;		/* serialises use of db */
+	pthread_mutex_t		mu;		/* serialises use of db, guards st
+						   and the warned_ flags */
 	int			warned_sid_ctx;	/* logged the missing sid_ctx */
+	int			warned_no_cert;	/* logged the missing certificate */
+	int			warned_foreign;	/* logged a foreign session */
 	struct sessdb_ssl_stats	st;
+
+	/* The certificates the identity covers (held references: a pointer
+	   can then not be reused by another certificate while cached), and
+	   the digest over them.  Guarded by idmu, not mu: SSL_new must not
+	   wait for a store operation. */
+	pthread_mutex_t		idmu;
+	X509			*id_certs[GLUE_CERTS_MAX];
+	int			id_ncerts;	/* -1: not known yet; 0: none */
+	unsigned char		id_certs_md[GLUE_ID_LEN];
 };
 
 static pthread_once_t glue_once = PTHREAD_ONCE_INIT;
@@ -65,12 +101,18 @@ glue_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
     void *argp)
 {
 	struct glue *g = ptr;
+	int i;
 
 	if (g == NULL)
 		return;
+	for (i = 0; i < g->id_ncerts; i++)
+		X509_free(g->id_certs[i]);
+	pthread_mutex_destroy(&g->idmu);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
 }
+
+static void glue_identity_update(struct glue *, SSL *);
 
 /*
  * glue_ssl_new - ex_data new callback, run by SSL_new() for every SSL:
@@ -84,7 +126,15 @@ static void
 glue_ssl_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
     void *argp)
 {
-	(void)CRYPTO_set_ex_data(ad, idx, SSL_get_SSL_CTX(parent));
+	SSL_CTX *ctx = SSL_get_SSL_CTX(parent);
+	struct glue *g;
+
+	(void)CRYPTO_set_ex_data(ad, idx, ctx);
+	/* An SSL of an attached ctx: its certificates are a fresh copy of
+	   the ctx's, which this thread alone may walk. */
+	if (ctx != NULL && glue_index >= 0 &&
+	    (g = SSL_CTX_get_ex_data(ctx, glue_index)) != NULL)
+		glue_identity_update(g, parent);
 }
 
 /* glue_index_init - allocate our ex_data indexes once per process. */
@@ -148,6 +198,137 @@ glue_stateless(SSL *ssl, SSL_SESSION *sess)
 	return 1;
 }
 
+/*
+ * glue_ssl_certs - the certificates ssl can present (one per key type, a
+ *	certificate with its private key), at most max; their number.  OpenSSL
+ *	has no getter for them but its "current certificate" cursor, which
+ *	this moves and puts back; called only on an SSL nobody else uses yet.
+ */
+static int
+glue_ssl_certs(SSL *ssl, X509 **certs, int max)
+{
+	X509 *cur = SSL_get_certificate(ssl);
+	int n = 0;
+
+	if (cur == NULL)
+		return 0;	/* nothing loaded (or a key without its cert) */
+	ERR_set_mark();
+	if (SSL_set_current_cert(ssl, SSL_CERT_SET_FIRST) == 1) {
+		do
+			certs[n++] = SSL_get_certificate(ssl);
+		while (n < max &&
+		    SSL_set_current_cert(ssl, SSL_CERT_SET_NEXT) == 1);
+	}
+	(void)SSL_select_current_cert(ssl, cur);
+	ERR_pop_to_mark();
+	return n;
+}
+
+/*
+ * glue_certs_digest - SHA-256 over the number of certificates and the
+ *	SHA-256 of each one's DER, in OpenSSL's key-type order; 0 or -1.
+ */
+static int
+glue_certs_digest(X509 *const *certs, int n, unsigned char *md)
+{
+	unsigned char buf[1 + GLUE_CERTS_MAX * GLUE_ID_LEN];
+	unsigned int mdlen;
+	int i;
+
+	buf[0] = (unsigned char)n;
+	for (i = 0; i < n; i++)
+		if (!X509_digest(certs[i], EVP_sha256(),
+		    buf + 1 + i * GLUE_ID_LEN, &mdlen) || mdlen != GLUE_ID_LEN)
+			return -1;
+	SHA256(buf, 1 + (size_t)n * GLUE_ID_LEN, md);
+	return 0;
+}
+
+/*
+ * glue_identity_update - note the certificates of ssl, a new SSL of the
+ *	attached ctx, as the ctx's identity.  Certificates loaded after
+ *	attach, or replaced later, are seen by the next SSL_new; the digest
+ *	is computed again only when the set changed.
+ */
+static void
+glue_identity_update(struct glue *g, SSL *ssl)
+{
+	X509 *certs[GLUE_CERTS_MAX];
+	unsigned char md[GLUE_ID_LEN];
+	int i, n, same;
+
+	n = glue_ssl_certs(ssl, certs, GLUE_CERTS_MAX);
+	if (pthread_mutex_lock(&g->idmu) != 0)
+		return;
+	same = n == g->id_ncerts;
+	for (i = 0; same && i < n; i++)
+		same = certs[i] == g->id_certs[i];
+	pthread_mutex_unlock(&g->idmu);
+	if (same)
+		return;
+	ERR_set_mark();
+	if (glue_certs_digest(certs, n, md) < 0)
+		n = 0;		/* cannot name it: treated as no certificate */
+	ERR_pop_to_mark();
+	if (pthread_mutex_lock(&g->idmu) != 0)
+		return;
+	for (i = 0; i < g->id_ncerts; i++)
+		X509_free(g->id_certs[i]);
+	for (i = 0; i < n; i++) {
+		X509_up_ref(certs[i]);
+		g->id_certs[i] = certs[i];
+	}
+	g->id_ncerts = n;
+	memcpy(g->id_certs_md, md, sizeof(md));
+	pthread_mutex_unlock(&g->idmu);
+}
+
+/*
+ * glue_identity - the identity digest of a session with session-ID
+ *	context sid_ctx served by g's ctx: SHA-256 over a tag, the digest of
+ *	the ctx's certificates and sid_ctx.  -1 when the ctx has no
+ *	certificate (then no identity can be told apart from another).
+ */
+static int
+glue_identity(struct glue *g, const unsigned char *sid_ctx,
+    unsigned int sid_ctx_len, unsigned char *md)
+{
+	unsigned char buf[sizeof(GLUE_ID_TAG) + GLUE_ID_LEN + 1 +
+	    SSL_MAX_SID_CTX_LENGTH];
+	size_t n = 0;
+	int known;
+
+	if (sid_ctx_len > SSL_MAX_SID_CTX_LENGTH ||
+	    pthread_mutex_lock(&g->idmu) != 0)
+		return -1;
+	known = g->id_ncerts > 0;
+	memcpy(buf, GLUE_ID_TAG, sizeof(GLUE_ID_TAG));	/* with its NUL */
+	n += sizeof(GLUE_ID_TAG);
+	memcpy(buf + n, g->id_certs_md, GLUE_ID_LEN);
+	n += GLUE_ID_LEN;
+	pthread_mutex_unlock(&g->idmu);
+	if (!known)
+		return -1;
+	buf[n++] = (unsigned char)sid_ctx_len;
+	memcpy(buf + n, sid_ctx, sid_ctx_len);
+	n += sid_ctx_len;
+	SHA256(buf, n, md);
+	return 0;
+}
+
+/* glue_has_identity - whether g's ctx has certificates to bind sessions to. */
+static int
+glue_has_identity(struct glue *g)
+{
+	int known;
+
+	if (pthread_mutex_lock(&g->idmu) != 0)
+		return 0;
+	known = g->id_ncerts > 0;
+	pthread_mutex_unlock(&g->idmu);
+	return known;
+}
+
 /* glue_lock - take the state's mutex; 0 or -1. */
 static int
 glue_lock(struct glue *g)
@@ -197,6 +378,43 @@ fail:
 	return -1;
 }
 
+/*
+ * glue_encode_bound - DER of a copy of sess whose ticket appdata starts
+ *	with the identity mark (ident); sess itself is OpenSSL's and may be
+ *	in use elsewhere, so it is not changed.  0 or -1.
+ */
+static int
+glue_encode_bound(SSL_SESSION *sess, const unsigned char *ident,
+    unsigned char **der, size_t *len)
+{
+	SSL_SESSION *dup = NULL;
+	unsigned char *mark = NULL;
+	void *app = NULL;
+	size_t app_len = 0, mark_len = 0;
+	int rc = -1;
+
+	SSL_SESSION_get0_ticket_appdata(sess, &app, &app_len);
+	if (app_len > SESSDB_PAYLOAD_MAX)
+		return -1;
+	mark_len = GLUE_ID_MARK_LEN + app_len;
+	if ((mark = malloc(mark_len)) == NULL ||
+	    (dup = SSL_SESSION_dup(sess)) == NULL)
+		goto done;
+	memcpy(mark, GLUE_ID_MAGIC, GLUE_ID_MAGIC_LEN);
+	memcpy(mark + GLUE_ID_MAGIC_LEN, ident, GLUE_ID_LEN);
+	if (app_len > 0)
+		memcpy(mark + GLUE_ID_MARK_LEN, app, app_len);
+	if (!SSL_SESSION_set1_ticket_appdata(dup, mark, mark_len))
+		goto done;
+	rc = glue_encode(dup, der, len);
+done:
+	SSL_SESSION_free(dup);	/* OpenSSL wipes its master key */
+	if (mark != NULL)
+		OPENSSL_cleanse(mark, mark_len);
+	free(mark);
+	return rc;
+}
+
 /* glue_expires - absolute expiry of sess: its start time plus its timeout. */
 static int64_t
 glue_expires(const SSL_SESSION *sess)
@@ -209,35 +427,45 @@ glue_expires(const SSL_SESSION *sess)
 	return t + timeout;
 }
 
-/* glue_skip_unsafe - count a session not stored; log a missing sid_ctx once. */
+/* Why a session was not stored (glue_skip_unsafe). */
+enum glue_skip { SKIP_BAD_ID, SKIP_NO_SID_CTX, SKIP_NO_CERT };
+
+/* glue_skip_unsafe - count a session not stored; log each reason once. */
 static void
-glue_skip_unsafe(struct glue *g, int no_sid_ctx)
+glue_skip_unsafe(struct glue *g, enum glue_skip why)
 {
 	if (glue_lock(g) < 0)
 		return;
 	g->st.skipped_unsafe++;
-	if (no_sid_ctx && !g->warned_sid_ctx) {
+	if (why == SKIP_NO_SID_CTX && !g->warned_sid_ctx) {
 		g->warned_sid_ctx = 1;
 		store_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
 		    "stored: the SSL_CTX has no session-ID context (call "
 		    "SSL_CTX_set_session_id_context)", sessdb_path(g->db));
+	} else if (why == SKIP_NO_CERT && !g->warned_no_cert) {
+		g->warned_no_cert = 1;
+		store_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
+		    "stored: the attached SSL_CTX has no certificate to bind "
+		    "them to (load its certificates before SSL_new)",
+		    sessdb_path(g->db));
 	}
 	glue_unlock(g);
 }
 
 /*
- * glue_new_cb - OpenSSL's new-session callback: store sess unless it is
- *	resumed from a stateless ticket, or has no session-ID context.
+ * glue_new_cb - OpenSSL's new-session callback: store sess, bound to the
+ *	server identity, unless it is resumed from a stateless ticket, has no
+ *	session-ID context, or the ctx has no certificate.
  *	Returns 0: OpenSSL keeps (and frees) its reference.
  */
 static int
 glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct glue *g = glue_get(glue_session_ctx(ssl));
-	const unsigned char *id;
-	unsigned char *der = NULL;
+	const unsigned char *id, *sid_ctx;
+	unsigned char *der = NULL, ident[GLUE_ID_LEN];
 	unsigned int id_len, sid_ctx_len;
-	size_t len;
+	size_t len = 0;
 	int rc;
 
 	if (g == NULL)
@@ -247,12 +475,17 @@ glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 		return 0;
 	}
 	id = SSL_SESSION_get_id(sess, &id_len);
-	(void)SSL_SESSION_get0_id_context(sess, &sid_ctx_len);
+	sid_ctx = SSL_SESSION_get0_id_context(sess, &sid_ctx_len);
 	if (id_len == 0 || id_len > SESSDB_ID_MAX || sid_ctx_len == 0) {
-		glue_skip_unsafe(g, sid_ctx_len == 0);
+		glue_skip_unsafe(g, sid_ctx_len == 0 ? SKIP_NO_SID_CTX :
+		    SKIP_BAD_ID);
 		return 0;
 	}
-	if (glue_encode(sess, &der, &len) < 0) {
+	if (glue_identity(g, sid_ctx, sid_ctx_len, ident) < 0) {
+		glue_skip_unsafe(g, SKIP_NO_CERT);
+		return 0;
+	}
+	if (glue_encode_bound(sess, ident, &der, &len) < 0) {
 		glue_count(g, &g->st.store_failures);
 		return 0;
 	}
@@ -274,7 +507,7 @@ done:
 /* glue_fetch - get (or, take == 1, take) the DER stored under id. */
 static int
 glue_fetch(struct glue *g, int take, const unsigned char *id, size_t id_len,
-    void **der, size_t *len)
+    void **der, size_t *len, struct sessdb_meta *meta)
 {
 	int rc;
 
@@ -282,10 +515,10 @@ glue_fetch(struct glue *g, int take, const unsigned char *id, size_t id_len,
 		return -1;
 	if (take)
 		rc = sessdb_take(g->db, SESSDB_NS_SERVER, id, id_len, der, len,
-		    NULL);
+		    meta);
 	else
 		rc = sessdb_get(g->db, SESSDB_NS_SERVER, id, id_len, der, len,
-		    NULL);
+		    meta);
 	glue_unlock(g);
 	return rc;
 }
@@ -332,6 +565,69 @@ glue_decode(const void *der, size_t len, const unsigned char *id,
 		return NULL;
 	}
 	return sess;
+}
+
+/*
+ * glue_unbind - check that sess, just decoded, carries the identity mark
+ *	of g's ctx, and remove the mark (restoring the application's own
+ *	ticket appdata).  1: ours; 0: another identity's, or no mark (stored
+ *	by an older sessdb, or not by the glue); -1: out of memory.
+ */
+static int
+glue_unbind(struct glue *g, SSL_SESSION *sess)
+{
+	const unsigned char *sid_ctx;
+	unsigned char want[GLUE_ID_LEN], *rest = NULL;
+	unsigned int sid_ctx_len;
+	void *mark = NULL;
+	size_t mark_len = 0, rest_len;
+	int rc;
+
+	sid_ctx = SSL_SESSION_get0_id_context(sess, &sid_ctx_len);
+	SSL_SESSION_get0_ticket_appdata(sess, &mark, &mark_len);
+	if (mark_len < GLUE_ID_MARK_LEN ||
+	    memcmp(mark, GLUE_ID_MAGIC, GLUE_ID_MAGIC_LEN) != 0 ||
+	    glue_identity(g, sid_ctx, sid_ctx_len, want) < 0 ||
+	    CRYPTO_memcmp((unsigned char *)mark + GLUE_ID_MAGIC_LEN, want,
+	    GLUE_ID_LEN) != 0)
+		return 0;
+	/* set1 frees the buffer mark points into: copy the rest first. */
+	rest_len = mark_len - GLUE_ID_MARK_LEN;
+	if (rest_len > 0 && (rest = malloc(rest_len)) == NULL)
+		return -1;
+	if (rest_len > 0)
+		memcpy(rest, (unsigned char *)mark + GLUE_ID_MARK_LEN, rest_len);
+	rc = SSL_SESSION_set1_ticket_appdata(sess, rest, rest_len) ? 1 : -1;
+	if (rest != NULL)
+		OPENSSL_cleanse(rest, rest_len);
+	free(rest);
+	return rc;
+}
+
+/*
+ * glue_foreign - count and (once per ctx) log a session of another server
+ *	identity.  A record taken for early data is put back with its expiry:
+ *	it belongs to the server that made it, and was not resumed here.
+ */
+static void
+glue_foreign(struct glue *g, int take, const unsigned char *id,
+    size_t id_len, const void *der, size_t len, int64_t expires)
+{
+	if (glue_lock(g) < 0)
+		return;
+	g->st.foreign++;
+	if (!g->warned_foreign) {
+		g->warned_foreign = 1;
+		store_log(g->db, SESSDB_LOG_WARNING, "%s: refused to resume a "
+		    "session made under another server identity (other "
+		    "certificates: the store is shared with another server, "
+		    "or the record predates identity binding); counted in "
+		    "foreign, logged once", sessdb_path(g->db));
+	}
+	if (take)
+		(void)sessdb_put(g->db, SESSDB_NS_SERVER, id, id_len, der, len,
+		    expires);
+	glue_unlock(g);
 }
 
 /*
@@ -390,14 +686,17 @@ glue_register_taken(SSL *ssl, SSL_SESSION *sess)
 /*
  * glue_get_cb - OpenSSL's get-session callback: the session stored under
  *	id, as a new reference handed to OpenSSL (*copy = 0), or NULL (miss).
- *	With TLS 1.3 early data enabled the record is taken (read and deleted
- *	under one exclusive lock), so that of all processes at most one
- *	resumes a stateful ticket and can accept its early data.
+ *	A session bound to another server identity is refused here, before
+ *	OpenSSL could resume it.  With TLS 1.3 early data enabled the record
+ *	is taken (read and deleted under one exclusive lock), so that of all
+ *	processes at most one resumes a stateful ticket and can accept its
+ *	early data.
  */
 static SSL_SESSION *
 glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 {
 	struct glue *g = glue_get(glue_session_ctx(ssl));
+	struct sessdb_meta meta;
 	SSL_SESSION *sess = NULL;
 	void *der = NULL;
 	size_t len = 0;
@@ -406,8 +705,13 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 	*copy = 0;
 	if (g == NULL || id_len <= 0 || id_len > SESSDB_ID_MAX)
 		return NULL;
+	if (!glue_has_identity(g)) {
+		/* Nothing can be checked, and nothing was stored. */
+		glue_count(g, &g->st.misses);
+		return NULL;
+	}
 	take = glue_wants_take(ssl);
-	rc = glue_fetch(g, take, id, (size_t)id_len, &der, &len);
+	rc = glue_fetch(g, take, id, (size_t)id_len, &der, &len, &meta);
 	if (rc != SESSDB_OK) {
 		glue_count(g, &g->st.misses);
 		goto done;
@@ -417,6 +721,16 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 		glue_count(g, &g->st.rejected);
 		glue_forget(g, take ? NULL : id, (size_t)id_len,
 		    "not a TLS session (DER) with the ID of its key");
+		goto done;
+	}
+	if ((rc = glue_unbind(g, sess)) <= 0) {
+		SSL_SESSION_free(sess);
+		sess = NULL;
+		if (rc == 0)
+			glue_foreign(g, take, id, (size_t)id_len, der, len,
+			    meta.expires);
+		else
+			glue_count(g, &g->st.misses);
 		goto done;
 	}
 	if (take && glue_register_taken(ssl, sess) < 0) {
@@ -483,10 +797,32 @@ glue_new(struct sessdb *db, unsigned flags, long old_mode)
 		free(g);
 		return NULL;
 	}
+	if (pthread_mutex_init(&g->idmu, NULL) != 0) {
+		pthread_mutex_destroy(&g->mu);
+		free(g);
+		return NULL;
+	}
+	g->id_ncerts = -1;
 	g->db = db;
 	g->flags = flags;
 	g->old_mode = old_mode;
 	return g;
+}
+
+/*
+ * glue_identity_probe - note the certificates ctx has now, through a
+ *	throw-away SSL (its ex_data new callback does the work), so that the
+ *	ctx itself is never walked; later SSL_new calls keep this up to date.
+ */
+static void
+glue_identity_probe(SSL_CTX *ctx)
+{
+	SSL *probe;
+
+	ERR_set_mark();
+	probe = SSL_new(ctx);
+	SSL_free(probe);
+	ERR_pop_to_mark();
 }
 
 /*
@@ -532,6 +868,7 @@ sessdb_ssl_attach(SSL_CTX *ctx, struct sessdb *db, unsigned flags)
 	SSL_CTX_sess_set_new_cb(ctx, glue_new_cb);
 	SSL_CTX_sess_set_get_cb(ctx, glue_get_cb);
 	SSL_CTX_sess_set_remove_cb(ctx, glue_remove_cb);
+	glue_identity_probe(ctx);
 	return 0;
 }
 

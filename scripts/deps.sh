@@ -11,7 +11,8 @@
 set -eu
 
 packages="gcc libc6-dev pkg-config meson ninja-build libssl-dev openssl
-libgdbm-dev libcunit1-dev gnutls-bin python3 valgrind procps util-linux"
+libgdbm-dev libcunit1-dev gnutls-bin python3 valgrind procps util-linux
+man-db strace"
 
 missing=
 for p in $packages; do

@@ -12,7 +12,7 @@
 #	     build-test-asan/ and runs the whole suite again;
 #	  3. runs the C test programs under valgrind (meson test --setup
 #	     valgrind); the script-driven suites (sessdump, realpeer,
-#	     bench-smoke) would put valgrind around python3, so they are
+#	     bench-smoke, fault, install) would put valgrind around python3, so they are
 #	     left to the ASan run, which checks the programs they drive.
 #	Ends with one line "N passed, N failed" over all three runs.
 #
@@ -50,7 +50,8 @@ summary_files="$summary_files build-test-asan/meson-logs/testlog-asan.json"
 
 echo "=== valgrind ==="
 meson test -C build-test --setup valgrind --print-errorlogs --num-processes 2 \
-    --no-suite sessdump --no-suite realpeer --no-suite bench-smoke || status=1
+    --no-suite sessdump --no-suite realpeer --no-suite bench-smoke \
+    --no-suite fault --no-suite install || status=1
 # meson names the log after the setup: testlog-valgrind.json
 summary_files="$summary_files build-test/meson-logs/testlog-valgrind.json"
 

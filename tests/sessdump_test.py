@@ -284,6 +284,43 @@ def case_export(tmp):
     run(["export", "--all", ident], db=s.path, rc=2)
     run(["export", "-o", os.path.join(tmp, "no", "such", "dir"), ident],
         db=s.path, rc=6)
+    export_output_checks(tmp, s, ident)
+
+
+def export_output_checks(tmp, s, ident):
+    """Secrets go only to a new 0600 file, a file of ours with --force, a
+    terminal or a pipe; never into a file others can read."""
+    out = os.path.join(tmp, "exists.pem")
+    with open(out, "wb") as f:
+        f.write(b"keep me\n")
+    os.chmod(out, 0o644)
+    p = run(["export", "--live", "-o", out], db=s.path, rc=6)
+    check(b"--force" in p.stderr, "existing -o file: message names --force")
+    with open(out, "rb") as f:
+        want_eq(f.read(), b"keep me\n", "existing -o file left alone")
+    run(["export", "--live", "-o", out, "--force"], db=s.path)
+    want_eq(stat.S_IMODE(os.stat(out).st_mode), 0o600, "--force makes 0600")
+    with open(out, "rb") as f:
+        want_eq(f.read().count(b"BEGIN SSL SESSION"), 12, "--force output")
+    link = os.path.join(tmp, "link.pem")
+    os.symlink(out, link)
+    run(["export", "--live", "-o", link, "--force"], db=s.path, rc=6)
+    # Nothing exported: the new file is not left behind.
+    nothing = os.path.join(tmp, "nothing.pem")
+    run(["export", "-o", nothing, "ab" * 32], db=s.path, rc=3)
+    check(not os.path.exists(nothing), "an empty -o file is removed")
+    # Standard output redirected into a file others can read is refused.
+    for mode, rc in ((0o644, 6), (0o640, 6), (0o600, 0)):
+        path = os.path.join(tmp, "stdout-%o.pem" % mode)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(fd, mode)
+        p = subprocess.run([SESSDUMP, "--db", s.path, "export", ident],
+                           stdout=fd, stderr=subprocess.PIPE)
+        os.close(fd)
+        want_eq(p.returncode, rc, "export > file mode %o: exit" % mode)
+        if rc:
+            check(b"-o FILE" in p.stderr, "stdout refusal suggests -o")
+            want_eq(os.path.getsize(path), 0, "nothing written to it")
 
 
 def case_import(tmp):
@@ -518,6 +555,21 @@ def usage_checks(s):
         check(b"usage:" in p.stderr, "usage text for %s" % args)
     p = run(["list"], rc=2)
     check(b"SESSDB_PATH" in p.stderr, "no database: names SESSDB_PATH")
+    # Global options after the command work as before it.
+    want_eq(run(["list", "--live", "--json", "--db", s.path]).stdout,
+            run(["--db", s.path, "list", "--live", "--json"]).stdout,
+            "list --db X == --db X list")
+    run(["stats", "--db=" + s.path, "--lock-timeout", "500", "--no-progress"])
+    run(["show", s.kinds["live"][0][0], "--db", s.path])
+    for args, name in ((["list", "--db"], b"'--db'"),
+                       (["list", "--frob"], b"'--frob'"),
+                       (["list", "--sort"], b"'--sort'"),
+                       (["list", "--live=1"], b"'--live'"),
+                       (["sweep", "-z"], b"'-z'"),
+                       (["list", "--lock-timeout", "x"], b"--lock-timeout")):
+        p = run(args, db=s.path if args[1] != "--db" else None, rc=2)
+        check(name in p.stderr.splitlines()[0],
+              "%s: the error names %s: %r" % (args, name, p.stderr[:200]))
     for cmd in ("list", "show", "stats", "verify", "export", "import",
                 "sweep"):
         p = run([cmd, "--help"])
@@ -590,6 +642,215 @@ def case_progress(tmp):
         want_eq(drawn, b"", "--no-progress %s" % args)
         p = run(args, db=s.path)
         check(b"\r" not in p.stderr + p.stdout, "piped %s is clean" % args)
+    # Compaction says what it does and how long it took, on a terminal only.
+    rc, drawn = on_pty(["sweep", "--compact"], s.path)
+    want_eq(rc, 0, "sweep --compact on a terminal")
+    check(re.search(rb"compacting .* \([0-9.]+ [kM]B\) \.\.\. compacted to "
+                    rb"[0-9.]+ [kM]B in [0-9.]+ s", drawn),
+          "compaction progress: %r" % drawn[-300:])
+    p = run(["sweep", "--compact"], db=s.path)
+    check(b"compacting" not in p.stderr, "no compaction progress when piped")
+    check(re.search(rb"^compacted: \d+ -> \d+ bytes in [0-9.]+ s$", p.stdout,
+                    re.M), "compaction summary on stdout")
+
+
+# ---- secrets in freed memory (issue 8, case 7) ----
+
+def freescan(args, needles):
+    """Run sessdump under tests/freescan.c; return {object: blocks freed
+    still holding one of needles (hex)}."""
+    env = dict(os.environ, FREESCAN=",".join(needles),
+               LD_PRELOAD=os.environ["FREESCAN_SO"])
+    env.pop("SESSDB_PATH", None)
+    p = subprocess.run([SESSDUMP] + args, env=env, capture_output=True,
+                       timeout=60)
+    m = re.search(rb"^freescan: (\d+) freed blocks held a secret:(.*)$",
+                  p.stderr, re.M)
+    check(m is not None, "%s: no freescan line: %r" % (args, p.stderr[-300:]))
+    counts = dict(kv.split("=") for kv in m.group(2).decode().split())
+    return p.returncode, {k: int(v) for k, v in counts.items()}
+
+
+def case_wipe(tmp):
+    """No block that sessdump or OpenSSL frees in sessdump still holds a
+    master key: list, stats, show, verify, export, import, sweep."""
+    so = os.environ.get("FREESCAN_SO", "")
+    if not so or not os.path.exists(so):
+        print("skipped: FREESCAN_SO (tests/freescan.c) not built")
+        return SKIP
+    ldd = subprocess.run(["ldd", SESSDUMP], capture_output=True).stdout
+    if b"libasan" in ldd:
+        print("skipped: sessdump is built with AddressSanitizer, whose "
+              "allocator cannot sit under an LD_PRELOAD free()")
+        return SKIP
+    s = Store(tmp, live=10, expired=5, badhdr=0, badder=0, mismatch=0)
+    keys = [mk[:32] for k in ("live", "expired") for _, mk, _ in s.kinds[k]]
+    ident = s.kinds["live"][0][0]
+    # Control: list frees the hex IDs it printed, unwiped (not secrets):
+    # the scanner must see those blocks, counted against the program.
+    _, counts = freescan(["--db", s.path, "list"],
+                         [ident[:32].encode().hex()])
+    check(counts.get("program", 0) > 0, "control: the scanner sees the "
+          "program's frees (%s)" % counts)
+    pem = os.path.join(tmp, "live.pem")
+    run(["export", "--live", "-o", pem], db=s.path)
+    into = os.path.join(tmp, "into.db")
+    others = {}
+    for args in (["list"], ["stats"], ["show", ident],
+                 ["show", "--secrets", ident], ["verify"],
+                 ["export", "--all"], ["export", "--der", ident],
+                 ["export", "--live", "-o", os.path.join(tmp, "x.pem")],
+                 ["sweep", "--dry-run"], ["sweep", "--compact"],
+                 ["--db", into, "import", pem]):
+        db = [] if args[0] == "--db" else ["--db", s.path]
+        rc, counts = freescan(db + args, keys)
+        want_eq(rc, 0, "%s: exit status" % args)
+        for obj in ("program", "libcrypto", "libssl"):
+            want_eq(counts.get(obj, 0), 0, "%s: blocks freed by %s still "
+                    "holding a master key" % (args, obj))
+        others[" ".join(args)] = counts
+    # What the library and GDBM leave (the lead's part of case 7).
+    for cmd, counts in others.items():
+        print("%-24s freed blocks with a master key: %s" % (cmd, counts or 0))
+
+
+# ---- files that are not sessdb stores (issue 8, case 1) ----
+
+def make_foreign_gdbm(path):
+    """A GDBM database that is not a sessdb store, with a few foreign keys
+    (through libgdbm with ctypes: python3's dbm.gnu is often missing)."""
+    import ctypes
+    import ctypes.util
+
+    class Datum(ctypes.Structure):
+        _fields_ = [("dptr", ctypes.c_char_p), ("dsize", ctypes.c_int)]
+
+    name = ctypes.util.find_library("gdbm") or "libgdbm.so.6"
+    lib = ctypes.CDLL(name)
+    lib.gdbm_open.restype = ctypes.c_void_p
+    lib.gdbm_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_void_p]
+    lib.gdbm_store.argtypes = [ctypes.c_void_p, Datum, Datum, ctypes.c_int]
+    lib.gdbm_close.argtypes = [ctypes.c_void_p]
+    dbf = lib.gdbm_open(path.encode(), 0, 3, 0o600, None)  # GDBM_NEWDB
+    check(dbf, "gdbm_open of the foreign database")
+    for k, v in ((b"user:alice", b"uid=1000"), (b"user:bob", b"uid=1001"),
+                 (b"config", b"not a session store")):
+        rc = lib.gdbm_store(dbf, Datum(k, len(k)), Datum(v, len(v)), 1)
+        check(rc == 0, "gdbm_store into the foreign database")
+    lib.gdbm_close(dbf)
+
+
+def foreign_files(d):
+    """Create the foreign files in directory d: {label: path}."""
+    files = {}
+    key = os.path.join(d, "server.key")
+    pem = subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                          "ec_paramgen_curve:P-256"], capture_output=True,
+                         check=True).stdout
+    with open(key, "wb") as f:
+        f.write(pem)
+    os.chmod(key, 0o600)
+    files["PEM key"] = key
+    text = os.path.join(d, "notes.txt")
+    with open(text, "w") as f:
+        f.write("Remember: rotate the session ticket keys on Monday.\n" * 40)
+    os.chmod(text, 0o644)
+    files["text file"] = text
+    gdbm = os.path.join(d, "users.db")
+    make_foreign_gdbm(gdbm)
+    files["foreign GDBM"] = gdbm
+    empty = os.path.join(d, "empty.db")
+    open(empty, "wb").close()
+    os.chmod(empty, 0o600)
+    files["empty file"] = empty
+    past = time.time() - 3600  # a rewrite shows even within one second
+    for path in files.values():
+        os.utime(path, (past, past))
+    return files
+
+
+def snapshot(path):
+    """What must not change: the directory's names, the file's bytes,
+    mode, mtime and inode (a file moved aside and recreated differs)."""
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    return (sorted(os.listdir(os.path.dirname(path))), data,
+            stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_ino)
+
+
+def foreign_commands(tmp, ident):
+    """(label, args, writes) for every command that opens the store."""
+    pem = os.path.join(tmp, "in.pem")
+    return [("list", ["list"], False),
+            ("stats", ["stats"], False),
+            ("show", ["show", ident], False),
+            ("verify", ["verify"], False),
+            ("export", ["export", "--all"], False),
+            ("sweep --dry-run", ["sweep", "--dry-run"], False),
+            ("sweep", ["sweep"], True),
+            ("sweep --compact", ["sweep", "--compact"], True),
+            ("import", ["import", pem], True),
+            ("verify --repair", ["verify", "--repair"], True)]
+
+
+def foreign_one(label, path, cmd, args):
+    """One command on one foreign file; a list of what went wrong."""
+    before = snapshot(path)
+    p = run(args, db=path, rc=None)
+    err = p.stderr.decode(errors="replace")
+    after = snapshot(path)
+    bad = []
+    if p.returncode != 4:
+        bad.append("exit %d, want 4" % p.returncode)
+    if path not in err or not re.search(r"not a sessdb", err, re.I):
+        bad.append("stderr does not name the file and say it is not a "
+                   "sessdb store: %r" % err.strip()[:200])
+    new = sorted(set(after[0]) - set(before[0]))
+    gone = sorted(set(before[0]) - set(after[0]))
+    if new or gone:
+        bad.append("directory changed: new %s, gone %s" % (new, gone))
+    for i, what in ((1, "bytes"), (2, "mode"), (3, "mtime"), (4, "inode")):
+        if before[i] != after[i]:
+            bad.append("its %s changed" % what)
+    article = "an" if label[0] in "aeiou" else "a"
+    return (["%s on %s %s: %s" % (cmd, article, label, "; ".join(bad))]
+            if bad else [])
+
+
+def case_foreign(tmp):
+    """Every command refuses a file that is not a sessdb store (a PEM key,
+    a text file, another program's GDBM database, an empty file with no
+    lock file) with exit 4 and a message, and leaves it and its directory
+    as they were: no rename aside, no lock file.  The same commands work
+    on a real store, so a refusal is not mistaken for breakage."""
+    src = Store(tmp, "src.db", live=3, expired=0, badhdr=0, badder=0,
+                mismatch=0)
+    ident = src.kinds["live"][0][0]
+    run(["export", "--live", "-o", os.path.join(tmp, "in.pem")], db=src.path)
+    cmds = foreign_commands(tmp, ident)
+    for cmd, args, _ in cmds:
+        real = Store(tmp, "real-%s.db" % cmd.replace(" ", ""), live=3,
+                     expired=2, badhdr=0, badder=0, mismatch=0)
+        if cmd == "show":
+            args = ["show", real.kinds["live"][0][0]]
+        run(args, db=real.path)
+    problems = []
+    n = 0
+    for cmd, args, _ in cmds:
+        n += 1
+        d = os.path.join(tmp, "f%d" % n)
+        os.mkdir(d)
+        for label, path in foreign_files(d).items():
+            problems += foreign_one(label, path, cmd, args)
+    total = len(cmds) * 4
+    print("foreign: %d of %d command/file combinations refused cleanly" %
+          (total - len(problems), total))
+    for line in problems:
+        print("  " + line)
+    check(not problems, "%d of %d combinations did not refuse a foreign file "
+          "cleanly (see above)" % (len(problems), total))
 
 
 # ---- migration between two demo servers ----

@@ -7,7 +7,9 @@
  *	process" is a second SSL_CTX attached to a second store handle on the
  *	same file (and, in one test, a forked child): nothing is shared with
  *	the first except the file.  Certificates come from
- *	$SESSDB_TOP_SRCDIR/data (see data/gen-certs.sh).
+ *	$SESSDB_TOP_SRCDIR/data (see data/gen-certs.sh): server.pem (ECDSA)
+ *	is the default server identity, server-rsa.pem (RSA, same names,
+ *	same CA) another one, and the two together a third.
  *
  *	Under valgrind (SESSDB_UNDER_VALGRIND set) the leak loop runs fewer
  *	rounds; valgrind or ASan then reports any leaked reference.
@@ -44,6 +46,7 @@ struct hs {
 	int		early;		/* server's SSL_get_early_data_status */
 	int		peer_ok;	/* server has a verified client cert */
 	char		early_got[64];	/* early data the server read */
+	char		appdata[16];	/* ticket appdata of the server's session */
 	SSL_SESSION	*sess[MAX_TICKETS]; /* sessions the client received */
 	int		nsess;
 };
@@ -55,9 +58,19 @@ struct hs_opts {
 	int		no_shutdown;	/* server frees without SSL_shutdown */
 };
 
+/* Server certificates (srv_cfg.certs). */
+#define CERT_EC		0x01	/* server.pem, ECDSA P-256 (the default) */
+#define CERT_RSA	0x02	/* server-rsa.pem, RSA 2048 */
+
 /* Server context settings. */
 struct srv_cfg {
 	const char	*sid_ctx;	/* NULL: none */
+	unsigned	certs;		/* CERT_* bits; 0: CERT_EC */
+	int		certs_late;	/* load certificates after attach */
+	int		cert_cb;	/* none on the ctx: each SSL gets them
+					   from a certificate callback */
+	const char	*appdata;	/* TLS 1.3: the application's own
+					   ticket appdata on every ticket */
 	int		tls;		/* 12 or 13: pin that version; 0: both */
 	int		no_ticket;	/* SSL_OP_NO_TICKET */
 	int		verify_client;	/* require a client certificate */
@@ -169,24 +182,72 @@ set_version(SSL_CTX *ctx, int tls)
 	}
 }
 
+/* load_certs - the server certificates of mask (CERT_*) into ctx; 0 or -1. */
+static int
+load_certs(SSL_CTX *ctx, unsigned mask)
+{
+	if ((mask & CERT_EC) && (SSL_CTX_use_certificate_chain_file(ctx,
+	    data_file("server.pem")) != 1 || SSL_CTX_use_PrivateKey_file(ctx,
+	    data_file("server.key"), SSL_FILETYPE_PEM) != 1))
+		return -1;
+	if ((mask & CERT_RSA) && (SSL_CTX_use_certificate_chain_file(ctx,
+	    data_file("server-rsa.pem")) != 1 || SSL_CTX_use_PrivateKey_file(ctx,
+	    data_file("server-rsa.key"), SSL_FILETYPE_PEM) != 1))
+		return -1;
+	return 0;
+}
+
+/* ssl_cert_cb - certificate callback: give the connection server.pem. */
+static int
+ssl_cert_cb(SSL *ssl, void *arg)
+{
+	return SSL_use_certificate_chain_file(ssl, data_file("server.pem")) == 1 &&
+	    SSL_use_PrivateKey_file(ssl, data_file("server.key"),
+	    SSL_FILETYPE_PEM) == 1;
+}
+
+/* gen_ticket_cb - an application that keeps its own data in its tickets
+   (set on new sessions only: a resumed one shows what came back). */
+static int
+gen_ticket_cb(SSL *ssl, void *arg)
+{
+	if (SSL_session_reused(ssl))
+		return 1;
+	return SSL_SESSION_set1_ticket_appdata(SSL_get_session(ssl), arg,
+	    strlen(arg));
+}
+
+/* dec_ticket_cb - take the ticket as OpenSSL decrypted it. */
+static SSL_TICKET_RETURN
+dec_ticket_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
+    size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+	return status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW ?
+	    SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_IGNORE_RENEW;
+}
+
 /* server_ctx - a server context configured by cfg and attached to db. */
 static SSL_CTX *
 server_ctx(const struct srv_cfg *cfg, struct sessdb *db)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	unsigned certs = cfg->certs != 0 ? cfg->certs : CERT_EC;
 
 	if (ctx == NULL)
 		return NULL;
 	set_version(ctx, cfg->tls);
-	if (SSL_CTX_use_certificate_chain_file(ctx, data_file("server.pem")) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, data_file("server.key"),
-	    SSL_FILETYPE_PEM) != 1)
+	if (cfg->cert_cb)
+		SSL_CTX_set_cert_cb(ctx, ssl_cert_cb, NULL);
+	else if (!cfg->certs_late && load_certs(ctx, certs) < 0)
 		goto fail;
 	if (cfg->sid_ctx != NULL && !SSL_CTX_set_session_id_context(ctx,
 	    (const unsigned char *)cfg->sid_ctx, (unsigned)strlen(cfg->sid_ctx)))
 		goto fail;
 	if (cfg->no_ticket)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	if (cfg->appdata != NULL && !SSL_CTX_set_session_ticket_cb(ctx,
+	    gen_ticket_cb, dec_ticket_cb, (void *)cfg->appdata))
+		goto fail;
 	if (cfg->verify_client) {
 		if (SSL_CTX_load_verify_locations(ctx, data_file("ca.pem"),
 		    NULL) != 1)
@@ -199,6 +260,8 @@ server_ctx(const struct srv_cfg *cfg, struct sessdb *db)
 	if (cfg->timeout > 0)
 		SSL_CTX_set_timeout(ctx, cfg->timeout);
 	if (db != NULL && sessdb_ssl_attach(ctx, db, cfg->flags) != 0)
+		goto fail;
+	if (cfg->certs_late && !cfg->cert_cb && load_certs(ctx, certs) < 0)
 		goto fail;
 	return ctx;
 fail:
@@ -321,6 +384,21 @@ exchange(SSL *s, SSL *c)
 	return 0;
 }
 
+/* session_appdata - the ticket appdata of ssl's session, as a string. */
+static void
+session_appdata(SSL *ssl, char *buf, size_t len)
+{
+	void *ad = NULL;
+	size_t ad_len = 0;
+
+	buf[0] = '\0';
+	SSL_SESSION_get0_ticket_appdata(SSL_get_session(ssl), &ad, &ad_len);
+	if (ad_len < len) {
+		memcpy(buf, ad, ad_len);
+		buf[ad_len] = '\0';
+	}
+}
+
 /* handshake - connect a client of cctx to a server of sctx; fills r. */
 static int
 handshake(SSL_CTX *sctx, SSL_CTX *cctx, const struct hs_opts *o, struct hs *r)
@@ -352,6 +430,7 @@ handshake(SSL_CTX *sctx, SSL_CTX *cctx, const struct hs_opts *o, struct hs *r)
 		goto done;
 	r->reused = SSL_session_reused(s);
 	r->early = SSL_get_early_data_status(s);
+	session_appdata(s, r->appdata, sizeof(r->appdata));
 	r->peer_ok = SSL_get0_peer_certificate(s) != NULL &&
 	    SSL_get_verify_result(s) == X509_V_OK;
 	r->ok = 1;
@@ -1218,9 +1297,10 @@ sni_switch(SSL *ssl, int *al, void *arg)
  * session cache, so the sessions must still reach the store.
  */
 static void
-check_sni(int tls)
+check_sni(int tls, unsigned vhost_certs)
 {
 	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = tls, .no_ticket = 1 };
+	struct srv_cfg vcfg = cfg;
 	SSL_CTX *vhost[2];
 	struct pair p;
 	struct hs h1, h2;
@@ -1228,7 +1308,8 @@ check_sni(int tls)
 
 	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, tls, 0) == 0);
 	for (i = 0; i < 2; i++) {
-		vhost[i] = server_ctx(&cfg, NULL);
+		vcfg.certs = vhost_certs;
+		vhost[i] = server_ctx(&vcfg, NULL);
 		CU_ASSERT_FATAL(vhost[i] != NULL);
 		SSL_CTX_set_tlsext_servername_callback(p.srv[i], sni_switch);
 		SSL_CTX_set_tlsext_servername_arg(p.srv[i], vhost[i]);
@@ -1246,8 +1327,312 @@ check_sni(int tls)
 	pair_close(&p);
 }
 
-static void test_sni_tls12(void) { check_sni(12); }
-static void test_sni_tls13(void) { check_sni(13); }
+static void test_sni_tls12(void) { check_sni(12, CERT_EC); }
+static void test_sni_tls13(void) { check_sni(13, CERT_EC); }
+/* The vhost presents another certificate: the identity is still that of
+   the attached ctx, whose cache OpenSSL uses. */
+static void test_sni_other_cert_tls12(void) { check_sni(12, CERT_RSA); }
+static void test_sni_other_cert_tls13(void) { check_sni(13, CERT_RSA); }
+
+/* ---------------------------------------------------------------------- */
+/* Server identity: a session never resumes on a server whose certificates
+   differ, whatever session-ID context the applications set. */
+
+/*
+ * check_identity - A (ECDSA) makes a session; B (RSA), same sid_ctx, same
+ * file, refuses it twice (one log line); a third ctx with A's certificate
+ * on another handle resumes it.  With early data the record is taken by
+ * B's lookup and must be put back.
+ */
+static void
+check_identity(int tls, uint32_t early)
+{
+	struct srv_cfg a = { .sid_ctx = "www", .tls = tls, .no_ticket = 1,
+	    .early = early, .certs = CERT_EC };
+	struct srv_cfg b = a;
+	const char *edata = early ? "GET /0rtt" : NULL;
+	SSL_SESSION *offer[3];
+	struct hs h1, h2, h3, h4;
+	SSL_CTX *same;
+	struct pair p;
+	int i, n;
+
+	b.certs = CERT_RSA;
+	CU_ASSERT_FATAL(pair_open(&p, &a, &b, tls, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	n = count_records(p.db[0]);
+	CU_ASSERT(n == h1.nsess);
+	for (i = 0; i < 3; i++) {
+		offer[i] = SSL_SESSION_dup(h1.sess[0]);
+		CU_ASSERT_FATAL(offer[i] != NULL);
+	}
+
+	nlog = 0;
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = offer[0], .early = edata }, &h2) == 0);
+	CU_ASSERT(h2.ok);
+	CU_ASSERT(!h2.reused);
+	CU_ASSERT(h2.early_got[0] == '\0');
+	CU_ASSERT(stats_of(p.srv[1]).foreign == 1);
+	CU_ASSERT(stats_of(p.srv[1]).hits == 0);
+	CU_ASSERT(nlog == 1);
+	CU_ASSERT(strstr(last_log, "another server identity") != NULL);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = offer[1], .early = edata }, &h3) == 0);
+	CU_ASSERT(h3.ok && !h3.reused);
+	CU_ASSERT(stats_of(p.srv[1]).foreign == 2);
+	CU_ASSERT(nlog == 1);	/* logged once, not per handshake */
+	/* A's record is still there (B's full handshakes added their own). */
+	CU_ASSERT(count_records(p.db[0]) == n + h2.nsess + h3.nsess);
+
+	same = server_ctx(&a, p.db[1]);
+	CU_ASSERT_FATAL(same != NULL);
+	CU_ASSERT(handshake(same, p.cli, &(struct hs_opts){ .offer = offer[2], .early = edata }, &h4) == 0);
+	CU_ASSERT(h4.ok && h4.reused);
+	if (early)
+		CU_ASSERT_STRING_EQUAL(h4.early_got, "GET /0rtt");
+	CU_ASSERT(stats_of(same).foreign == 0);
+	CU_ASSERT(stats_of(same).hits == 1);
+	for (i = 0; i < 3; i++)
+		SSL_SESSION_free(offer[i]);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	hs_clear(&h4);
+	SSL_CTX_free(same);
+	pair_close(&p);
+}
+
+static void test_identity_tls12(void) { check_identity(12, 0); }
+static void test_identity_tls13(void) { check_identity(13, 0); }
+static void test_identity_tls13_early(void) { check_identity(13, 1024); }
+
+/* No sid_ctx on either server: nothing is stored, nothing crosses. */
+static void
+check_identity_no_sid_ctx(int tls)
+{
+	struct srv_cfg a = { .tls = tls, .no_ticket = 1, .certs = CERT_EC };
+	struct srv_cfg b = a;
+	struct hs h1, h2;
+	struct pair p;
+
+	b.certs = CERT_RSA;
+	CU_ASSERT_FATAL(pair_open(&p, &a, &b, tls, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	CU_ASSERT(count_records(p.db[0]) == 0);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && !h2.reused);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
+
+static void test_identity_no_sid_ctx_tls12(void) { check_identity_no_sid_ctx(12); }
+static void test_identity_no_sid_ctx_tls13(void) { check_identity_no_sid_ctx(13); }
+
+/*
+ * The identity covers every certificate of the ctx: ECDSA + RSA resumes
+ * on ECDSA + RSA, not on ECDSA alone (nor the other way).
+ */
+static void
+check_identity_all_certs(int tls)
+{
+	struct srv_cfg dual = { .sid_ctx = "www", .tls = tls, .no_ticket = 1,
+	    .certs = CERT_EC | CERT_RSA };
+	struct srv_cfg ec = dual;
+	struct hs h1, h2, h3, h4;
+	SSL_SESSION *again;
+	SSL_CTX *ecctx;
+	struct pair p;
+
+	ec.certs = CERT_EC;
+	CU_ASSERT_FATAL(pair_open(&p, &dual, &dual, tls, 0) == 0);
+	ecctx = server_ctx(&ec, p.db[1]);
+	CU_ASSERT_FATAL(ecctx != NULL);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	/* A TLS 1.3 client offers a session once: keep a copy. */
+	again = SSL_SESSION_dup(h1.sess[0]);
+	CU_ASSERT_FATAL(again != NULL);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	CU_ASSERT(handshake(ecctx, p.cli, &(struct hs_opts){ .offer = again }, &h3) == 0);
+	CU_ASSERT(h3.ok && !h3.reused);
+	CU_ASSERT(stats_of(ecctx).foreign == 1);
+	/* And a session of the ECDSA-only server does not resume on dual. */
+	CU_ASSERT_FATAL(h3.nsess >= 1);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ .offer = h3.sess[0] }, &h4) == 0);
+	CU_ASSERT(h4.ok && !h4.reused);
+	CU_ASSERT(stats_of(p.srv[0]).foreign == 1);
+	SSL_SESSION_free(again);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	hs_clear(&h4);
+	SSL_CTX_free(ecctx);
+	pair_close(&p);
+}
+
+static void test_identity_all_certs_tls12(void) { check_identity_all_certs(12); }
+static void test_identity_all_certs_tls13(void) { check_identity_all_certs(13); }
+
+/* Certificates loaded after sessdb_ssl_attach() are the identity too. */
+static void
+check_identity_certs_late(int tls)
+{
+	struct srv_cfg a = { .sid_ctx = "www", .tls = tls, .no_ticket = 1,
+	    .certs_late = 1 };
+	struct srv_cfg b = a;
+	struct hs h1, h2, h3;
+	SSL_SESSION *again;
+	SSL_CTX *other;
+	struct pair p;
+
+	b.certs = CERT_RSA;
+	CU_ASSERT_FATAL(pair_open(&p, &a, &a, tls, 0) == 0);
+	other = server_ctx(&b, p.db[1]);
+	CU_ASSERT_FATAL(other != NULL);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	CU_ASSERT(stats_of(p.srv[0]).stores == (uint64_t)h1.nsess);
+	again = SSL_SESSION_dup(h1.sess[0]);
+	CU_ASSERT_FATAL(again != NULL);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	CU_ASSERT(handshake(other, p.cli, &(struct hs_opts){ .offer = again }, &h3) == 0);
+	CU_ASSERT(h3.ok && !h3.reused);
+	CU_ASSERT(stats_of(other).foreign == 1);
+	SSL_SESSION_free(again);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	SSL_CTX_free(other);
+	pair_close(&p);
+}
+
+static void test_identity_certs_late_tls12(void) { check_identity_certs_late(12); }
+static void test_identity_certs_late_tls13(void) { check_identity_certs_late(13); }
+
+/*
+ * A ctx with no certificate of its own (they come per connection from a
+ * certificate callback) has no identity to bind sessions to: nothing is
+ * stored, nothing is looked up, and that is logged once.
+ */
+static void
+test_identity_no_cert(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "www", .tls = 12, .no_ticket = 1,
+	    .cert_cb = 1 };
+	struct hs h1, h2, h3;
+	struct pair p;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	nlog = 0;
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT(h1.ok);
+	CU_ASSERT(count_records(p.db[0]) == 0);
+	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 1);
+	CU_ASSERT(nlog == 1);
+	CU_ASSERT(strstr(last_log, "no certificate") != NULL);
+	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h2) == 0);
+	CU_ASSERT(nlog == 1);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
+	CU_ASSERT(h3.ok && !h3.reused);
+	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	hs_clear(&h3);
+	pair_close(&p);
+}
+
+/*
+ * A record without the identity mark (written by an older sessdb, or not
+ * through the glue) is refused as foreign and left in the store.
+ */
+static void
+test_identity_unmarked(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "www", .tls = 12, .no_ticket = 1 };
+	const unsigned char *id, *p0;
+	unsigned char *der = NULL;
+	SSL_SESSION *sess;
+	struct hs h1, h2;
+	struct pair p;
+	unsigned int id_len;
+	void *data = NULL;
+	size_t len;
+	int n;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess == 1);
+	id = SSL_SESSION_get_id(h1.sess[0], &id_len);
+	CU_ASSERT_FATAL(sessdb_get(p.db[0], SESSDB_NS_SERVER, id, id_len,
+	    &data, &len, NULL) == SESSDB_OK);
+	p0 = data;
+	sess = d2i_SSL_SESSION(NULL, &p0, (long)len);
+	sessdb_free(data);
+	CU_ASSERT_FATAL(sess != NULL);
+	CU_ASSERT(SSL_SESSION_set1_ticket_appdata(sess, NULL, 0) == 1);
+	n = i2d_SSL_SESSION(sess, &der);
+	CU_ASSERT_FATAL(n > 0);
+	CU_ASSERT(sessdb_put(p.db[0], SESSDB_NS_SERVER, id, id_len, der,
+	    (size_t)n, 0) == SESSDB_OK);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && !h2.reused);
+	CU_ASSERT(stats_of(p.srv[1]).foreign == 1);
+	CU_ASSERT(stats_of(p.srv[1]).rejected == 0);
+	CU_ASSERT(count_records(p.db[0]) == 2);	/* kept, plus h2's */
+	OPENSSL_free(der);
+	SSL_SESSION_free(sess);
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
+
+/*
+ * The application's own ticket appdata survives the store: the identity
+ * mark is added in front of it in the record and removed on the way out.
+ */
+static void
+test_identity_keeps_app_appdata(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "www", .tls = 13, .no_ticket = 1,
+	    .appdata = "app-data" };
+	const unsigned char *key, *p0;
+	SSL_SESSION *stored;
+	struct hs h1, h2;
+	struct pair p;
+	unsigned int key_len;
+	void *data = NULL, *ad = NULL;
+	size_t len, ad_len = 0;
+
+	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 13, 0) == 0);
+	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
+	CU_ASSERT_FATAL(h1.nsess >= 1);
+	CU_ASSERT_STRING_EQUAL(h1.appdata, "app-data");
+	/* In the record: the mark, then the application's bytes. */
+	key = server_key(h1.sess[0], &key_len);
+	CU_ASSERT_FATAL(sessdb_get(p.db[0], SESSDB_NS_SERVER, key, key_len,
+	    &data, &len, NULL) == SESSDB_OK);
+	p0 = data;
+	stored = d2i_SSL_SESSION(NULL, &p0, (long)len);
+	sessdb_free(data);
+	CU_ASSERT_FATAL(stored != NULL);
+	SSL_SESSION_get0_ticket_appdata(stored, &ad, &ad_len);
+	CU_ASSERT(ad_len == 8 + 32 + 8);
+	CU_ASSERT(ad_len == 48 && memcmp(ad, "sessdb\0\1", 8) == 0 &&
+	    memcmp((char *)ad + 40, "app-data", 8) == 0);
+	SSL_SESSION_free(stored);
+	/* Resumed elsewhere: OpenSSL and the application see their own. */
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
+	CU_ASSERT(h2.ok && h2.reused);
+	CU_ASSERT_STRING_EQUAL(h2.appdata, "app-data");
+	hs_clear(&h1);
+	hs_clear(&h2);
+	pair_close(&p);
+}
 
 /* ---------------------------------------------------------------------- */
 
@@ -1303,6 +1688,20 @@ static const struct {
 	{ "wrong sid_ctx never resumes: TLS 1.3 client cert", test_sid_ctx_tls13_cert },
 	{ "SNI switch to another ctx: TLS 1.2", test_sni_tls12 },
 	{ "SNI switch to another ctx: TLS 1.3", test_sni_tls13 },
+	{ "SNI vhost with another certificate: TLS 1.2", test_sni_other_cert_tls12 },
+	{ "SNI vhost with another certificate: TLS 1.3", test_sni_other_cert_tls13 },
+	{ "other certificate, same sid_ctx: refused, TLS 1.2", test_identity_tls12 },
+	{ "other certificate, same sid_ctx: refused, TLS 1.3", test_identity_tls13 },
+	{ "other certificate, same sid_ctx: refused, TLS 1.3 early data", test_identity_tls13_early },
+	{ "other certificate, no sid_ctx: nothing crosses, TLS 1.2", test_identity_no_sid_ctx_tls12 },
+	{ "other certificate, no sid_ctx: nothing crosses, TLS 1.3", test_identity_no_sid_ctx_tls13 },
+	{ "identity covers every certificate: TLS 1.2", test_identity_all_certs_tls12 },
+	{ "identity covers every certificate: TLS 1.3", test_identity_all_certs_tls13 },
+	{ "certificates loaded after attach: TLS 1.2", test_identity_certs_late_tls12 },
+	{ "certificates loaded after attach: TLS 1.3", test_identity_certs_late_tls13 },
+	{ "no certificate on the ctx: not stored, logged once", test_identity_no_cert },
+	{ "record without identity mark: refused, kept", test_identity_unmarked },
+	{ "application ticket appdata survives the store", test_identity_keeps_app_appdata },
 	{ "no sid_ctx: not stored", test_no_sid_ctx_not_stored },
 	{ "expired never resumes: TLS 1.2", test_expired_tls12 },
 	{ "expired never resumes: TLS 1.3", test_expired_tls13 },

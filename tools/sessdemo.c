@@ -7,7 +7,7 @@
  *	    [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]
  *	    [--access-log FILE] [--bind ADDR] [--ready-file FILE]
  *	    [--timeout SECS] [--tickets N] [--session-timeout SECS]
- *	    [--verify-client CAFILE] [--verbose]
+ *	    [--verify-client CAFILE] [--session-id-context STR] [--verbose]
  *	sessdemo --list [--cache PATH]
  *
  * DESCRIPTION
@@ -27,6 +27,12 @@
  *	ignores SIGINT (the parent relays a terminal's ^C as SIGTERM) and
  *	keeps SIGTERM blocked except while it waits in accept() for the next
  *	connection, so a connection in progress is always finished.
+ *
+ *	Session-ID context: a SHA-256 digest of the server certificate and
+ *	of the client-certificate policy, so that servers with other
+ *	certificates or policies sharing a cache file never resume each
+ *	other's sessions (the glue binds the certificates as well; this is
+ *	the application's half, see docs/GLUE.md).
  *
  *	Accepting: workers block in accept() on the shared socket, which
  *	wakes one worker per connection, the one that has waited longest
@@ -59,6 +65,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -97,6 +104,7 @@ struct config {
 	const char	*access_log;
 	const char	*ready_file;
 	const char	*client_ca;	/* --verify-client: require a client cert */
+	const char	*sid_ctx;	/* --session-id-context, NULL: derived */
 	int		timeout_s;
 	int		tickets;	/* TLS 1.3 tickets per handshake, -1 = default */
 	int		session_timeout; /* seconds, 0 = OpenSSL's default */
@@ -157,7 +165,8 @@ static const char usage_text[] =
 "                [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]\n"
 "                [--access-log FILE] [--bind ADDR] [--ready-file FILE]\n"
 "                [--timeout SECS] [--tickets N] [--session-timeout SECS]\n"
-"                [--verify-client CAFILE] [--verbose]\n"
+"                [--verify-client CAFILE] [--session-id-context STR]\n"
+"                [--verbose]\n"
 "       sessdemo --list [--cache PATH]\n";
 
 /* logmsg - print "sessdemo[pid]: message" on stderr */
@@ -261,6 +270,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		{ "tickets",	required_argument, NULL, 'N' },
 		{ "session-timeout", required_argument, NULL, 'S' },
 		{ "verify-client", required_argument, NULL, 'V' },
+		{ "session-id-context", required_argument, NULL, 'I' },
 		{ "verbose",	no_argument,	   NULL, 'v' },
 		{ "list",	no_argument,	   NULL, 'l' },
 		{ "help",	no_argument,	   NULL, 'h' },
@@ -289,6 +299,11 @@ parse_args(int argc, char **argv, struct config *cfg)
 		case 'N': bad |= parse_int(optarg, 0, 16, &cfg->tickets); break;
 		case 'S': bad |= parse_int(optarg, 1, 604800, &cfg->session_timeout); break;
 		case 'V': cfg->client_ca = optarg; break;
+		case 'I':
+			cfg->sid_ctx = optarg;
+			if (*optarg == '\0' || strlen(optarg) > SSL_MAX_SID_CTX_LENGTH)
+				bad = -1;
+			break;
 		case 'v': cfg->verbose = 1; break;
 		case 'l': cfg->list = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -310,6 +325,60 @@ parse_args(int argc, char **argv, struct config *cfg)
 		cfg->key = find_data_file(KEY_NAME, keybuf, sizeof keybuf);
 	}
 	return 0;
+}
+
+/* digest_cert - feed the SHA-256 of x's DER to md; 0 or -1 */
+static int
+digest_cert(EVP_MD_CTX *md, X509 *x)
+{
+	unsigned char buf[EVP_MAX_MD_SIZE];
+	unsigned int len;
+
+	if (!X509_digest(x, EVP_sha256(), buf, &len))
+		return -1;
+	return EVP_DigestUpdate(md, buf, len) ? 0 : -1;
+}
+
+/*
+ * set_session_context - the session-ID context: --session-id-context, or
+ *	SHA-256 over a tag, the server certificate and the client-certificate
+ *	policy (required or not, and the trusted CAs).  Two servers with
+ *	another certificate or policy then never resume each other's
+ *	sessions, even on one cache file; two workers, or two servers
+ *	configured alike, do.  0 or -1.
+ */
+static int
+set_session_context(SSL_CTX *ctx, const struct config *cfg)
+{
+	unsigned char sid[EVP_MAX_MD_SIZE];
+	STACK_OF(X509_OBJECT) *objs;
+	EVP_MD_CTX *md = NULL;
+	X509 *cert = SSL_CTX_get0_certificate(ctx), *ca;
+	unsigned int len = 0;
+	int i, rc = -1;
+
+	if (cfg->sid_ctx != NULL)
+		return SSL_CTX_set_session_id_context(ctx,
+		    (const unsigned char *)cfg->sid_ctx,
+		    (unsigned int)strlen(cfg->sid_ctx)) ? 0 : -1;
+	if (cert == NULL || (md = EVP_MD_CTX_new()) == NULL ||
+	    !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(md, "sessdemo v1", 11) || digest_cert(md, cert) < 0 ||
+	    !EVP_DigestUpdate(md, cfg->client_ca != NULL ? "V" : "-", 1))
+		goto done;
+	objs = cfg->client_ca != NULL ?
+	    X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx)) : NULL;
+	for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+		if (ca != NULL && digest_cert(md, ca) < 0)
+			goto done;
+	}
+	if (EVP_DigestFinal_ex(md, sid, &len) && len <= SSL_MAX_SID_CTX_LENGTH &&
+	    SSL_CTX_set_session_id_context(ctx, sid, len))
+		rc = 0;
+done:
+	EVP_MD_CTX_free(md);
+	return rc;
 }
 
 /* make_ctx - the server SSL_CTX shared (copied by fork) by all workers */
@@ -334,7 +403,6 @@ make_ctx(const struct config *cfg)
 	   EOF as a fatal error and removes the session from every cache,
 	   the shared one included. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"sessdemo", 8);
 	if (cfg->tickets >= 0)
 		SSL_CTX_set_num_tickets(ctx, (size_t)cfg->tickets);
 	if (cfg->session_timeout > 0)
@@ -358,6 +426,10 @@ make_ctx(const struct config *cfg)
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		ssl_errmsg(cfg->key);
+		goto fail;
+	}
+	if (set_session_context(ctx, cfg) < 0) {
+		ssl_errmsg("session-ID context");
 		goto fail;
 	}
 	return ctx;
@@ -883,8 +955,9 @@ print_report(const struct report *r, struct counters *tot)
 	if (r->have_stats)
 		printf("; glue stores %" PRIu64 " store-failures %" PRIu64
 		    " hits %" PRIu64 " misses %" PRIu64 " rejected %" PRIu64
-		    " removes %" PRIu64, r->gs.stores, r->gs.store_failures,
-		    r->gs.hits, r->gs.misses, r->gs.rejected, r->gs.removes);
+		    " foreign %" PRIu64 " removes %" PRIu64, r->gs.stores,
+		    r->gs.store_failures, r->gs.hits, r->gs.misses,
+		    r->gs.rejected, r->gs.foreign, r->gs.removes);
 	if (r->have_stats)
 		printf("; store hits %" PRIu64 " misses %" PRIu64 " stores %" PRIu64
 		    " declined %" PRIu64 " deletes %" PRIu64 " errors %" PRIu64

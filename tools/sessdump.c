@@ -9,7 +9,9 @@
  * DESCRIPTION
  *	This file parses the global options, finds the command in a table and
  *	runs it; it also holds the helpers every command shares: usage text,
- *	error messages and opening the store.  The commands themselves live
+ *	error messages, option parsing (sd_getopt: a command's options mixed
+ *	with the global ones, which may follow the command name) and opening
+ *	the store.  The commands themselves live
  *	in sessdump_read.c, sessdump_stats.c, sessdump_maint.c and
  *	sessdump_xfer.c.  See sessdump.1.
  *
@@ -85,7 +87,8 @@ main_usage(FILE *fp)
 {
 	fputs("usage: sessdump [--db PATH] [--lock-timeout MS] [--no-progress] "
 	    "COMMAND [OPTIONS] [ARGS]\n\n"
-	    "The database is --db PATH, or $SESSDB_PATH.\n\ncommands:\n", fp);
+	    "The database is --db PATH, or $SESSDB_PATH.  The global options\n"
+	    "may also follow the command.\n\ncommands:\n", fp);
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(fp, "  %s\n", cmds[i].synopsis);
 	fputs("\n'sessdump COMMAND --help' describes a command's options.\n", fp);
@@ -213,16 +216,127 @@ parse_ms(const char *s, unsigned *out)
 	return 0;
 }
 
-enum { OPT_LOCK_TIMEOUT = 256, OPT_NO_PROGRESS, OPT_VERSION };
+/* Global options' getopt values: above every command's own values. */
+enum { OPT_DB = 0x1000, OPT_LOCK_TIMEOUT, OPT_NO_PROGRESS, OPT_VERSION,
+    OPT_HELP };
 
+/* global_opts - the options every command accepts; the first three may
+ * also follow the command name (sd_getopt). */
 static const struct option global_opts[] = {
-	{ "db", required_argument, NULL, 'd' },
+	{ "db", required_argument, NULL, OPT_DB },
 	{ "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
 	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-	{ "help", no_argument, NULL, 'h' },
+	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
+
+#define NGLOBAL_AFTER 3		/* --db, --lock-timeout, --no-progress */
+
+/* global_opt - apply one global option; 0, or -1 after saying why. */
+static int
+global_opt(struct sd_global *g, int c, const char *arg)
+{
+	switch (c) {
+	case 'd':
+	case OPT_DB:
+		g->db_path = arg;
+		return 0;
+	case OPT_LOCK_TIMEOUT:
+		if (parse_ms(arg, &g->lock_timeout_ms) == -1) {
+			sd_err("--lock-timeout: want milliseconds "
+			    "(1..3600000), got '%s'", arg);
+			return -1;
+		}
+		return 0;
+	case OPT_NO_PROGRESS:
+		g->progress = 0;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* bad_option - say which option getopt refused (c '?' unknown, ':' with
+ * its argument missing); arg is the word it stopped at. */
+static void
+bad_option(const char *cmd, int c, const char *arg)
+{
+	char shortopt[3] = { '-', (char)optopt, '\0' };
+	const char *name;
+	size_t len;
+
+	/* getopt sets optopt to the character of a short option, to 0 for
+	 * an unknown long one and to the value of a long one that lacks its
+	 * argument: a long option is the word getopt stopped at. */
+	if (c == '?' && optopt != 0 && strncmp(arg, "--", 2) == 0 &&
+	    strchr(arg, '=') != NULL) {
+		sd_err("%s: option '%.*s' takes no argument", cmd,
+		    (int)strcspn(arg, "="), arg);
+		return;
+	}
+	if (c == '?')
+		name = optopt != 0 ? shortopt : arg;
+	else
+		name = strncmp(arg, "--", 2) == 0 ? arg : shortopt;
+	len = strcspn(name, "=");
+
+	if (c == ':')
+		sd_err("%s: option '%.*s' needs an argument", cmd, (int)len,
+		    name);
+	else
+		sd_err("%s: unknown option '%.*s'", cmd, (int)len, name);
+}
+
+/*
+ * sd_getopt - getopt_long over a command's options (shortopts, longopts)
+ *	and the global ones, so that "sessdump list --db X" works as
+ *	"sessdump --db X list".  Global options are applied to g and not
+ *	returned.  Arguments are permuted (options may follow operands).
+ *	At the end it checks that a database was named (--db or
+ *	$SESSDB_PATH).  Returns the command's option character, '?' after
+ *	an error (already reported, except getopt's own which name the
+ *	option), or -1 at the end.
+ */
+int
+sd_getopt(struct sd_global *g, int argc, char **argv, const char *shortopts,
+    const struct option *longopts)
+{
+	static struct option all[64];
+	static char shorts[64];
+	size_t n = 0;
+	int c;
+
+	while (longopts[n].name != NULL && n < 64 - NGLOBAL_AFTER - 1) {
+		all[n] = longopts[n];
+		n++;
+	}
+	memcpy(all + n, global_opts, NGLOBAL_AFTER * sizeof all[0]);
+	memset(all + n + NGLOBAL_AFTER, 0, sizeof all[0]);
+	if (*shortopts == '+')
+		shortopts++;
+	snprintf(shorts, sizeof shorts, ":d:%s", shortopts);
+
+	opterr = 0;	/* our messages name the command and the option */
+	while ((c = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
+		if (c == '?' || c == ':') {
+			bad_option(argv[0], c, argv[optind - 1]);
+			return '?';
+		}
+		if (c != 'd' && c < OPT_DB)
+			return c;
+		if (global_opt(g, c, optarg) == -1)
+			return '?';
+	}
+	if (g->db_path == NULL)
+		g->db_path = getenv("SESSDB_PATH");
+	if (g->db_path == NULL || *g->db_path == '\0') {
+		sd_err("no database: give --db PATH (before or after the "
+		    "command) or set SESSDB_PATH");
+		return '?';
+	}
+	return -1;
+}
 
 /* parse_global - the options before the command; returns -1 to continue,
  * or an exit status. */
@@ -233,25 +347,21 @@ parse_global(struct sd_global *g, int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "+d:h", global_opts, NULL)) != -1) {
 		switch (c) {
-		case 'd':
-			g->db_path = optarg;
-			break;
-		case OPT_LOCK_TIMEOUT:
-			if (parse_ms(optarg, &g->lock_timeout_ms) == -1)
-				return sd_bad_usage(NULL, "--lock-timeout: "
-				    "want milliseconds (1..3600000), got '%s'",
-				    optarg);
-			break;
-		case OPT_NO_PROGRESS:
-			g->progress = 0;
-			break;
 		case 'h':
+		case OPT_HELP:
 			main_usage(stdout);
 			return SD_EXIT_OK;
 		case OPT_VERSION:
 			printf("sessdump (sessdb) %d.%d\n", SESSDB_VERSION_MAJOR,
 			    SESSDB_VERSION_MINOR);
 			return SD_EXIT_OK;
+		case 'd':
+		case OPT_DB:
+		case OPT_LOCK_TIMEOUT:
+		case OPT_NO_PROGRESS:
+			if (global_opt(g, c, optarg) == 0)
+				break;
+			return sd_bad_usage(NULL, NULL);
 		default:
 			return sd_bad_usage(NULL, NULL);
 		}
@@ -281,6 +391,8 @@ main(int argc, char **argv)
 	const struct sd_cmd *cmd;
 	int rc;
 
+	if (sd_wipe_openssl_frees() == -1)
+		sd_err("warning: OpenSSL's freed memory will not be wiped");
 	if ((rc = parse_global(&g, argc, argv)) != -1)
 		return rc;
 	if (optind >= argc)
@@ -293,11 +405,6 @@ main(int argc, char **argv)
 		sd_usage(stdout, cmd);
 		return SD_EXIT_OK;
 	}
-	if (g.db_path == NULL)
-		g.db_path = getenv("SESSDB_PATH");
-	if (g.db_path == NULL || *g.db_path == '\0')
-		return sd_bad_usage(cmd, "no database: give --db PATH or set "
-		    "SESSDB_PATH");
 	optind = 0;	/* glibc: reinitialise getopt for the command */
 	rc = cmd->run(&g, argc, argv);
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -13,6 +13,7 @@
 #define SESSDUMP_H
 
 #include <stdint.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include <openssl/ssl.h>
@@ -31,7 +32,7 @@ enum sd_exit {
 	SD_EXIT_IO = 6,		/* an input or output file could not be used */
 };
 
-/* Global options, parsed before the command name. */
+/* Global options: before the command name or among its options. */
 struct sd_global {
 	const char	*db_path;
 	unsigned	lock_timeout_ms;	/* 0 = library default */
@@ -41,7 +42,7 @@ struct sd_global {
 /* One command: its name, entry point and usage text. */
 struct sd_cmd {
 	const char	*name;
-	int		(*run)(const struct sd_global *g, int argc, char **argv);
+	int		(*run)(struct sd_global *g, int argc, char **argv);
 	const char	*synopsis;	/* after "sessdump [--db PATH] " */
 	const char	*help;		/* option lines for --help */
 };
@@ -65,6 +66,8 @@ void sd_usage(FILE *fp, const struct sd_cmd *cmd);
 int sd_bad_usage(const struct sd_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int sd_getopt(struct sd_global *g, int argc, char **argv,
+    const char *shortopts, const struct option *longopts);
 struct sessdb *sd_open(const struct sd_global *g, unsigned flags,
     const struct sessdb_options *extra);
 void sd_close(struct sessdb *db);
@@ -77,6 +80,8 @@ int sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 int sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec);
 void sd_entry_clear(struct sd_entry *e);
 uint64_t sd_record_size(const struct sessdb_record *rec);
+void sd_wipe_free(void *p, size_t len);
+int sd_wipe_openssl_frees(void);
 char *sd_hex(const unsigned char *p, size_t len);
 int sd_parse_hex_id(const char *s, unsigned char *out, size_t *len);
 const char *sd_proto_name(int version, char *buf, size_t len);
@@ -105,13 +110,13 @@ void sd_progress_clear(struct sd_progress *p);
 void sd_progress_end(struct sd_progress *p);
 
 /* The commands. */
-int sd_cmd_list(const struct sd_global *g, int argc, char **argv);
-int sd_cmd_show(const struct sd_global *g, int argc, char **argv);
-int sd_cmd_stats(const struct sd_global *g, int argc, char **argv);
-int sd_cmd_verify(const struct sd_global *g, int argc, char **argv);
-int sd_cmd_export(const struct sd_global *g, int argc, char **argv);
-int sd_cmd_import(const struct sd_global *g, int argc, char **argv);
-int sd_cmd_sweep(const struct sd_global *g, int argc, char **argv);
+int sd_cmd_list(struct sd_global *g, int argc, char **argv);
+int sd_cmd_show(struct sd_global *g, int argc, char **argv);
+int sd_cmd_stats(struct sd_global *g, int argc, char **argv);
+int sd_cmd_verify(struct sd_global *g, int argc, char **argv);
+int sd_cmd_export(struct sd_global *g, int argc, char **argv);
+int sd_cmd_import(struct sd_global *g, int argc, char **argv);
+int sd_cmd_sweep(struct sd_global *g, int argc, char **argv);
 
 const struct sd_cmd *sd_find_cmd(const char *name);
 

@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sessdump.h"
 
@@ -144,14 +145,14 @@ static const struct option verify_opts[] = {
 
 /* sd_cmd_verify - decode every record; --repair removes the bad ones. */
 int
-sd_cmd_verify(const struct sd_global *g, int argc, char **argv)
+sd_cmd_verify(struct sd_global *g, int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("verify");
 	struct verify v = { .quiet = 0 };
 	struct sessdb *db;
 	int fix = 0, ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "+q", verify_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "q", verify_opts)) != -1) {
 		switch (ch) {
 		case 'r': fix = 1; break;
 		case 'q': v.quiet = 1; break;
@@ -219,12 +220,42 @@ add_size(void *arg, const struct sessdb_record *rec)
 	return 0;
 }
 
-/* maybe_compact - compact when asked or when enough of the file is free. */
+/* fmt_size - bytes as "26.6 MB" or "20.5 kB", for messages. */
+static const char *
+fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+	if (bytes >= 1000000)
+		snprintf(buf, len, "%.1f MB", (double)bytes / 1e6);
+	else
+		snprintf(buf, len, "%.1f kB", (double)bytes / 1e3);
+	return buf;
+}
+
+/* elapsed_s - seconds since t0 (CLOCK_MONOTONIC). */
+static double
+elapsed_s(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	    (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * maybe_compact - compact when asked or when enough of the file is free.
+ *	Compaction is one library call that can take seconds on a large
+ *	file: on a terminal, stderr says so before and after; stdout gets
+ *	one summary line either way.
+ */
 static int
 maybe_compact(struct sessdb *db, const struct sd_global *g, struct sweep *sw)
 {
 	struct sessdb_info before, after;
+	struct timespec t0;
 	uint64_t used = 0;
+	char size[32];
+	double secs;
 
 	if (sw->compact < 0 || sessdb_info(db, &before) == -1)
 		return 0;
@@ -236,13 +267,23 @@ maybe_compact(struct sessdb *db, const struct sd_global *g, struct sweep *sw)
 		    sw->min_free_pct)
 			return 0;
 	}
+	if (g->progress)
+		fprintf(stderr, "sweep: compacting %s (%s) ...", g->db_path,
+		    fmt_size(before.file_size, size, sizeof size));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (sessdb_compact(db) == -1 || sessdb_info(db, &after) == -1) {
+		if (g->progress)
+			fputs(" failed\n", stderr);
 		sd_err("%s: compact: %s", g->db_path, sessdb_error(db));
 		return SD_EXIT_DB;
 	}
-	printf("compacted: %llu -> %llu bytes\n",
+	secs = elapsed_s(&t0);
+	if (g->progress)
+		fprintf(stderr, " compacted to %s in %.2f s\n",
+		    fmt_size(after.file_size, size, sizeof size), secs);
+	printf("compacted: %llu -> %llu bytes in %.2f s\n",
 	    (unsigned long long)before.file_size,
-	    (unsigned long long)after.file_size);
+	    (unsigned long long)after.file_size, secs);
 	return 0;
 }
 
@@ -273,12 +314,13 @@ static const struct option sweep_opts[] = {
 
 /* sweep_args - parse sweep's options into sw and o. */
 static int
-sweep_args(struct sweep *sw, struct sessdb_options *o, int argc, char **argv)
+sweep_args(struct sd_global *g, struct sweep *sw, struct sessdb_options *o,
+    int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("sweep");
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "+q", sweep_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "q", sweep_opts)) != -1) {
 		switch (ch) {
 		case O_DRY: sw->dry = 1; break;
 		case 'q': sw->quiet = 1; break;
@@ -306,7 +348,7 @@ sweep_args(struct sweep *sw, struct sessdb_options *o, int argc, char **argv)
 
 /* sd_cmd_sweep - remove expired records in batches, then maybe compact. */
 int
-sd_cmd_sweep(const struct sd_global *g, int argc, char **argv)
+sd_cmd_sweep(struct sd_global *g, int argc, char **argv)
 {
 	struct sweep sw = { .min_free_pct = 50 };
 	struct sessdb_sweep_result res = { 0 };
@@ -315,7 +357,7 @@ sd_cmd_sweep(const struct sd_global *g, int argc, char **argv)
 	int rc;
 
 	memset(&o, 0, sizeof o);
-	if ((rc = sweep_args(&sw, &o, argc, argv)) != -1)
+	if ((rc = sweep_args(g, &sw, &o, argc, argv)) != -1)
 		return rc;
 	db = sd_open(g, sw.dry ? SESSDB_RDONLY : SESSDB_NOCREATE, &o);
 	if (db == NULL)

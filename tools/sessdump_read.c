@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 
 #include "sessdump.h"
@@ -287,7 +288,7 @@ static const struct option list_opts[] = {
 
 /* sd_cmd_list - one line (or JSON object) per record. */
 int
-sd_cmd_list(const struct sd_global *g, int argc, char **argv)
+sd_cmd_list(struct sd_global *g, int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("list");
 	int (*cmp)(const void *, const void *) = cmp_created;
@@ -295,7 +296,7 @@ sd_cmd_list(const struct sd_global *g, int argc, char **argv)
 	int json = 0, rev = 0, ch, rc, nfilt = 0;
 	struct sessdb *db;
 
-	while ((ch = getopt_long(argc, argv, "+", list_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "", list_opts)) != -1) {
 		switch (ch) {
 		case 'l': c.filter = F_LIVE; nfilt++; break;
 		case 'e': c.filter = F_EXPIRED; nfilt++; break;
@@ -370,12 +371,14 @@ add_num(struct fields *fs, const char *label, const char *key, int64_t v)
 	fs->f[fs->n++] = (struct field){ label, key, 0, NULL, v };
 }
 
-/* add_own - append a string field that fs takes ownership of. */
+/* add_own - append a string field that fs takes ownership of (the
+ * original is wiped: it may be the hex of a master key). */
 static void
 add_own(struct fields *fs, const char *label, const char *key, char *v)
 {
 	add_str(fs, label, key, v);
-	free(v);
+	if (v != NULL)
+		sd_wipe_free(v, strlen(v));
 }
 
 /* add_time - append a time as a number (JSON) and a UTC string. */
@@ -416,12 +419,13 @@ fields_print(const struct fields *fs, int json)
 		fputs(fs->n ? "\n}\n" : "{}\n", stdout);
 }
 
-/* fields_free - release the strings. */
+/* fields_free - release the strings, wiped (one may be a secret). */
 static void
 fields_free(struct fields *fs)
 {
 	for (size_t i = 0; i < fs->n; i++)
-		free(fs->f[i].str);
+		if (fs->f[i].str != NULL)
+			sd_wipe_free(fs->f[i].str, strlen(fs->f[i].str));
 	fs->n = 0;
 }
 
@@ -584,6 +588,7 @@ show_get(struct sessdb *db, struct show *sh)
 	rec.data = data;
 	rec.len = len;
 	show_record(sh, &rec);
+	OPENSSL_cleanse(data, len);
 	sessdb_free(data);
 	return SESSDB_OK;
 }
@@ -596,7 +601,7 @@ static const struct option show_opts[] = {
 
 /* sd_cmd_show - everything about one session, secrets only on request. */
 int
-sd_cmd_show(const struct sd_global *g, int argc, char **argv)
+sd_cmd_show(struct sd_global *g, int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("show");
 	struct show sh = { .key = { SESSDB_NS_SERVER } };
@@ -604,7 +609,7 @@ sd_cmd_show(const struct sd_global *g, int argc, char **argv)
 	size_t id_len;
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "+", show_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "", show_opts)) != -1) {
 		switch (ch) {
 		case 's': sh.secrets = 1; break;
 		case 'j': sh.json = 1; break;

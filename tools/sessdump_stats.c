@@ -254,7 +254,7 @@ static const struct option stats_opts[] = {
 
 /* sd_cmd_stats - counts, sizes, ages and breakdowns of the store. */
 int
-sd_cmd_stats(const struct sd_global *g, int argc, char **argv)
+sd_cmd_stats(struct sd_global *g, int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("stats");
 	struct sessdb_info info = { 0 };
@@ -262,7 +262,7 @@ sd_cmd_stats(const struct sd_global *g, int argc, char **argv)
 	struct sessdb *db;
 	int json = 0, ch, rc = SD_EXIT_OK;
 
-	while ((ch = getopt_long(argc, argv, "+", stats_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "", stats_opts)) != -1) {
 		if (ch != 'j')
 			return sd_bad_usage(me, NULL);
 		json = 1;

@@ -12,10 +12,12 @@
  */
 #include <ctype.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 
 #include "sessdump.h"
@@ -59,6 +61,71 @@ sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 	else
 		SSL_SESSION_free(s);
 	return 0;
+}
+
+/* sd_wipe_free - wipe len bytes of p, then free it (NULL is a no-op):
+ * for every buffer that held a session, its DER or its PEM. */
+void
+sd_wipe_free(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, len);
+	free(p);
+}
+
+/*
+ * Wiping frees for OpenSSL's own allocations.  Decoding a session
+ * (d2i_SSL_SESSION) copies the master key into a temporary ASN.1 string
+ * that OpenSSL frees without wiping, and PEM reading and writing leave
+ * base64 fragments in freed buffers.  sessdump hands OpenSSL an
+ * allocator whose free and realloc wipe the whole block first (its size
+ * from malloc_usable_size), so none of that stays in freed memory.
+ */
+
+/* wipe_malloc, wipe_realloc, wipe_free - the allocator given to OpenSSL. */
+static void *
+wipe_malloc(size_t n, const char *file, int line)
+{
+	return malloc(n);
+}
+
+static void
+wipe_free(void *p, const char *file, int line)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
+static void *
+wipe_realloc(void *p, size_t n, const char *file, int line)
+{
+	size_t old;
+	void *q;
+
+	if (p == NULL)
+		return malloc(n);
+	if (n == 0) {
+		wipe_free(p, file, line);
+		return NULL;
+	}
+	old = malloc_usable_size(p);
+	if ((q = malloc(n)) == NULL)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	wipe_free(p, file, line);
+	return q;
+}
+
+/* sd_wipe_openssl_frees - install the wiping allocator; it must run before
+ * OpenSSL allocates anything.  Returns 0, or -1 if it came too late. */
+int
+sd_wipe_openssl_frees(void)
+{
+	return CRYPTO_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free) ?
+	    0 : -1;
 }
 
 /* sd_record_size - bytes the record takes in the file (key and value). */

@@ -16,12 +16,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 
 #include "sessdump.h"
@@ -38,13 +42,58 @@ struct export {
 	struct sd_progress	prog;
 };
 
-/* write_session - one session to the output; returns 0 or -1. */
+/* write_pem - der as one PEM "SSL SESSION PARAMETERS" block, encoded in
+ * buffers of ours that are wiped after use (the block is what
+ * PEM_write_bio_SSL_SESSION writes: 64 base64 characters a line). */
+static int
+write_pem(BIO *out, const unsigned char *der, size_t len)
+{
+	static const char begin[] = PEM_LABEL "\n";
+	static const char end[] = "-----END SSL SESSION PARAMETERS-----\n";
+	size_t b64len = 4 * ((len + 2) / 3);
+	size_t cap = sizeof begin + b64len + b64len / 64 + 1 + sizeof end;
+	unsigned char *b64 = malloc(b64len + 1);
+	char *text = malloc(cap);
+	size_t n = 0;
+	int ok = 0;
+
+	if (b64 == NULL || text == NULL || len > INT_MAX / 2)
+		goto out;
+	EVP_EncodeBlock(b64, der, (int)len);
+	memcpy(text, begin, sizeof begin - 1);
+	n = sizeof begin - 1;
+	for (size_t i = 0; i < b64len; i += 64) {
+		size_t line = b64len - i < 64 ? b64len - i : 64;
+
+		memcpy(text + n, b64 + i, line);
+		n += line;
+		text[n++] = '\n';
+	}
+	memcpy(text + n, end, sizeof end - 1);
+	n += sizeof end - 1;
+	ok = BIO_write(out, text, (int)n) == (int)n;
+out:
+	sd_wipe_free(b64, b64len + 1);
+	sd_wipe_free(text, cap);
+	return ok;
+}
+
+/* write_session - one session to the output; returns 0 or -1.  The DER
+ * is made in a buffer of ours, wiped before it is freed. */
 static int
 write_session(struct export *ex, SSL_SESSION *s)
 {
-	int ok = ex->der ? i2d_SSL_SESSION_bio(ex->out, s) :
-	    PEM_write_bio_SSL_SESSION(ex->out, s);
+	unsigned char *der = NULL;
+	int len = i2d_SSL_SESSION(s, &der);
+	int ok;
 
+	if (len <= 0) {
+		ex->failed = 1;
+		return -1;
+	}
+	ok = ex->der ? BIO_write(ex->out, der, len) == len :
+	    write_pem(ex->out, der, (size_t)len);
+	OPENSSL_clear_free(der, (size_t)len);
 	if (!ok) {
 		ex->failed = 1;
 		return -1;
@@ -100,6 +149,7 @@ export_id(struct sessdb *db, struct export *ex, const char *arg)
 	rec.id = id;
 	rec.data = data;
 	rc = sd_decode(&rec, &s, &problem);
+	OPENSSL_cleanse(data, rec.len);
 	sessdb_free(data);
 	if (rc == -1) {
 		sd_err("export: session %s is unreadable: %s", arg, problem);
@@ -110,21 +160,83 @@ export_id(struct sessdb *db, struct export *ex, const char *arg)
 	return rc == -1 ? SD_EXIT_IO : 0;
 }
 
-/* open_output - the -o file (0600, no symlinks) or stdout, as a BIO. */
+/* stdout_safe - whether standard output may receive master secrets: a
+ * terminal, a pipe, a socket or a device, or a regular file that only
+ * its owner can read (a shell's "> file" makes one mode 0644). */
+static int
+stdout_safe(void)
+{
+	struct stat st;
+
+	if (fstat(STDOUT_FILENO, &st) == -1) {
+		sd_err("export: standard output: %s", strerror(errno));
+		return 0;
+	}
+	if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+		sd_err("export: standard output is a file that others can read "
+		    "(mode %04o) and sessions hold master secrets: use -o FILE, "
+		    "which creates the file mode 0600",
+		    (unsigned)(st.st_mode & 07777));
+		return 0;
+	}
+	return 1;
+}
+
+/* open_existing - --force: reuse path if it is a regular file of ours,
+ * made 0600 and emptied before a secret goes in; -1 with a message. */
+static int
+open_existing(const char *path)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1) {
+		sd_err("export: %s: %s", path, errno == ELOOP ?
+		    "is a symbolic link; not following it" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != geteuid()) {
+		sd_err("export: %s: %s", path, !S_ISREG(st.st_mode) ?
+		    "not a regular file" : "owned by another user");
+		close(fd);
+		return -1;
+	}
+	if (fchmod(fd, 0600) == -1 || ftruncate(fd, 0) == -1) {
+		sd_err("export: %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* open_output - the -o file or stdout, as a BIO.  A file is created
+ * mode 0600 and must not exist yet, unless force; *created says whether
+ * we made it (to remove it if nothing is written). */
 static BIO *
-open_output(const char *path)
+open_output(const char *path, int force, int *created)
 {
 	int fd;
 	BIO *b;
 
+	*created = 0;
 	if (path == NULL || strcmp(path, "-") == 0)
-		return BIO_new_fd(STDOUT_FILENO, BIO_NOCLOSE);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		return stdout_safe() ? BIO_new_fd(STDOUT_FILENO, BIO_NOCLOSE) :
+		    NULL;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
-	if (fd == -1) {
+	if (fd >= 0) {
+		*created = 1;
+	} else if (errno == EEXIST && force) {
+		fd = open_existing(path);
+	} else if (errno == EEXIST) {
+		sd_err("export: %s exists; give --force to overwrite it", path);
+	} else {
 		sd_err("export: %s: %s", path, strerror(errno));
-		return NULL;
 	}
+	if (fd == -1)
+		return NULL;
 	if ((b = BIO_new_fd(fd, BIO_CLOSE)) == NULL)
 		close(fd);
 	return b;
@@ -160,8 +272,9 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 static const struct option export_opts[] = {
 	{ "all", no_argument, NULL, 'a' },
 	{ "live", no_argument, NULL, 'l' },
-	{ "der", no_argument, NULL, 'd' },
+	{ "der", no_argument, NULL, 'D' },
 	{ "output", required_argument, NULL, 'o' },
+	{ "force", no_argument, NULL, 'f' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -181,20 +294,21 @@ check_ids(const struct sd_cmd *me, int argc, char **argv)
 
 /* sd_cmd_export - sessions as PEM or DER, for openssl sess_id or import. */
 int
-sd_cmd_export(const struct sd_global *g, int argc, char **argv)
+sd_cmd_export(struct sd_global *g, int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("export");
 	struct export ex = { .der = 0 };
 	const char *out = NULL;
 	struct sessdb *db;
-	int all = 0, ch, rc;
+	int all = 0, force = 0, created, ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "+o:", export_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "o:", export_opts)) != -1) {
 		switch (ch) {
 		case 'a': all = 1; break;
 		case 'l': ex.live_only = 1; break;
-		case 'd': ex.der = 1; break;
+		case 'D': ex.der = 1; break;
 		case 'o': out = optarg; break;
+		case 'f': force = 1; break;
 		default: return sd_bad_usage(me, NULL);
 		}
 	}
@@ -204,19 +318,21 @@ sd_cmd_export(const struct sd_global *g, int argc, char **argv)
 		return sd_bad_usage(me, "export: give session IDs, --all or --live");
 	if ((rc = check_ids(me, argc, argv)) != 0)
 		return rc;
-	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
-		return SD_EXIT_DB;
-	if ((ex.out = open_output(out)) == NULL) {
-		sd_close(db);
+	if ((ex.out = open_output(out, force, &created)) == NULL)
 		return SD_EXIT_IO;
+	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL) {
+		rc = SD_EXIT_DB;
+	} else {
+		rc = export_run(db, g, &ex, all, argc, argv);
+		sd_close(db);
 	}
-	rc = export_run(db, g, &ex, all, argc, argv);
 	if (BIO_flush(ex.out) != 1 || ex.failed) {
 		sd_err("export: write error on %s", out ? out : "standard output");
 		rc = SD_EXIT_IO;
 	}
 	BIO_free(ex.out);
-	sd_close(db);
+	if (created && (ex.failed || ex.written == 0))
+		(void)unlink(out);	/* leave no empty or partial file */
 	if (out != NULL && rc == 0)
 		fprintf(stderr, "sessdump: exported %llu sessions to %s\n",
 		    (unsigned long long)ex.written, out);
@@ -259,26 +375,42 @@ add_session(struct import *im, SSL_SESSION *s, const char *name, unsigned idx)
 	return 0;
 }
 
-/* read_input - all of fd into a malloc'ed buffer (at most INPUT_MAX). */
+/* grow - double buf (cap bytes, n used) into a new buffer, wiping the old
+ * one (realloc would free it with the sessions still in it). */
 static unsigned char *
-read_input(int fd, size_t *len, const char *name)
+grow(unsigned char *buf, size_t n, size_t *cap)
 {
-	size_t cap = 65536, n = 0;
-	unsigned char *buf = malloc(cap), *nb;
+	unsigned char *nb = malloc(2 * *cap);
+
+	if (nb != NULL)
+		memcpy(nb, buf, n);
+	sd_wipe_free(buf, *cap);
+	*cap *= 2;
+	return nb;
+}
+
+/* read_input - all of fd into a malloc'ed buffer of *cap bytes (at most
+ * INPUT_MAX); release it with sd_wipe_free(buf, *cap). */
+static unsigned char *
+read_input(int fd, size_t *len, size_t *cap, const char *name)
+{
+	unsigned char *buf;
+	size_t n = 0;
 	ssize_t r;
 
+	*cap = 65536;
+	buf = malloc(*cap);
 	while (buf != NULL) {
-		if (n == cap) {
-			if (cap >= INPUT_MAX) {
+		if (n == *cap) {
+			if (*cap >= INPUT_MAX) {
 				sd_err("import: %s: larger than %u bytes", name,
 				    INPUT_MAX);
 				break;
 			}
-			if ((nb = realloc(buf, cap *= 2)) == NULL)
-				break;
-			buf = nb;
+			if ((buf = grow(buf, n, cap)) == NULL)
+				return NULL;
 		}
-		if ((r = read(fd, buf + n, cap - n)) == 0) {
+		if ((r = read(fd, buf + n, *cap - n)) == 0) {
 			*len = n;
 			return buf;
 		}
@@ -289,7 +421,7 @@ read_input(int fd, size_t *len, const char *name)
 			break;
 		}
 	}
-	free(buf);
+	sd_wipe_free(buf, *cap);
 	return NULL;
 }
 
@@ -358,14 +490,14 @@ parse_input(struct import *im, const char *name)
 	int stdin_ = strcmp(name, "-") == 0;
 	int fd = stdin_ ? STDIN_FILENO : open(name, O_RDONLY | O_CLOEXEC);
 	unsigned char *buf;
-	size_t len;
+	size_t len, cap;
 	int rc, pem;
 
 	if (fd == -1) {
 		sd_err("import: %s: %s", name, strerror(errno));
 		return -2;
 	}
-	buf = read_input(fd, &len, stdin_ ? "standard input" : name);
+	buf = read_input(fd, &len, &cap, stdin_ ? "standard input" : name);
 	if (!stdin_)
 		close(fd);
 	if (buf == NULL)
@@ -380,7 +512,7 @@ parse_input(struct import *im, const char *name)
 	} else {
 		rc = parse_der(im, buf, len, stdin_ ? "standard input" : name);
 	}
-	free(buf);
+	sd_wipe_free(buf, cap);
 	return rc;
 }
 
@@ -467,7 +599,7 @@ import_all(struct sessdb *db, struct import *im)
 }
 
 static const struct option import_opts[] = {
-	{ "der", no_argument, NULL, 'd' },
+	{ "der", no_argument, NULL, 'D' },
 	{ "pem", no_argument, NULL, 'p' },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ NULL, 0, NULL, 0 },
@@ -484,7 +616,7 @@ import_free(struct import *im)
 
 /* sd_cmd_import - sessions from PEM/DER files or stdin into the store. */
 int
-sd_cmd_import(const struct sd_global *g, int argc, char **argv)
+sd_cmd_import(struct sd_global *g, int argc, char **argv)
 {
 	const struct sd_cmd *me = sd_find_cmd("import");
 	struct import im = { .fmt = 0 };
@@ -492,9 +624,9 @@ sd_cmd_import(const struct sd_global *g, int argc, char **argv)
 	struct sessdb *db;
 	int ch, rc = 0;
 
-	while ((ch = getopt_long(argc, argv, "+", import_opts, NULL)) != -1) {
+	while ((ch = sd_getopt(g, argc, argv, "", import_opts)) != -1) {
 		switch (ch) {
-		case 'd': im.fmt = 'd'; break;
+		case 'D': im.fmt = 'd'; break;
 		case 'p': im.fmt = 'p'; break;
 		case 'n': im.dry = 1; break;
 		default: return sd_bad_usage(me, NULL);

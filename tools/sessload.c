@@ -146,7 +146,39 @@ parse_connect(const char *s, struct options *o)
 	return 0;
 }
 
-/* parse_args - fill o from argv; -1 on bad usage (usage printed) */
+/* want_long - parse option name's value arg into *out, in [lo, hi];
+ * -1 after saying what was wanted */
+static int
+want_long(const char *name, const char *arg, long lo, long hi, long *out)
+{
+	if (parse_long(arg, lo, hi, out) == 0)
+		return 0;
+	fprintf(stderr, "sessload: --%s: want a number from %ld to %ld, got '%s'\n",
+	    name, lo, hi, arg);
+	return -1;
+}
+
+/* bad_arg - say why an option's value is refused; returns -1 */
+static int
+bad_arg(const char *name, const char *arg, const char *want)
+{
+	fprintf(stderr, "sessload: --%s: want %s, got '%s'\n", name, want, arg);
+	return -1;
+}
+
+/* check_path - the request path: "/...", at most 256 bytes, no spaces */
+static int
+check_path(const char *path)
+{
+	if (path[0] != '/' || strpbrk(path, " \r\n") != NULL ||
+	    strlen(path) > 256)
+		return bad_arg("path", path, "a path starting with '/', at most "
+		    "256 bytes, without spaces");
+	return 0;
+}
+
+/* parse_args - fill o from argv; -1 on bad usage (the problem and the
+ * usage printed) */
 static int
 parse_args(int argc, char **argv, struct options *o)
 {
@@ -171,11 +203,20 @@ parse_args(int argc, char **argv, struct options *o)
 	    .tls_min = TLS1_2_VERSION, .tls_max = TLS1_3_VERSION, .timeout_s = 10 };
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': bad |= parse_connect(optarg, o); have_connect = 1; break;
-		case 'k': bad |= parse_long(optarg, 1, 10000000, &o->connections); break;
+		case 'c':
+			if (parse_connect(optarg, o) == -1)
+				bad = bad_arg("connect", optarg, "HOST:PORT");
+			have_connect = 1;
+			break;
+		case 'k':
+			bad |= want_long("connections", optarg, 1, 10000000,
+			    &o->connections);
+			break;
 		case 'p':
-			bad |= parse_long(optarg, 1, MAX_PARALLEL, &v);
-			o->parallel = (int)v;
+			if (want_long("parallel", optarg, 1, MAX_PARALLEL, &v) == 0)
+				o->parallel = (int)v;
+			else
+				bad = -1;
 			break;
 		case 't':
 			if (strcmp(optarg, "1.2") == 0)
@@ -183,23 +224,33 @@ parse_args(int argc, char **argv, struct options *o)
 			else if (strcmp(optarg, "1.3") == 0)
 				o->tls_min = o->tls_max = TLS1_3_VERSION;
 			else
-				bad = -1;
+				bad = bad_arg("tls", optarg, "1.2 or 1.3");
 			break;
 		case 'n': o->fresh = 1; break;
 		case 'e': o->early = 1; break;
 		case 'a': o->ca = optarg; break;
 		case 'P': o->path = optarg; break;
 		case 'T':
-			bad |= parse_long(optarg, 1, 3600, &v);
-			o->timeout_s = (int)v;
+			if (want_long("timeout", optarg, 1, 3600, &v) == 0)
+				o->timeout_s = (int)v;
+			else
+				bad = -1;
 			break;
 		case 'j': o->json = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
-		default: bad = -1; break;
+		default: bad = -1; break;	/* getopt named the option */
 		}
 	}
-	if (bad || !have_connect || optind != argc || strpbrk(o->path, " \r\n") ||
-	    o->path[0] != '/' || strlen(o->path) > 256) {
+	if (!bad && !have_connect) {
+		fputs("sessload: --connect HOST:PORT is required\n", stderr);
+		bad = -1;
+	}
+	if (!bad && optind != argc) {
+		fprintf(stderr, "sessload: unexpected argument '%s'\n",
+		    argv[optind]);
+		bad = -1;
+	}
+	if (bad || check_path(o->path) == -1) {
 		fputs(usage_text, stderr);
 		return -1;
 	}
