@@ -67,6 +67,10 @@ safe_open(const char *path, int writable, int creat, int *created,
 		snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
 		goto fail;
 	}
+	if (S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: is a directory, not a database file", path);
+		goto fail;
+	}
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "%s: not a regular file", path);
 		goto fail;
@@ -92,15 +96,17 @@ fail:
 	return -1;
 }
 
-/* page_init - give a new or foreign lock page its magic and zero counters. */
+/* page_init - give a new or foreign lock page its magic and zero counters.
+ * The store the page stands beside may already hold records (the lock
+ * file was removed), so the counters are marked for a recount. */
 static int
-page_init(struct lockfile *lf)
+page_init(struct lockfile *lf, unsigned timeout_ms)
 {
 	struct lock_page *p = lf->page;
 
 	if (memcmp(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic)) == 0)
 		return 0;
-	if (lock_acquire(lf, LOCK_EX, 5000) == -1)
+	if (lock_acquire(lf, LOCK_EX, timeout_ms) == -1)
 		return -1;
 	if (memcmp(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic)) != 0) {
 		/* Start the counter at a value no old handle can have seen. */
@@ -111,6 +117,12 @@ page_init(struct lockfile *lf)
 		p->swept_at = 0;
 		p->writer = 0;
 		p->waiters = 0;
+		p->db_dev = 0;
+		p->db_ino = 0;
+		p->fault_errno = 0;
+		p->counts_unknown = 1;
+		p->repair_failed_ms = 0;
+		p->rebuild_started = 0;
 		memcpy(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic));
 	}
 	lock_release(lf);
@@ -119,7 +131,7 @@ page_init(struct lockfile *lf)
 
 int
 lock_open(struct lockfile *lf, const char *path, int writable,
-    char *err, size_t errlen)
+    unsigned timeout_ms, char *err, size_t errlen)
 {
 	struct stat st;
 	int created;
@@ -135,6 +147,8 @@ lock_open(struct lockfile *lf, const char *path, int writable,
 	lf->writable = (fcntl(lf->fd, F_GETFL) & O_ACCMODE) == O_RDWR;
 	if (fstat(lf->fd, &st) == -1)
 		goto fail_errno;
+	lf->dev = (uint64_t)st.st_dev;
+	lf->ino = (uint64_t)st.st_ino;
 	if (st.st_size < LOCK_FILE_SIZE) {
 		if (!lf->writable) {
 			snprintf(err, errlen, "%s: lock file too short and not writable", path);
@@ -148,7 +162,7 @@ lock_open(struct lockfile *lf, const char *path, int writable,
 	if (map == MAP_FAILED)
 		goto fail_errno;
 	lf->page = map;
-	if (lf->writable && page_init(lf) == -1)
+	if (lf->writable && page_init(lf, timeout_ms) == -1)
 		goto fail_errno;
 	if (memcmp(lf->page->magic, LOCK_PAGE_MAGIC, sizeof(lf->page->magic)) != 0) {
 		snprintf(err, errlen, "%s: not a sessdb lock file", path);
@@ -160,6 +174,16 @@ fail_errno:
 fail:
 	lock_close(lf);
 	return -1;
+}
+
+int
+lock_replaced(const struct lockfile *lf, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1)
+		return 1;
+	return (uint64_t)st.st_dev != lf->dev || (uint64_t)st.st_ino != lf->ino;
 }
 
 void

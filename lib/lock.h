@@ -37,10 +37,23 @@ struct lock_page {
 					   with no holder = it died mid-write */
 	uint32_t	unlock_seq;	/* futex word: bumped by every unlock */
 	uint32_t	waiters;	/* processes sleeping on unlock_seq */
+	/* Appended in format 1.1 (a page of 1.0 has zeros here). */
+	uint64_t	db_dev;		/* identity of the database file the */
+	uint64_t	db_ino;		/* store uses (0 = not yet known) */
+	int32_t		fault_errno;	/* a write failed with this error and the
+					   file awaits a check (writer is set) */
+	uint32_t	counts_unknown;	/* entries/bytes need a recount (a new
+					   lock file beside an existing store) */
+	uint64_t	repair_failed_ms; /* CLOCK_MONOTONIC ms of the last check
+					   that could not finish (0 = none) */
+	int64_t		rebuild_started; /* unix seconds a rebuild began; 0 when
+					   none is running or it finished */
 };
 
 struct lockfile {
 	int			fd;
+	uint64_t		dev;	/* identity of the lock file opened */
+	uint64_t		ino;
 	struct lock_page	*page;	/* NULL if the file could not be mapped */
 	int			writable;
 	int			held;	/* 0, LOCK_SH or LOCK_EX */
@@ -54,9 +67,14 @@ struct stat;
 int safe_open(const char *path, int writable, int creat, int *created,
     struct stat *st, char *err, size_t errlen);
 
-/* lock_open - open or create the lock file and map its page. */
+/* lock_open - open or create the lock file and map its page; a new page
+ * is initialised under LOCK_EX, waiting at most timeout_ms. */
 int lock_open(struct lockfile *lf, const char *path, int writable,
-    char *err, size_t errlen);
+    unsigned timeout_ms, char *err, size_t errlen);
+
+/* lock_replaced - does path no longer name the lock file lf has open (it
+ * was removed or replaced)?  One stat(2). */
+int lock_replaced(const struct lockfile *lf, const char *path);
 
 void lock_close(struct lockfile *lf);
 

@@ -31,6 +31,7 @@
 #define REC_VERSION	1
 #define REC_HEADER_LEN	32
 #define REC_KEY_MAX	(1 + SESSDB_ID_MAX)
+#define REC_NS_META	0x00	/* the store's own keys (the marker), never records */
 #define REC_FLAGS_KNOWN	0x00	/* no flags defined yet (0x01 reserved: encrypted) */
 
 enum rec_status {
@@ -74,6 +75,13 @@ void rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
  * points into value.  Returns REC_OK or why the record is unreadable. */
 enum rec_status rec_decode(const unsigned char *value, size_t value_len,
     const unsigned char *key, size_t key_len, struct rec *r);
+
+/* rec_key_is_meta - is key one of the store's own (not a record)? */
+static inline int
+rec_key_is_meta(const void *key, size_t key_len)
+{
+	return key_len > 0 && ((const unsigned char *)key)[0] == REC_NS_META;
+}
 
 /* rec_crc32c - CRC-32C (Castagnoli), continuing from crc (start with 0). */
 uint32_t rec_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -27,6 +27,8 @@
  *	Functions return -1 with sessdb_error() set; repairs and other
  *	notable events also go to the log callback.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <paths.h>
@@ -47,6 +49,17 @@
 #define DEFAULT_LOCK_TIMEOUT_MS	1000
 #define DEFAULT_SWEEP_BATCH	256
 #define CAP_SWEEP_INTERVAL	1	/* seconds between sweeps forced by the cap */
+#define REPAIR_RETRY_MS		1000	/* a check that could not run (no space,
+					   I/O error) is tried again after this */
+#define PATH_CHECK_MS		1000	/* readers check the paths this often */
+#define GDBM_MAGIC_FIRST	0x13579acdu	/* GDBM's file magics (1.8 .. 1.23) */
+#define GDBM_MAGIC_LAST		0x13579ad1u
+#define REBUILD_KEEP		".rebuild-orig"	/* the old file during a rebuild */
+#define RESERVE_SLACK		(64 * 1024)	/* allocated ahead beyond one update */
+
+/* The marker: a key of the store's own namespace that says "sessdb". */
+static const unsigned char marker_key[] = { REC_NS_META, 's', 'e', 's', 's', 'd', 'b' };
+static const char marker_val[] = "sessdb store 1";
 
 /*
  * Fork detection: flock locks belong to the open file description, which
@@ -123,10 +136,57 @@ gdbm_close_nosync(struct sessdb *db, GDBM_FILE dbf)
 	gdbm_close(dbf);
 }
 
-/* is_damage - does this GDBM error mean the file's structure is broken? */
-static int
-is_damage(gdbm_error e)
+/* mono_ms - a coarse monotonic clock in milliseconds (no system call: the
+ * vDSO reads it), shared by every process of the host. */
+static uint64_t
+mono_ms(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * is_fault - is this system error a fault of the device or the system
+ *	(it may clear), rather than a symptom of a damaged file (an lseek to
+ *	a bad offset gives EINVAL)?
+ */
+static int
+is_fault(int sys)
+{
+	switch (sys) {
+	case EIO:
+	case ENOSPC:
+	case EDQUOT:
+	case EROFS:
+	case ENOMEM:
+	case EMFILE:
+	case ENFILE:
+	case EACCES:
+	case EPERM:
+	case EINTR:
+	case EAGAIN:
+	case ENXIO:
+	case ENODEV:
+	case ESTALE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * is_damage - does this GDBM error mean the file's structure is broken?
+ *	An error that comes with a fault (EIO, ENOSPC, ...) is a fault of
+ *	the device or the system, not of the file: it is reported and
+ *	counted, never "repaired" (a repair would move an intact store aside).
+ */
+static int
+is_damage(gdbm_error e, int sys)
+{
+	if (is_fault(sys))
+		return 0;
 	switch (e) {
 	case GDBM_BAD_MAGIC_NUMBER:
 	case GDBM_BLOCK_SIZE_ERROR:
@@ -148,14 +208,155 @@ is_damage(gdbm_error e)
 	}
 }
 
-/* open_gdbm - a GDBM handle on the file path names now, creating the file
- * if creat (LOCK_EX held).  An empty file is initialised: LOCK_EX only.
- * Always by path: a file replaced by a repair or a compaction is found. */
+/* gdbm_sys - the system error behind the last GDBM error of dbf, or 0. */
+static int
+gdbm_sys(GDBM_FILE dbf)
+{
+	gdbm_error e = gdbm_last_errno(dbf);
+
+	return gdbm_check_syserr(e) ? gdbm_last_syserr(dbf) : 0;
+}
+
+/* file_kind - 1 if fd starts with a GDBM magic, 0 if it is empty, -1 if it
+ * holds something else, -2 if it cannot be read (*e set). */
+static int
+file_kind(int fd, int *e)
+{
+	unsigned char b[4];
+	uint32_t magic;
+	ssize_t n = pread(fd, b, sizeof(b), 0);
+
+	if (n == -1) {
+		*e = errno;
+		return -2;
+	}
+	if (n == 0)
+		return 0;
+	if (n < (ssize_t)sizeof(b))
+		return -1;
+	memcpy(&magic, b, sizeof(magic));	/* GDBM writes it in host order */
+	return magic >= GDBM_MAGIC_FIRST && magic <= GDBM_MAGIC_LAST ? 1 : -1;
+}
+
+/* known_file - is st the file this handle, or the lock page, already
+ * recognised as the store? */
+static int
+known_file(const struct sessdb *db, const struct stat *st)
+{
+	const struct lock_page *p = db->lock.page;
+	uint64_t dev = (uint64_t)st->st_dev, ino = (uint64_t)st->st_ino;
+
+	if (db->db_ino != 0 && db->db_dev == dev && db->db_ino == ino)
+		return 1;
+	return p != NULL && __atomic_load_n(&p->db_ino, __ATOMIC_ACQUIRE) == ino &&
+	    __atomic_load_n(&p->db_dev, __ATOMIC_RELAXED) == dev;
+}
+
+/* remember_file - st is the store's database file: note it in the handle
+ * and in the lock page, for every process. */
+static void
+remember_file(struct sessdb *db, const struct stat *st)
+{
+	struct lock_page *p = db->lock.page;
+
+	db->db_dev = (uint64_t)st->st_dev;
+	db->db_ino = (uint64_t)st->st_ino;
+	if (p == NULL || !db->lock.writable)
+		return;
+	__atomic_store_n(&p->db_dev, db->db_dev, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->db_ino, db->db_ino, __ATOMIC_RELEASE);
+}
+
+/* remember_path - remember the file path names now (after we replaced it). */
+static void
+remember_path(struct sessdb *db)
+{
+	struct stat st;
+
+	if (stat(db->path, &st) == 0)
+		remember_file(db, &st);
+}
+
+/*
+ * has_marker - is the open GDBM file a sessdb store?  Yes if it holds the
+ *	marker key; a file of format 1.0 (no marker) if it is empty or one of
+ *	its first records decodes (a writer then adds the marker).  Returns
+ *	1, 0 (a GDBM database of something else), or -1 (a GDBM error).
+ */
+static int
+has_marker(struct sessdb *db, GDBM_FILE dbf)
+{
+	datum k = { (char *)marker_key, (int)sizeof(marker_key) }, v, next;
+	struct rec r;
+	int ours = 0;
+
+	v = gdbm_fetch(dbf, k);
+	if (v.dptr != NULL) {
+		ours = (size_t)v.dsize == sizeof(marker_val) - 1 &&
+		    memcmp(v.dptr, marker_val, sizeof(marker_val) - 1) == 0;
+		free(v.dptr);
+		return ours;
+	}
+	if (gdbm_last_errno(dbf) != GDBM_ITEM_NOT_FOUND)
+		return -1;
+	k = gdbm_firstkey(dbf);
+	if (k.dptr == NULL && gdbm_last_errno(dbf) != GDBM_ITEM_NOT_FOUND)
+		return -1;
+	ours = k.dptr == NULL;		/* empty: nothing of anyone's to lose */
+	for (int i = 0; i < 4 && k.dptr != NULL && !ours; i++) {
+		v = gdbm_fetch(dbf, k);
+		ours = v.dptr != NULL && rec_decode((unsigned char *)v.dptr,
+		    (size_t)v.dsize, (unsigned char *)k.dptr, (size_t)k.dsize,
+		    &r) == REC_OK;
+		store_free_value(v.dptr, (size_t)v.dsize);
+		next = gdbm_nextkey(dbf, k);
+		free(k.dptr);
+		k = next;
+	}
+	free(k.dptr);
+	if (ours)
+		db->need_marker = 1;
+	return ours;
+}
+
+/* write_marker - give a recognised store its marker key (LOCK_EX held).
+ * A failure only means another try by the next writer. */
+static void
+write_marker(struct sessdb *db)
+{
+	datum k = { (char *)marker_key, (int)sizeof(marker_key) };
+	datum v = { (char *)marker_val, (int)sizeof(marker_val) - 1 };
+
+	if (gdbm_store(db->dbf, k, v, GDBM_REPLACE) == 0)
+		db->need_marker = 0;
+}
+
+/* refuse - the file at path is not ours: say so; nothing was written. */
+static GDBM_FILE
+refuse(struct sessdb *db, int fd, int *sys_errno, const char *what)
+{
+	if (fd >= 0)
+		close(fd);
+	snprintf(db->err, sizeof(db->err), "%s: %s; not a sessdb store, left "
+	    "untouched", db->path, what);
+	*sys_errno = ENOTSTORE;
+	return NULL;
+}
+
+/*
+ * open_gdbm - a GDBM handle on the file path names now, creating the file
+ *	if creat (LOCK_EX held).  A file this handle or the lock page does not
+ *	know yet must be recognisably a sessdb store (GDBM magic and the
+ *	marker) or it is refused (*sys_errno = ENOTSTORE) and never written.
+ *	An empty file is initialised, with LOCK_EX, only when it is known (we
+ *	or a creator that died created it).  Always by path: a file replaced
+ *	by a repair, a compaction or an operator is found.
+ */
 static GDBM_FILE
 open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 {
 	struct stat st;
-	int created, fd, flags;
+	int created, fd, flags, known, kind, e = 0;
 	GDBM_FILE dbf;
 
 	*gerr = GDBM_FILE_OPEN_ERROR;
@@ -166,12 +367,29 @@ open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 		*sys_errno = errno;
 		return NULL;
 	}
-	if (st.st_size == 0 && !db->rdonly && db->lock.held != LOCK_EX) {
+	if (created)
+		remember_file(db, &st);	/* ours even if we die before GDBM
+					   initialises it */
+	known = known_file(db, &st);
+	kind = file_kind(fd, &e);
+	if (kind == -2) {
+		close(fd);
+		snprintf(db->err, sizeof(db->err), "%s: read: %s", db->path,
+		    strerror(e));
+		*sys_errno = e;
+		return NULL;
+	}
+	if (!known && kind == -1)
+		return refuse(db, fd, sys_errno, "not a GDBM file");
+	if (!known && kind == 0)
+		return refuse(db, fd, sys_errno, "an empty file that no sessdb "
+		    "process created");
+	if (kind == 0 && !db->rdonly && db->lock.held != LOCK_EX) {
 		close(fd);
 		*sys_errno = EAGAIN;	/* initialising needs LOCK_EX */
 		return NULL;
 	}
-	if (st.st_size == 0 && !created && !db->rdonly)
+	if (kind == 0 && !created && !db->rdonly)
 		store_log(db, SESSDB_LOG_WARNING, "%s: empty file (a creator died, "
 		    "or it was emptied); starting a new store in it", db->path);
 	flags = (db->rdonly ? GDBM_READER : GDBM_WRCREAT) | GDBM_NOLOCK |
@@ -179,12 +397,34 @@ open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 	dbf = gdbm_fd_open(fd, db->path, 0, flags, NULL);
 	if (dbf == NULL) {
 		*gerr = gdbm_errno;
-		*sys_errno = errno;
-		snprintf(db->err, sizeof(db->err), "%s: %s", db->path,
-		    gdbm_strerror(*gerr));
-	} else {
-		*gerr = GDBM_NO_ERROR;
+		*sys_errno = gdbm_check_syserr(*gerr) ? errno : 0;
+		if (!known) {
+			snprintf(db->err, sizeof(db->err), "%s: a GDBM file that "
+			    "cannot be opened (%s), not known to the lock file; "
+			    "treated as not a sessdb store, left untouched",
+			    db->path, gdbm_strerror(*gerr));
+			*sys_errno = ENOTSTORE;
+		} else {
+			snprintf(db->err, sizeof(db->err), "%s: %s%s%s", db->path,
+			    gdbm_strerror(*gerr), *sys_errno ? ": " : "",
+			    *sys_errno ? strerror(*sys_errno) : "");
+		}
+		return NULL;
 	}
+	if (kind == 0) {
+		db->need_marker = 1;	/* a new store */
+	} else if (!known) {
+		int ours = has_marker(db, dbf);
+
+		if (ours != 1) {
+			gdbm_close_nosync(db, dbf);
+			return refuse(db, -1, sys_errno, ours == 0 ?
+			    "a GDBM database without the sessdb marker" :
+			    "a GDBM file that cannot be read");
+		}
+	}
+	remember_file(db, &st);
+	*gerr = GDBM_NO_ERROR;
 	return dbf;
 }
 
@@ -206,12 +446,18 @@ aside_name(struct sessdb *db, char *dst, size_t len)
 	    db->path);
 }
 
-/* move_aside - rename a damaged file out of the way; LOCK_EX held. */
+/* move_aside - rename the damaged store out of the way; LOCK_EX held.
+ * Only a file known as this store is ever moved. */
 static int
 move_aside(struct sessdb *db, const char *why)
 {
 	char dst[4096];
+	struct stat st;
 
+	if (lstat(db->path, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    !known_file(db, &st))
+		return store_error(db, "%s: damaged (%s), but no longer the file "
+		    "this store used; left untouched", db->path, why);
 	if (aside_name(db, dst, sizeof(dst)) == -1)
 		return -1;
 	if (rename(db->path, dst) == -1)
@@ -238,15 +484,17 @@ scrub(struct sessdb *db)
 	struct rec r;
 
 	for (k = gdbm_firstkey(db->dbf); k.dptr != NULL; k = next) {
+		int meta = rec_key_is_meta(k.dptr, (size_t)k.dsize);
+
 		v = gdbm_fetch(db->dbf, k);
-		int ok = v.dptr != NULL && rec_decode((unsigned char *)v.dptr,
-		    (size_t)v.dsize, (unsigned char *)k.dptr, (size_t)k.dsize,
-		    &r) == REC_OK;
-		if (ok) {
+		int ok = meta || (v.dptr != NULL && rec_decode((unsigned char *)
+		    v.dptr, (size_t)v.dsize, (unsigned char *)k.dptr,
+		    (size_t)k.dsize, &r) == REC_OK);
+		if (ok && !meta) {
 			entries++;
 			bytes += (uint64_t)k.dsize + (uint64_t)v.dsize;
 		}
-		free(v.dptr);
+		store_free_value(v.dptr, (size_t)v.dsize);
 		next = gdbm_nextkey(db->dbf, k);
 		if (!ok && n == cap) {
 			datum *nb = realloc(bad, (cap ? 2 * cap : 16) * sizeof(*nb));
@@ -271,64 +519,237 @@ scrub(struct sessdb *db)
 }
 
 /*
- * rebuild - gdbm_recover the open file (flags: GDBM_RCVR_FORCE to rebuild
- * whatever, or 0 to rebuild only if its check finds damage); LOCK_EX held.
- * GDBM keeps a backup of the original.  The rebuilt file is scrubbed of
- * records whose bytes were destroyed.  If anything was lost, the backup is
- * kept as "<db>.corrupt-<time>" (the damaged file, moved aside) and the
- * rebuilt file carries on with everything that could be read; if nothing
- * was lost the backup goes.  Returns 1 if the file was rebuilt, 0 if it
- * was sound, -1 if GDBM could not recover it (db->dbf closed).
+ * A rebuild copies what GDBM can read into a new file (gdbm_recover) and
+ * renames it over the store: one atomic rename, so a kill at any point
+ * leaves the old file or the new one in place.  Before it, the old file
+ * gets a second name, "<db>.rebuild-orig", so that whatever the rebuild
+ * could not copy is still on disk: kept as "<db>.corrupt-<time>" if
+ * anything was lost, unlinked if nothing was.  GDBM's own temporary file
+ * is "<db>.XXXXXX"; the lock page notes when a rebuild began, so the
+ * leftovers of one that was killed are found and cleared.
+ */
+
+/* rebuild_watch - abort a rebuild on a system error rather than count the
+ * records it could not read as lost (they are intact, the device is not). */
+struct rebuild_watch {
+	GDBM_FILE	dbf;
+	gdbm_recovery	*rcvr;
+	int		sys;
+};
+
+static void
+rebuild_errfun(void *data, const char *fmt, ...)
+{
+	struct rebuild_watch *w = data;
+	int sys = errno;	/* of the read or write that failed (cleared
+				   before the rebuild) */
+
+	(void)fmt;
+	if (!is_fault(sys))
+		sys = gdbm_sys(w->dbf);
+	if (is_fault(sys) && w->sys == 0) {
+		w->sys = sys;
+		/* gdbm_recover stops when the count of failures reaches this. */
+		w->rcvr->max_failures = w->rcvr->failed_buckets +
+		    w->rcvr->failed_keys + 1;
+	}
+}
+
+/* rebuild_temps - unlink GDBM's temporary files "<db>.XXXXXX" made since
+ * the unix time since (LOCK_EX held: nobody else is rebuilding). */
+static void
+rebuild_temps(struct sessdb *db, int64_t since)
+{
+	const char *slash = strrchr(db->path, '/');
+	const char *base = slash != NULL ? slash + 1 : db->path;
+	size_t blen = strlen(base), dlen = slash != NULL ? (size_t)(slash - db->path) : 0;
+	char dir[4096];
+	struct dirent *de;
+	DIR *d;
+
+	if (dlen >= sizeof(dir))
+		return;
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(dlen ? dlen : 1), db->path);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		const char *n = de->d_name, *suf = n + blen + 1;
+		struct stat st;
+		int fd, e, ok = 1;
+
+		if (strncmp(n, base, blen) != 0 || n[blen] != '.' || strlen(suf) != 6)
+			continue;
+		for (int i = 0; i < 6; i++)
+			ok &= isalnum((unsigned char)suf[i]) != 0;
+		if (!ok || fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+		    (int64_t)st.st_mtime < since - 1)
+			continue;
+		fd = openat(dirfd(d), n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1)
+			continue;
+		ok = file_kind(fd, &e) >= 0;	/* GDBM's, or empty */
+		close(fd);
+		if (ok && unlinkat(dirfd(d), n, 0) == 0)
+			store_log(db, SESSDB_LOG_INFO, "%s: removed %s, left by "
+			    "an unfinished rebuild", db->path, n);
+	}
+	closedir(d);
+}
+
+/* rebuild_leftovers - a rebuild was interrupted (LOCK_EX held): clear its
+ * temporary file and keep the old file if the new one replaced it. */
+static void
+rebuild_leftovers(struct sessdb *db)
+{
+	struct lock_page *p = db->lock.page;
+	char keep[4096], aside[4096];
+	struct stat ks, ds;
+
+	rebuild_temps(db, p->rebuild_started);
+	snprintf(keep, sizeof(keep), "%s" REBUILD_KEEP, db->path);
+	if (lstat(keep, &ks) == 0 && S_ISREG(ks.st_mode)) {
+		if (stat(db->path, &ds) == 0 && ds.st_ino == ks.st_ino &&
+		    ds.st_dev == ks.st_dev)
+			unlink(keep);	/* never replaced: the store is the old file */
+		else if (aside_name(db, aside, sizeof(aside)) == 0 &&
+		    rename(keep, aside) == 0)
+			store_log(db, SESSDB_LOG_WARNING, "%s: a rebuild was "
+			    "interrupted after it replaced the file; the file "
+			    "before it is kept as %s", db->path, aside);
+	}
+	__atomic_store_n(&p->rebuild_started, 0, __ATOMIC_RELAXED);
+}
+
+/*
+ * rebuild - gdbm_recover the open file into a new one (LOCK_EX held), then
+ *	scrub records whose bytes were destroyed.  Returns 1 if rebuilt, or
+ *	-2 if the rebuild could not run (no space, an I/O error: the old file
+ *	stays as it was and nothing is lost; errno says why if it can).
+ *	GDBM's recovery only fails for such reasons: damage makes it skip
+ *	what it cannot read, never fail.  db->dbf is closed unless 1.
  */
 static int
-rebuild(struct sessdb *db, int flags, const char *why)
+rebuild(struct sessdb *db, const char *why)
 {
+	struct lock_page *p = db->lock.page;
+	struct rebuild_watch w = { db->dbf, NULL, 0 };
 	gdbm_recovery rcvr;
 	gdbm_error gerr;
-	int sys_errno, kept = 0;
+	int sys_errno, kept = 0, rc;
 	size_t lost;
-	char aside[4096];
+	char keep[4096], aside[4096];
 
-	memset(&rcvr, 0, sizeof(rcvr));
-	if (gdbm_recover(db->dbf, &rcvr, flags | GDBM_RCVR_BACKUP) != 0) {
-		free(rcvr.backup_name);
+	snprintf(keep, sizeof(keep), "%s" REBUILD_KEEP, db->path);
+	if (p->rebuild_started != 0)
+		rebuild_leftovers(db);
+	unlink(keep);
+	if (link(db->path, keep) == -1) {
+		int e = errno;
+
 		gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
-		return -1;
+		errno = e;
+		return -2;
 	}
-	if (rcvr.backup_name == NULL)
-		return 0;	/* the check found nothing to rebuild */
+	__atomic_store_n(&p->rebuild_started, (int64_t)time(NULL), __ATOMIC_RELAXED);
+	memset(&rcvr, 0, sizeof(rcvr));
+	w.rcvr = &rcvr;
+	rcvr.errfun = rebuild_errfun;
+	rcvr.data = &w;
+	rcvr.max_failures = SIZE_MAX;
+	errno = 0;
+	rc = gdbm_recover(db->dbf, &rcvr, GDBM_RCVR_FORCE | GDBM_RCVR_ERRFUN |
+	    GDBM_RCVR_MAX_FAILURES);
+	if (rc != 0 || w.sys != 0) {
+		int e = w.sys != 0 ? w.sys : errno != 0 ? errno : EIO;
+
+		gdbm_close_nosync(db, db->dbf);
+		db->dbf = NULL;
+		rebuild_leftovers(db);	/* the store was not replaced */
+		errno = e;
+		return -2;
+	}
 	db->st.recoveries++;
 	/* gdbm_recover renamed a new file over ours. */
 	gdbm_close_nosync(db, db->dbf);
+	remember_path(db);
 	db->dbf = open_gdbm(db, 0, &gerr, &sys_errno);
 	lost = rcvr.failed_keys + (db->dbf != NULL ? scrub(db) : 0);
 	if ((lost > 0 || rcvr.failed_buckets > 0) &&
-	    aside_name(db, aside, sizeof(aside)) == 0 &&
-	    rename(rcvr.backup_name, aside) == 0)
+	    aside_name(db, aside, sizeof(aside)) == 0 && rename(keep, aside) == 0)
 		kept = 1;
 	else
-		unlink(rcvr.backup_name);
-	store_log(db, lost > 0 ? SESSDB_LOG_ERR : SESSDB_LOG_INFO,
-	    "%s: damaged (%s); rebuilt with %zu records, lost %zu records and "
-	    "%zu buckets%s%s", db->path, why, rcvr.recovered_keys - (lost -
-	    rcvr.failed_keys), lost, rcvr.failed_buckets,
-	    kept ? "; the damaged file is kept as " : "", kept ? aside : "");
-	free(rcvr.backup_name);
+		unlink(keep);
+	__atomic_store_n(&p->rebuild_started, 0, __ATOMIC_RELAXED);
+	store_log(db, lost > 0 || rcvr.failed_buckets > 0 ? SESSDB_LOG_ERR :
+	    SESSDB_LOG_INFO, "%s: %s; rebuilt with %zu records, lost %zu records "
+	    "and %zu buckets%s%s", db->path, why, rcvr.recovered_keys -
+	    (lost - rcvr.failed_keys), lost, rcvr.failed_buckets,
+	    kept ? "; the file before the rebuild is kept as " : "",
+	    kept ? aside : (lost > 0 || rcvr.failed_buckets > 0 ?
+	    "; the file before the rebuild could not be kept" : ""));
 	if (db->dbf == NULL)
 		return -1;
 	return 1;	/* scrub recounted */
 }
 
-/* recover - repair a damaged file in place or replace it; LOCK_EX held.
- * On return db->dbf is a usable handle or NULL (with the error set). */
+/* checked - the file is whole again (LOCK_EX held): clear the marks and
+ * make every process reopen. */
+static void
+checked(struct sessdb *db)
+{
+	struct lock_page *p = db->lock.page;
+
+	if (p != NULL && db->lock.writable) {
+		__atomic_store_n(&p->fault_errno, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->repair_failed_ms, 0, __ATOMIC_RELAXED);
+	}
+	lock_set_writer(&db->lock, 0);
+	db->seen_gen = lock_bump(&db->lock);
+}
+
+/* check_failed - a check or repair could not run for a system error e
+ * (LOCK_EX held): the file stays as it is, marked, and the next attempt
+ * waits REPAIR_RETRY_MS.  Logged once per state change.  Returns -1. */
+static int
+check_failed(struct sessdb *db, int e, const char *why)
+{
+	struct lock_page *p = db->lock.page;
+
+	if (p != NULL && db->lock.writable) {
+		uint64_t now = mono_ms();
+
+		__atomic_store_n(&p->repair_failed_ms, now ? now : 1, __ATOMIC_RELAXED);
+		if (e != 0)
+			__atomic_store_n(&p->fault_errno, e, __ATOMIC_RELAXED);
+	}
+	store_error(db, "%s: the file needs a check (%s), which could not run: "
+	    "%s; nothing was moved or lost, reads go on, writes wait for the "
+	    "check (retried every %d ms)", db->path, why, strerror(e ? e : EIO),
+	    REPAIR_RETRY_MS);
+	if (db->fault != (e ? e : EIO)) {
+		db->fault = e ? e : EIO;
+		store_log(db, SESSDB_LOG_ERR, "%s", db->err);
+	}
+	errno = e ? e : EIO;
+	return -1;
+}
+
+/* recover - repair the store in place or replace it; LOCK_EX held.  On
+ * return db->dbf is a usable handle or NULL (with the error set). */
 static int
 recover(struct sessdb *db, const char *why)
 {
 	gdbm_error gerr;
-	int sys_errno;
+	int sys_errno, rc = db->dbf != NULL ? rebuild(db, why) : -1;
 
-	if (db->dbf == NULL || rebuild(db, GDBM_RCVR_FORCE, why) != 1) {
+	if (rc == -2)
+		return check_failed(db, errno, why);
+	if (rc != 1) {	/* GDBM cannot even open it */
 		if (db->dbf != NULL)
 			gdbm_close_nosync(db, db->dbf);
 		db->dbf = NULL;
@@ -338,12 +759,10 @@ recover(struct sessdb *db, const char *why)
 		/* Even with SESSDB_NOCREATE: the file was there, we moved it. */
 		db->dbf = open_gdbm(db, 1, &gerr, &sys_errno);
 		if (db->dbf == NULL)
-			return store_error(db, "%s: cannot create a fresh store: %s",
-			    db->path, gdbm_strerror(gerr));
+			return check_failed(db, sys_errno, "creating a fresh store");
 		lock_set_counts(&db->lock, 0, 0);
 	}
-	lock_set_writer(&db->lock, 0);	/* the file is whole again */
-	db->seen_gen = lock_bump(&db->lock);
+	checked(db);
 	return 0;
 }
 
@@ -361,30 +780,32 @@ reopen(struct sessdb *db)
 		db->st.reopens++;
 	}
 	db->dbf = open_gdbm(db, creat, &gerr, &sys_errno);
-	if (db->dbf == NULL) {
-		if (db->lock.held != LOCK_EX && (sys_errno == EAGAIN ||
-		    (sys_errno == ENOENT && creat))) {
-			errno = EAGAIN;	/* creating or initialising needs LOCK_EX */
-			return -1;
-		}
-		if (!is_damage(gerr) || db->rdonly) {
-			db->st.errors++;
-			if (db->rdonly && is_damage(gerr))
-				snprintf(db->err, sizeof(db->err), "%s: damaged database "
-				    "(%s); a writer will repair it", db->path,
-				    gdbm_strerror(gerr));
-			errno = sys_errno ? sys_errno : EIO;
-			if (errno == EAGAIN)
-				errno = EIO;
-			return -1;
-		}
-		if (db->lock.held != LOCK_EX) {
-			errno = EAGAIN;
-			return -1;
-		}
-		if (recover(db, gdbm_strerror(gerr)) == -1)
-			return -1;
+	if (db->dbf != NULL) {
+		db->seen_gen = lock_generation(&db->lock);
+		return 0;
 	}
+	if (db->lock.held != LOCK_EX && (sys_errno == EAGAIN ||
+	    (sys_errno == ENOENT && creat))) {
+		errno = EAGAIN;	/* creating or initialising needs LOCK_EX */
+		return -1;
+	}
+	if (!is_damage(gerr, sys_errno) || db->rdonly) {
+		db->st.errors++;
+		if (db->rdonly && is_damage(gerr, sys_errno))
+			snprintf(db->err, sizeof(db->err), "%s: damaged database "
+			    "(%s); a writer will repair it", db->path,
+			    gdbm_strerror(gerr));
+		errno = sys_errno ? sys_errno : EIO;
+		if (errno == EAGAIN)
+			errno = EIO;
+		return -1;
+	}
+	if (db->lock.held != LOCK_EX) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (recover(db, gdbm_strerror(gerr)) == -1)
+		return -1;
 	db->seen_gen = lock_generation(&db->lock);
 	return 0;
 }
@@ -402,7 +823,8 @@ after_fork(struct sessdb *db)
 	}
 	if (db->lock.page != NULL || db->lock.fd >= 0)
 		lock_close(&db->lock);
-	if (lock_open(&db->lock, db->lock_path, !db->rdonly, err, sizeof(err)) == -1)
+	if (lock_open(&db->lock, db->lock_path, !db->rdonly,
+	    db->opt.lock_timeout_ms, err, sizeof(err)) == -1)
 		return store_error(db, "%s", err);
 	db->fork_epoch = fork_epoch;
 	db->pid = (int32_t)getpid();
@@ -411,36 +833,94 @@ after_fork(struct sessdb *db)
 
 /*
  * after_dead_writer - LOCK_EX held and the writer mark is set: its owner
- * was killed inside an update, and GDBM may have half of it on disk.
- * Reopen from the file and let GDBM check it (gdbm_recover rebuilds it
- * only if it finds damage); recount, since the counters may be off by
- * the interrupted operation; every process reopens after that.  Records
- * whose bytes were torn fail their CRC later and are dropped.
+ *	was killed inside an update, or a write of a live process failed
+ *	(fault_errno), and the file may hold part of an update.  Rebuild it
+ *	(GDBM's own check does not notice a header left behind the buckets,
+ *	and the next writes would reuse space records still occupy).  A
+ *	rebuild that cannot run (no space, I/O error) changes nothing and is
+ *	retried later; only a file GDBM cannot rebuild is moved aside.
  */
 static int
 after_dead_writer(struct sessdb *db)
 {
-	char why[64];
-	int rc;
+	char why[128];
+	int32_t pid = lock_writer(&db->lock);
+	int fault = __atomic_load_n(&db->lock.page->fault_errno, __ATOMIC_RELAXED);
 
-	snprintf(why, sizeof(why), "process %d died while writing",
-	    (int)lock_writer(&db->lock));
-	store_log(db, SESSDB_LOG_WARNING, "%s: %s; checking the file", db->path,
-	    why);
+	if (fault != 0)
+		snprintf(why, sizeof(why), "a write by process %d failed: %s",
+		    (int)pid, strerror(fault));
+	else
+		snprintf(why, sizeof(why), "process %d died while writing", (int)pid);
+	if (db->lock.page->repair_failed_ms == 0)
+		store_log(db, SESSDB_LOG_WARNING, "%s: %s; checking the file",
+		    db->path, why);
 	db->seen_gen = 0;
 	if (reopen(db) == -1)
-		return -1;	/* reopen already repaired what it could */
-	/* A forced rebuild: GDBM's check does not notice a header left
-	 * behind the buckets (next_block too low), and the next writes
-	 * would reuse space that records still occupy. */
-	rc = rebuild(db, GDBM_RCVR_FORCE, why);
-	if (rc == -1)
-		return recover(db, why);
-	if (rc == 0)
-		store_recount(db);
-	lock_set_writer(&db->lock, 0);
-	db->seen_gen = lock_bump(&db->lock);
+		return errno == ENOTSTORE || db->dbf != NULL ? -1 :
+		    check_failed(db, errno == EAGAIN ? EIO : errno, why);
+	if (rebuild(db, why) == -2)
+		return check_failed(db, errno, why);
+	checked(db);
+	if (db->fault != 0) {
+		store_log(db, SESSDB_LOG_INFO, "%s: the file is checked; writes "
+		    "go on", db->path);
+		db->fault = 0;
+	}
 	return 0;
+}
+
+/*
+ * files_moved - after taking the lock: do the paths still name the lock
+ *	file we locked and the database we have open?  Writers check every
+ *	time (no write may go to a file the other processes no longer use),
+ *	readers once every PATH_CHECK_MS (they only risk a stale miss).
+ *	Returns 1 if the lock file was replaced (our lock is released and the
+ *	file the path names now is open: lock again), 0 if not (a replaced
+ *	database is reopened by the caller), -1 on error (no lock held).
+ */
+static int
+files_moved(struct sessdb *db, int op)
+{
+	struct stat st;
+	char err[256];
+
+	if (op != LOCK_EX) {
+		uint64_t now = mono_ms();
+
+		if (now - db->checked_ms < PATH_CHECK_MS)
+			return 0;
+		db->checked_ms = now;
+	}
+	if (lock_replaced(&db->lock, db->lock_path)) {
+		store_log(db, SESSDB_LOG_WARNING, "%s: removed or replaced while "
+		    "in use; locking the file the path names now", db->lock_path);
+		lock_release(&db->lock);
+		lock_close(&db->lock);
+		db->seen_gen = 0;
+		if (lock_open(&db->lock, db->lock_path, !db->rdonly,
+		    db->opt.lock_timeout_ms, err, sizeof(err)) == -1)
+			return store_error(db, "%s", err);
+		return 1;
+	}
+	if (db->dbf != NULL && (stat(db->path, &st) == -1 ||
+	    (uint64_t)st.st_ino != db->db_ino || (uint64_t)st.st_dev != db->db_dev)) {
+		if (!known_file(db, &st))
+			store_log(db, SESSDB_LOG_INFO, "%s: the database file was "
+			    "replaced or removed; reopening", db->path);
+		db->seen_gen = 0;
+	}
+	return 0;
+}
+
+/* repair_waits - did a check fail less than REPAIR_RETRY_MS ago? */
+static int
+repair_waits(const struct sessdb *db)
+{
+	uint64_t failed = __atomic_load_n(&db->lock.page->repair_failed_ms,
+	    __ATOMIC_RELAXED);
+
+	return failed != 0 && mono_ms() - failed < REPAIR_RETRY_MS;
 }
 
 int
@@ -449,6 +929,8 @@ store_begin(struct sessdb *db, int op)
 	if (db->fork_epoch != fork_epoch && after_fork(db) == -1)
 		return -1;
 	for (;;) {
+		int moved;
+
 		if (lock_acquire(&db->lock, op, db->opt.lock_timeout_ms) == -1) {
 			if (errno == ETIMEDOUT) {
 				db->st.lock_timeouts++;
@@ -459,19 +941,37 @@ store_begin(struct sessdb *db, int op)
 			return store_error(db, "%s: flock: %s", db->lock_path,
 			    strerror(errno));
 		}
+		if ((moved = files_moved(db, op)) == -1)
+			return -1;
+		if (moved)
+			continue;
+		if (op == LOCK_EX && !db->rdonly && db->lock.page != NULL &&
+		    db->lock.page->rebuild_started != 0 && lock_writer(&db->lock) == 0)
+			rebuild_leftovers(db);
 		if (lock_writer(&db->lock) != 0) {
-			/* A writer died between changing the file and
-			 * finishing: GDBM may have half of an update on disk. */
-			if (op != LOCK_EX || db->rdonly) {
+			/* A writer died, or a write failed, between changing
+			 * the file and finishing: it may hold half an update.
+			 * Records are checked one by one, so reading on is
+			 * safe while a check cannot run. */
+			int waits = repair_waits(db);
+
+			if ((op != LOCK_EX && !waits) && !db->rdonly) {
 				lock_release(&db->lock);
-				if (db->rdonly)
-					return store_error(db, "%s: a writer died "
-					    "mid-update; a writer must check the file",
-					    db->path);
 				op = LOCK_EX;
 				continue;
 			}
-			if (after_dead_writer(db) == -1) {
+			if (op == LOCK_EX && waits) {
+				int e = __atomic_load_n(&db->lock.page->fault_errno,
+				    __ATOMIC_RELAXED);
+
+				lock_release(&db->lock);
+				errno = e ? e : EIO;
+				return store_error(db, "%s: writes wait for a check "
+				    "of the file, which could not run: %s (retried "
+				    "every %d ms)", db->path, strerror(errno),
+				    REPAIR_RETRY_MS);
+			}
+			if (op == LOCK_EX && after_dead_writer(db) == -1) {
 				lock_release(&db->lock);
 				return -1;
 			}
@@ -486,8 +986,15 @@ store_begin(struct sessdb *db, int op)
 				continue;
 			}
 		}
-		if (op == LOCK_EX)
+		if (op == LOCK_EX) {
+			if (db->need_marker)
+				write_marker(db);
+			if (db->lock.page != NULL && db->lock.page->counts_unknown) {
+				store_recount(db);
+				db->lock.page->counts_unknown = 0;
+			}
 			lock_set_writer(&db->lock, db->pid);
+		}
 		return 0;
 	}
 }
@@ -500,52 +1007,143 @@ store_end(struct sessdb *db, int wrote)
 	if (db->lock.held == LOCK_EX)
 		lock_set_writer(&db->lock, 0);
 	lock_release(&db->lock);
+	if (wrote && db->fault != 0) {
+		store_log(db, SESSDB_LOG_INFO, "%s: writes succeed again", db->path);
+		db->fault = 0;
+	}
+}
+
+/* gdbm_fail_msg - set the handle's message for a failed GDBM call. */
+static void
+gdbm_fail_msg(struct sessdb *db, const char *what, gdbm_error e, int sys)
+{
+	if (sys != 0)
+		store_error(db, "%s: %s: %s: %s", db->path, what, gdbm_strerror(e),
+		    strerror(sys));
+	else
+		store_error(db, "%s: %s: %s", db->path, what, gdbm_strerror(e));
+}
+
+/* repair_now - LOCK_EX for a repair that a failed call asked for; -1 if it
+ * is not ours to do now (someone else wrote or repaired, the files were
+ * replaced, or a check waits).  On 0 the writer mark is set. */
+static int
+repair_now(struct sessdb *db)
+{
+	struct stat st;
+
+	if (lock_acquire(&db->lock, LOCK_EX, db->opt.lock_timeout_ms) == -1)
+		return -1;
+	if (lock_generation(&db->lock) != db->seen_gen ||
+	    lock_replaced(&db->lock, db->lock_path) ||
+	    stat(db->path, &st) == -1 || !known_file(db, &st) ||
+	    lock_writer(&db->lock) != 0) {
+		/* Look again on the next call: the file may be sound. */
+		lock_release(&db->lock);
+		return -1;
+	}
+	lock_set_writer(&db->lock, db->pid);
+	return 0;
 }
 
 int
 store_gdbm_fail(struct sessdb *db, const char *what)
 {
 	gdbm_error e = gdbm_last_errno(db->dbf);
-	int damaged = is_damage(e) || gdbm_needs_recovery(db->dbf);
-	int sys = gdbm_check_syserr(e) ? gdbm_last_syserr(db->dbf) : 0;
+	int sys = gdbm_sys(db->dbf);
+	int partial = gdbm_needs_recovery(db->dbf) && db->lock.held == LOCK_EX;
+	int damaged = is_damage(e, sys) && !db->rdonly;
+	int err = sys != 0 ? sys : EIO;
 	char why[256];
 
-	if (sys != 0)
-		store_error(db, "%s: %s: %s: %s", db->path, what, gdbm_strerror(e),
-		    strerror(sys));
-	else
-		store_error(db, "%s: %s: %s", db->path, what, gdbm_strerror(e));
-	store_log(db, SESSDB_LOG_ERR, "%s", db->err);
-	if (sys == ENOSPC || sys == EDQUOT || sys == EIO || !damaged || db->rdonly) {
-		/* Not (known) damage, or not ours to fix: drop the handle so
-		 * the next call starts from the file as it is. */
-		if (gdbm_needs_recovery(db->dbf)) {
-			/* Leave the writer mark set when the failed call may
-			 * have written part of an update: the next writer
-			 * checks the file. */
-			gdbm_close_nosync(db, db->dbf);
-			db->dbf = NULL;
-		} else if (db->lock.held == LOCK_EX) {
-			lock_set_writer(&db->lock, 0);
-		}
+	gdbm_fail_msg(db, what, e, sys);
+	/* Once per state: a fault until writes succeed again; nothing more
+	 * while a check of the file is pending (it was said then). */
+	if ((!is_fault(sys) || db->fault != sys) &&
+	    (partial || lock_writer(&db->lock) == 0))
+		store_log(db, SESSDB_LOG_ERR, "%s", db->err);
+	if (is_fault(sys))
+		db->fault = sys;	/* logged once until writes succeed */
+	/* The handle's cache may hold the failed update: drop it, so the
+	 * next call starts from the file as it is. */
+	gdbm_close_nosync(db, db->dbf);
+	db->dbf = NULL;
+	if (partial) {
+		/* The file may hold part of the update: leave the writer
+		 * mark set, with the reason, for the check. */
+		if (db->lock.page != NULL && db->lock.writable)
+			__atomic_store_n(&db->lock.page->fault_errno, err,
+			    __ATOMIC_RELAXED);
 		lock_release(&db->lock);
+		errno = err;
 		return -1;
 	}
-	if (db->lock.held != LOCK_EX) {
-		lock_release(&db->lock);
-		if (lock_acquire(&db->lock, LOCK_EX, db->opt.lock_timeout_ms) == -1)
-			return -1;
-		if (lock_generation(&db->lock) != db->seen_gen) {
-			/* Someone else wrote (or repaired) meanwhile: look again. */
-			lock_release(&db->lock);
-			return -1;
-		}
-		lock_set_writer(&db->lock, db->pid);
+	if (db->lock.held == LOCK_EX)
+		lock_set_writer(&db->lock, 0);
+	lock_release(&db->lock);
+	if (!damaged || repair_now(db) == -1) {
+		errno = err;
+		return -1;
 	}
 	snprintf(why, sizeof(why), "%s", gdbm_strerror(e));
-	recover(db, why);
+	db->seen_gen = 0;
+	if (reopen(db) == 0)
+		recover(db, why);
+	lock_set_writer(&db->lock, 0);
 	lock_release(&db->lock);
+	errno = err;
 	return -1;
+}
+
+/*
+ * precheck - refuse a path that names something other than a sessdb
+ *	store before anything (the lock file) is created beside it.  With no
+ *	lock file no process uses the store, so it can be read unlocked; with
+ *	one, the check runs under the lock.
+ */
+static int
+precheck(struct sessdb *db, char *errbuf, size_t errbuf_len)
+{
+	struct stat st;
+	int created, fd, kind, e = 0, ours;
+	GDBM_FILE dbf;
+
+	if (access(db->lock_path, F_OK) == 0)
+		return 0;
+	fd = safe_open(db->path, 0, 0, &created, &st, errbuf, errbuf_len);
+	if (fd == -1) {
+		if (errno == ENOENT && !db->rdonly &&
+		    !(db->opt.flags & SESSDB_NOCREATE))
+			return 0;	/* created under the lock */
+		return -1;
+	}
+	kind = file_kind(fd, &e);
+	if (kind != 1) {
+		close(fd);
+		snprintf(errbuf, errbuf_len, "%s: %s; not a sessdb store, left "
+		    "untouched", db->path, kind == -2 ? strerror(e) : kind == 0 ?
+		    "an empty file that no sessdb process created" :
+		    "not a GDBM file");
+		return -1;
+	}
+	dbf = gdbm_fd_open(fd, db->path, 0, GDBM_READER | GDBM_NOLOCK |
+	    GDBM_NOMMAP | GDBM_CLOERROR, NULL);
+	if (dbf == NULL) {
+		snprintf(errbuf, errbuf_len, "%s: a GDBM file that cannot be "
+		    "opened (%s), and no lock file beside it shows it is ours; "
+		    "treated as not a sessdb store, left untouched", db->path,
+		    gdbm_strerror(gdbm_errno));
+		return -1;
+	}
+	ours = has_marker(db, dbf);
+	gdbm_close(dbf);
+	if (ours != 1) {
+		snprintf(errbuf, errbuf_len, "%s: %s; not a sessdb store, left "
+		    "untouched", db->path, ours == 0 ? "a GDBM database without "
+		    "the sessdb marker" : "a GDBM file that cannot be read");
+		return -1;
+	}
+	return 0;
 }
 
 struct sessdb *
@@ -585,11 +1183,10 @@ sessdb_open(const char *path, const struct sessdb_options *opts,
 		db->lock_path = NULL;
 		goto nomem;
 	}
-	if (db->rdonly && access(path, F_OK) != 0) {
-		snprintf(errbuf, errbuf_len, "%s: %s", path, strerror(errno));
+	if (precheck(db, errbuf, errbuf_len) == -1)
 		goto fail;
-	}
-	if (lock_open(&db->lock, db->lock_path, !db->rdonly, err, sizeof(err)) == -1) {
+	if (lock_open(&db->lock, db->lock_path, !db->rdonly,
+	    db->opt.lock_timeout_ms, err, sizeof(err)) == -1) {
 		snprintf(errbuf, errbuf_len, "%s", err);
 		goto fail;
 	}
@@ -689,7 +1286,7 @@ store_delete_same_locked(struct sessdb *db, datum k, const unsigned char *value,
 	}
 	same = (size_t)cur.dsize == value_len &&
 	    memcmp(cur.dptr, value, value_len) == 0;
-	free(cur.dptr);
+	store_free_value(cur.dptr, (size_t)cur.dsize);
 	if (!same)
 		return 0;
 	if (gdbm_delete(db->dbf, k) != 0)
@@ -790,8 +1387,68 @@ sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 	if (store_delete_if_same(db, key, key_len, (unsigned char *)val.dptr,
 	    (size_t)val.dsize) == -1)
 		store_log(db, SESSDB_LOG_WARNING, "%s", db->err);
-	free(val.dptr);
+	store_free_value(val.dptr, (size_t)val.dsize);
 	return SESSDB_MISS;
+}
+
+/*
+ * store_reserve - make sure the disk holds room for the largest growth one
+ *	update of bytes can cause (LOCK_EX held), before GDBM writes anything.
+ *	GDBM is not safe against a write that fails half way: run out of
+ *	space while it splits a bucket and the file holds a directory that
+ *	points past its end.  So the space is allocated first, past the end
+ *	of the file (FALLOC_FL_KEEP_SIZE: GDBM's view does not change), and
+ *	a store that does not fit is refused whole, with ENOSPC.  Where the
+ *	filesystem cannot allocate ahead, GDBM runs as before.
+ */
+int
+store_reserve(struct sessdb *db, size_t bytes)
+{
+	size_t elems = 0;
+	int depth = 0, bsize = 4096, fd = gdbm_fdesc(db->dbf);
+	off_t need, extra = RESERVE_SLACK;
+	struct stat st;
+
+	(void)gdbm_setopt(db->dbf, GDBM_GETDIRDEPTH, &depth, sizeof(depth));
+	(void)gdbm_setopt(db->dbf, GDBM_GETBLOCKSIZE, &bsize, sizeof(bsize));
+	(void)elems;
+	/* The record, a doubled directory, split buckets, avail blocks. */
+	need = (off_t)bytes + 2 * ((off_t)sizeof(off_t) << depth) + 4 * (off_t)bsize;
+	if (fstat(fd, &st) == -1)
+		return 0;
+	if (st.st_size + need <= db->reserved_to)
+		return 0;
+	for (;;) {
+		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, need + extra) == 0) {
+			db->reserved_to = st.st_size + need + extra;
+			return 0;
+		}
+		if (errno != ENOSPC && errno != EDQUOT)
+			return 0;	/* cannot allocate ahead here */
+		if (extra == 0)
+			break;
+		extra = 0;	/* room for this update only */
+	}
+	errno = errno == EDQUOT ? EDQUOT : ENOSPC;
+	return -1;
+}
+
+/* reserve_fail - a write refused for want of space (LOCK_EX held): nothing
+ * was written.  Logged once until writes succeed again.  Returns -1. */
+static int
+reserve_fail(struct sessdb *db)
+{
+	int e = errno;
+
+	store_end(db, 0);
+	store_error(db, "%s: no room for the record on disk: %s; nothing was "
+	    "written", db->path, strerror(e));
+	if (db->fault != e) {
+		db->fault = e;
+		store_log(db, SESSDB_LOG_ERR, "%s", db->err);
+	}
+	errno = e;
+	return -1;
 }
 
 /*
@@ -821,8 +1478,13 @@ remove_key(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 		store_end(db, 0);
 		return 0;
 	}
+	if (store_reserve(db, 0) == -1) {
+		store_free_value(val->dptr, (size_t)val->dsize);
+		val->dptr = NULL;
+		return reserve_fail(db);
+	}
 	if (gdbm_delete(db->dbf, k) != 0) {
-		free(val->dptr);
+		store_free_value(val->dptr, (size_t)val->dsize);
 		val->dptr = NULL;
 		return store_gdbm_fail(db, "delete");
 	}
@@ -853,7 +1515,7 @@ sessdb_take(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 		return -1;
 	if (rc != SESSDB_OK) {
 		db->st.misses++;
-		free(val.dptr);		/* NULL when absent */
+		store_free_value(val.dptr, (size_t)val.dsize);	/* NULL when absent */
 		return SESSDB_MISS;
 	}
 	db->st.hits++;
@@ -871,7 +1533,7 @@ sessdb_delete(struct sessdb *db, unsigned ns, const void *id, size_t id_len)
 	int rc = remove_key(db, ns, id, id_len, key, &key_len, &val);
 
 	if (rc == 1) {
-		free(val.dptr);
+		store_free_value(val.dptr, (size_t)val.dsize);
 		db->st.deletes++;
 	}
 	return rc == -1 ? -1 : 0;
@@ -926,12 +1588,14 @@ store_value(struct sessdb *db, datum k, datum v, int may_sweep)
 			store_log(db, SESSDB_LOG_WARNING, "%s", db->err);
 		return store_value(db, k, v, 0);
 	}
+	if (store_reserve(db, (size_t)(k.dsize + v.dsize)) == -1)
+		return reserve_fail(db);
 	rc = gdbm_store(db->dbf, k, v, GDBM_INSERT);
 	if (rc == 0) {
 		lock_count(&db->lock, 1, k.dsize + v.dsize);
 	} else if (rc == 1) {
 		old = gdbm_fetch(db->dbf, k);
-		free(old.dptr);
+		store_free_value(old.dptr, (size_t)old.dsize);
 		if (gdbm_store(db->dbf, k, v, GDBM_REPLACE) != 0)
 			return store_gdbm_fail(db, "store");
 		lock_count(&db->lock, 0, (int64_t)v.dsize - old.dsize);
@@ -999,11 +1663,11 @@ store_recount(struct sessdb *db)
 
 	for (k = gdbm_firstkey(db->dbf); k.dptr != NULL; k = next) {
 		v = gdbm_fetch(db->dbf, k);
-		if (v.dptr != NULL) {
+		if (v.dptr != NULL && !rec_key_is_meta(k.dptr, (size_t)k.dsize)) {
 			entries++;
 			bytes += (uint64_t)k.dsize + (uint64_t)v.dsize;
-			free(v.dptr);
 		}
+		store_free_value(v.dptr, (size_t)v.dsize);
 		next = gdbm_nextkey(db->dbf, k);
 		free(k.dptr);
 	}
@@ -1032,24 +1696,44 @@ sessdb_info(struct sessdb *db, struct sessdb_info *info)
 int
 sessdb_compact(struct sessdb *db)
 {
+	struct lock_page *p;
 	struct stat st;
+	int e;
 
 	if (db->rdonly)
 		return store_error(db, "%s: opened read-only", db->path);
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
+	p = db->lock.page;
 	if (fstat(gdbm_fdesc(db->dbf), &st) == -1) {
+		e = errno;
 		store_end(db, 0);
-		return store_error(db, "%s: fstat: %s", db->path, strerror(errno));
+		errno = e;
+		return store_error(db, "%s: fstat: %s", db->path, strerror(e));
 	}
-	if (gdbm_reorganize(db->dbf) != 0)
-		return store_gdbm_fail(db, "reorganize");
-	/* gdbm_reorganize writes a new file and renames it over ours; keep
-	 * the owner and mode the servers rely on. */
+	/* gdbm_reorganize writes a new file and renames it over ours: the
+	 * old file stays whole until that one rename.  If it fails (no
+	 * space), its temporary file must not stay behind. */
+	__atomic_store_n(&p->rebuild_started, (int64_t)time(NULL), __ATOMIC_RELAXED);
+	if (gdbm_reorganize(db->dbf) != 0) {
+		e = gdbm_check_syserr(gdbm_errno) ? errno : 0;
+		rebuild_leftovers(db);
+		/* Only the new file was written: the store is as it was. */
+		gdbm_close_nosync(db, db->dbf);
+		db->dbf = NULL;
+		store_end(db, 0);
+		errno = e ? e : EIO;
+		return store_error(db, "%s: compaction failed, the store is "
+		    "unchanged: %s%s%s", db->path, gdbm_strerror(gdbm_errno),
+		    e ? ": " : "", e ? strerror(e) : "");
+	}
+	__atomic_store_n(&p->rebuild_started, 0, __ATOMIC_RELAXED);
+	/* Keep the owner and mode the servers rely on. */
 	if (fchown(gdbm_fdesc(db->dbf), st.st_uid, st.st_gid) == -1 ||
 	    fchmod(gdbm_fdesc(db->dbf), st.st_mode & 0600) == -1)
 		store_log(db, SESSDB_LOG_WARNING, "%s: restoring owner/mode after "
 		    "compaction: %s", db->path, strerror(errno));
+	remember_path(db);
 	store_end(db, 1);	/* everyone else must reopen the new file */
 	return 0;
 }

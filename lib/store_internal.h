@@ -6,11 +6,18 @@
 #define SESSDB_STORE_INTERNAL_H
 
 #include <gdbm.h>
+#include <sys/types.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lock.h"
 #include "record.h"
 #include "sessdb.h"
+
+/* errno for "this path is not a sessdb store": such a file is refused and
+ * never written, repaired or moved. */
+#define ENOTSTORE EMEDIUMTYPE
 
 struct sessdb {
 	char			*path;
@@ -23,6 +30,15 @@ struct sessdb {
 	uint64_t		seen_gen;	/* change counter dbf is current with */
 	unsigned long		fork_epoch;	/* process the descriptors belong to */
 	int32_t			pid;		/* getpid() of that process */
+	uint64_t		db_dev;		/* identity of the database file */
+	uint64_t		db_ino;		/* recognised as a sessdb store */
+	int			need_marker;	/* recognised without a marker: a
+						   writer adds it */
+	uint64_t		checked_ms;	/* last check that the paths still
+						   name our files (readers) */
+	int			fault;		/* errno of the write failure last
+						   logged (0: writes work) */
+	off_t			reserved_to;	/* disk allocated up to here */
 	struct sessdb_stats	st;
 	char			err[512];
 };
@@ -58,7 +74,22 @@ int store_delete_same_locked(struct sessdb *db, datum key,
 int store_delete_if_same(struct sessdb *db, const unsigned char *key,
     size_t key_len, const unsigned char *value, size_t value_len);
 
+/* store_reserve - allocate disk room for an update of bytes before GDBM
+ * writes (LOCK_EX held); -1 with errno ENOSPC/EDQUOT if there is none. */
+int store_reserve(struct sessdb *db, size_t bytes);
+
 /* store_recount - count records and bytes (LOCK_EX held) into the lock page. */
 void store_recount(struct sessdb *db);
+
+/* store_free_value - wipe and free a value GDBM handed us: record
+ * payloads hold master secrets.  NULL is a no-op. */
+static inline void
+store_free_value(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, len);
+	free(p);
+}
 
 #endif /* SESSDB_STORE_INTERNAL_H */

@@ -24,6 +24,7 @@
  *	splits by other processes can still make a traversal miss a record or
  *	see one twice: a sweep picks up a missed record next time.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -47,7 +48,7 @@ walk_clear(struct walk *w)
 {
 	for (size_t i = 0; i < w->n; i++) {
 		free(w->keys[i].dptr);
-		free(w->vals[i].dptr);
+		store_free_value(w->vals[i].dptr, (size_t)w->vals[i].dsize);
 	}
 	w->n = 0;
 }
@@ -106,6 +107,13 @@ walk_batch(struct sessdb *db, struct walk *w, size_t max)
 	k = walk_resume(db, w);
 	walk_clear(w);
 	while (k.dptr != NULL && w->n < max) {
+		if (rec_key_is_meta(k.dptr, (size_t)k.dsize)) {
+			/* the store's own key: not a record */
+			next = gdbm_nextkey(db->dbf, k);
+			free(k.dptr);
+			k = next;
+			continue;
+		}
 		datum v = gdbm_fetch(db->dbf, k);
 
 		if (v.dptr == NULL && gdbm_last_errno(db->dbf) != GDBM_ITEM_NOT_FOUND) {
@@ -180,7 +188,7 @@ reaper_free(struct reaper *q)
 {
 	for (size_t i = 0; i < q->n; i++) {
 		free(q->d[i].key.dptr);
-		free(q->d[i].val.dptr);
+		store_free_value(q->d[i].val.dptr, (size_t)q->d[i].val.dsize);
 	}
 	free(q->d);
 	free(q->gone);
@@ -223,7 +231,7 @@ reaper_add(struct sessdb *db, struct reaper *q, const datum *k, const datum *v,
 	return 0;
 nomem:
 	free(x.key.dptr);
-	free(x.val.dptr);
+	store_free_value(x.val.dptr, (size_t)x.val.dsize);
 	return store_error(db, "sweep: out of memory");
 }
 
@@ -235,6 +243,14 @@ delete_chunk(struct sessdb *db, struct doomed *d, char *gone, size_t n)
 
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
+	if (store_reserve(db, 0) == -1) {
+		int e = errno;
+
+		store_end(db, 0);
+		errno = e;
+		return store_error(db, "%s: sweep: no room on disk to delete: %s",
+		    db->path, strerror(e));
+	}
 	for (size_t i = 0; i < n; i++) {
 		int rc = store_delete_same_locked(db, d[i].key,
 		    (const unsigned char *)d[i].val.dptr, (size_t)d[i].val.dsize);
@@ -307,7 +323,7 @@ reaper_flush(struct sessdb *db, struct reaper *q, uint64_t upto,
 		for (size_t i = done; i < done + n; i++) {
 			report_one(db, &q->d[i], q->gone[i], rp);
 			free(q->d[i].key.dptr);
-			free(q->d[i].val.dptr);
+			store_free_value(q->d[i].val.dptr, (size_t)q->d[i].val.dsize);
 		}
 		done += n;
 	}

@@ -14,6 +14,11 @@
  *	and returns a new record; after a sweep, foreach finds no undecodable
  *	record.  Structural damage (empty, truncated, garbage file) must be
  *	repaired or moved aside with a message to the log callback.
+ *
+ *	The damage strikes a store in use: the copy is opened intact first,
+ *	so its lock file knows it as the store, then damaged in place.  The
+ *	same damaged file with no lock file to vouch for it is refused and
+ *	left untouched ("damaged file, no lock file").
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -171,9 +176,25 @@ struct damage_case {
 	int		structural;	/* must be repaired or moved aside, logged */
 };
 
-/* damage_file - a fresh copy of the pristine store, then the damage. */
+/* adopt - open and close the intact copy: its lock file now knows it. */
 static int
-damage_file(const struct damage_case *c)
+adopt(void)
+{
+	char err[512] = "";
+	struct sessdb *db = sessdb_open(path, NULL, err, sizeof(err));
+
+	if (db == NULL) {
+		printf("\n  open intact copy: %s\n", err);
+		return -1;
+	}
+	sessdb_close(db);
+	return 0;
+}
+
+/* damage_file - a fresh copy of the pristine store, in use, then the
+ * damage (in place, unless in_use is 0: then no lock file is left). */
+static int
+damage_file_as(const struct damage_case *c, int in_use)
 {
 	char lock_path[340];
 	uint64_t s = c->seed;
@@ -183,6 +204,10 @@ damage_file(const struct damage_case *c)
 	unlink(lock_path);
 	if (copy_file(pristine, path) != 0)
 		return -1;
+	if (in_use && adopt() == -1)
+		return -1;
+	if (!in_use)
+		unlink(lock_path);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd == -1)
 		return -1;
@@ -231,6 +256,12 @@ damage_file(const struct damage_case *c)
 fail:
 	close(fd);
 	return -1;
+}
+
+static int
+damage_file(const struct damage_case *c)
+{
+	return damage_file_as(c, 1);
 }
 
 struct census {
@@ -424,6 +455,57 @@ check_case(const char *name, const struct damage_case *c)
 	}
 }
 
+/* file_bytes_equal - does path hold exactly the bytes of want_path? */
+static int
+same_bytes(const char *a, const char *b)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
+	return system(cmd) == 0;
+}
+
+/*
+ * test_unvouched - damage to a file that no lock file knows as a store
+ *	(copied from elsewhere, or not ours at all) is refused: open fails
+ *	with a clear message, the file keeps its bytes, nothing is moved
+ *	aside and no lock file is created beside it.
+ */
+static void
+test_unvouched(void)
+{
+	static const struct damage_case cases[] = {
+		{ D_EMPTY, 0, 0, 0, 1 },
+		{ D_TRUNCATE, 100, 0, 0, 1 },
+		{ D_TRUNCATE, 4096, 0, 0, 1 },
+		{ D_GARBAGE, 0, 7, 0, 1 },
+	};
+	char lock_path[340], before[340], err[512];
+
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
+	snprintf(before, sizeof(before), "%s/before.db", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sessdb_options o = opts();
+		struct sessdb *db;
+
+		CU_ASSERT_EQUAL_FATAL(damage_file_as(&cases[i], 0), 0);
+		CU_ASSERT_EQUAL_FATAL(copy_file(path, before), 0);
+		err[0] = '\0';
+		db = sessdb_open(path, &o, err, sizeof(err));
+		if (db != NULL || strstr(err, "not a sessdb store") == NULL)
+			printf("\n  unvouched case %zu: got %s (%s), want refusal "
+			    "saying \"not a sessdb store\"\n", i,
+			    db ? "a handle" : "NULL", err);
+		CU_ASSERT_PTR_NULL(db);
+		CU_ASSERT(strstr(err, "not a sessdb store") != NULL);
+		sessdb_close(db);
+		CU_ASSERT(same_bytes(path, before));
+		CU_ASSERT(access(lock_path, F_OK) != 0);
+		CU_ASSERT_EQUAL(corrupt_files(), 0);
+	}
+	unlink(before);
+}
+
 static void
 test_empty_and_truncated(void)
 {
@@ -521,6 +603,7 @@ main(void)
 	CU_add_test(s, "garbage files", test_garbage);
 	CU_add_test(s, "random bytes overwritten", test_random_bytes);
 	CU_add_test(s, "zeroed blocks", test_zeroed_blocks);
+	CU_add_test(s, "damaged file, no lock file", test_unvouched);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
