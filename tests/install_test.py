@@ -168,7 +168,13 @@ def check_pkgconfig(tmp, stage, env):
     with open(src, "w") as f:
         f.write(PROGRAM)
     exe = os.path.join(tmp, "prog")
-    run(["cc", "-o", exe, src] + flags + ["-Wl,-rpath," + libdir], env,
+    # A sanitized build's library needs its runtime in the program too.
+    ldd = subprocess.run(["ldd", os.path.join(libdir, "libsessdb.so.0")],
+                         capture_output=True).stdout
+    sanitize = (["-fsanitize=address,undefined"] if b"libasan" in ldd
+                else [])
+    run(["cc", "-o", exe, src] + sanitize + flags +
+        ["-Wl,-rpath," + libdir], env,
         "build a program with pkg-config's flags")
     out = run([exe, os.path.join(tmp, "prog.db")], env, "run it").stdout
     check(b"installed library ok" in out, "program output: %r" % out)
