@@ -19,6 +19,12 @@
  *	use, or until sessdb_ssl_detach().  Freeing ctx never deletes
  *	records from the file.
  *
+ *	Server identity: every session the glue stores is bound to the
+ *	server that made it, and a session of another server sharing the
+ *	file is refused before OpenSSL can resume it, whatever session-ID
+ *	contexts the applications set (see sessdb_ssl_attach() below and
+ *	docs/GLUE.md).
+ *
  * CAVEATS
  *	- Call SSL_shutdown() before SSL_free() on every connection that
  *	  completed its handshake, even when the peer has gone: OpenSSL
@@ -68,9 +74,46 @@ extern "C" {
  *	- new, get and remove session callbacks, and an ex_data slot.
  *	- without KEEP_INTERNAL, sessions already in OpenSSL's in-process
  *	  cache are dropped from it (the remove callback is not called).
+ *	- an SSL ex_data slot on every SSL of the process, whose new
+ *	  callback records the ctx an SSL was made from and, for an attached
+ *	  ctx, notes its certificates (the server identity, below); attach
+ *	  makes and frees one SSL of ctx itself to note them at once.
  *	Nothing else: the session timeout (SSL_CTX_set_timeout, OpenSSL's
  *	default 7200 s for TLS) sets each record's expiry, capped by the
  *	store's max_ttl; the session-ID context is yours to set.
+ *
+ *	Server identity.  Each stored session carries (in its ticket
+ *	appdata, a field that i2d_SSL_SESSION serialises, so it travels with
+ *	the DER through sessdump export and import) a SHA-256 digest of:
+ *	- every certificate ctx presents (one per key type: RSA and ECDSA
+ *	  both count; chain certificates do not), and
+ *	- the session's session-ID context.
+ *	A lookup recomputes the digest for the looking-up ctx and refuses a
+ *	record that carries another one (or none: records written before
+ *	this check existed) before OpenSSL sees the session: a full
+ *	handshake, counted in foreign, logged once per ctx; the record stays
+ *	for its own server (a record taken for early data is put back).
+ *	OpenSSL then compares the session-ID context itself, as always.  So
+ *	two servers with different certificates never resume each other's
+ *	sessions even if both set the same context; servers with the same
+ *	certificates and context (the workers of one server, a server and
+ *	its restarted self, a server and the one its sessions were migrated
+ *	to) do.  A new certificate (renewal) is a new identity: sessions of
+ *	the old one get one full handshake each.  The mark is removed before
+ *	OpenSSL or the application see a session; an application's own
+ *	ticket appdata is kept behind it.
+ *	The certificates are those of ctx as each SSL_new() copies them:
+ *	they may be loaded before or after attach, and replaced later (the
+ *	next SSL_new sees the change).  Certificates an SSL gets afterwards
+ *	(SSL_use_certificate, a certificate callback) and those of a ctx a
+ *	servername callback switches to are not part of it: the identity of
+ *	a virtual host reached that way is that of the attached ctx, whose
+ *	cache OpenSSL uses, so give each such service its own session-ID
+ *	context.  A ctx with no certificate of its own has no identity:
+ *	its sessions are not stored (counted in skipped_unsafe, logged
+ *	once) and nothing is looked up.
+ *	The digest tells honest servers apart; it is not a secret and does
+ *	not protect against a process that can write the store.
  *
  *	Requirements:
  *	- Set a session-ID context (SSL_CTX_set_session_id_context) naming
@@ -78,6 +121,10 @@ extern "C" {
  *	  (virtual host, client-certificate policy) that shares db.
  *	  OpenSSL refuses to resume a session under another context; sessions
  *	  without a context are not stored (counted in skipped_unsafe).
+ *	  The certificates are bound by the glue in any case (above); the
+ *	  context is what tells apart services with the same certificates.
+ *	- Load the server certificates on ctx itself (before or after
+ *	  attach, before the SSLs are made).
  *	- db must stay open while ctx or any SSL made from it is in use, or
  *	  until sessdb_ssl_detach().
  *	- The glue serialises its own calls into db per ctx.  In a threaded
@@ -94,8 +141,8 @@ extern "C" {
  *
  *	Servername (SNI) callbacks may move connections to other SSL_CTXs
  *	(SSL_set_SSL_CTX): OpenSSL keeps using the cache of the ctx an SSL
- *	was made from, and so does the glue; those other ctxs need not be
- *	attached.
+ *	was made from, and so does the glue, with that ctx's identity; those
+ *	other ctxs need not be attached.
  *
  *	Attaching an attached ctx replaces its store and flags.
  *	Returns 0, or -1 (ctx unchanged) if ctx was made with a client-only
@@ -118,9 +165,11 @@ struct sessdb_ssl_stats {
 	uint64_t stores;		/* sessions written to the store */
 	uint64_t store_failures;	/* encode failed, store full or in error */
 	uint64_t skipped_stateless;	/* TLS 1.3 stateless-ticket sessions, not written */
-	uint64_t skipped_unsafe;	/* no session-ID context (or bad ID), not written */
+	uint64_t skipped_unsafe;	/* no session-ID context, no certificate on
+					   the ctx (or bad ID), not written */
 	uint64_t hits;			/* lookups that handed a session to OpenSSL */
-	uint64_t misses;		/* lookups with no live record, or a store error */
+	uint64_t misses;		/* lookups with no live record, a store error,
+					   or a ctx without a certificate */
 	uint64_t rejected;		/* records that did not decode or had another ID
 					   (deleted; a miss for OpenSSL) */
 	uint64_t removes;		/* records deleted at OpenSSL's request */
