@@ -49,12 +49,15 @@ static const struct sd_cmd cmds[] = {
 	  "  --repair        remove the records that fail to decode\n"
 	  "  --quiet         print only the summary line\n"
 	  "  Exit status 0 if the file is clean (or was repaired), 1 if not.\n" },
-	{ "export", sd_cmd_export, "export [--der] [-o FILE] (--all | --live | ID...)",
+	{ "export", sd_cmd_export,
+	  "export [--der] [-o FILE [--force]] (--all | --live | ID...)",
 	  "  ID...           sessions to export (hex)\n"
 	  "  --all           every decodable session, expired ones included\n"
 	  "  --live          every session that has not expired\n"
 	  "  --der           DER instead of PEM \"SSL SESSION PARAMETERS\"\n"
-	  "  -o, --output F  write to F (created mode 0600) instead of stdout\n" },
+	  "  -o, --output F  write to F, a new file created mode 0600, not to\n"
+	  "                  stdout (refused when it is a file others can read)\n"
+	  "  --force         with -o: reuse an existing regular file of ours\n" },
 	{ "import", sd_cmd_import, "import [--der|--pem] [--dry-run] [FILE...]",
 	  "  FILE...         PEM or DER session files; none or \"-\": stdin\n"
 	  "  --der, --pem    force the input format (default: detect)\n"
