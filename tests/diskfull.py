@@ -21,8 +21,8 @@ DESCRIPTION
        connections and RETRY_GRACE seconds, new sessions must be stored
        again, and resumption works again.
 
-    Then: every record listed before or when the disk filled is still in
-    the file (nothing stored before is lost); every session of phase 3
+    Then: every record listed before, when or while the disk was full is
+    still in the file (nothing stored before is lost); every session of phase 3
     is in it; sessdump verify passes; the directory holds only the
     database and its lock file (no "*.corrupt-*", no temporary file); the
     server's log says nothing about a dead writer, a store moved aside or
@@ -295,7 +295,7 @@ def final_checks(srv, out, rc, mnt, db, before, after):
     ids = stored_ids(db)
     check(ids is not None, "sessdump cannot list the store after the run")
     lost = before - ids
-    log("records listed up to the disk filling: %d, still there: %d" %
+    log("records listed up to the end of the full phase: %d, still there: %d" %
         (len(before), len(before) - len(lost)))
     expect(not lost, "%d of %d records stored before the disk filled are gone "
           "(e.g. %s)" % (len(lost), len(before), sorted(lost)[:3]))
@@ -316,6 +316,12 @@ def run(tmp, mnt):
         before = fill(srv, mnt, db)
         check(len(before) > 0, "no record was ever listed before the disk filled")
         while_full(srv, mnt, db)
+        # What the store held when the writes began to fail is kept too.
+        ids = stored_ids(db)
+        if ids is not None:
+            log("after the full phase: %d records listed, %d not seen before" %
+                (len(ids), len(ids - before)))
+            before |= ids
         after = after_space(srv, mnt, db)
     finally:
         rc, out = srv.stop()
