@@ -672,8 +672,9 @@ def freescan(args, needles):
 
 
 def case_wipe(tmp):
-    """No block that sessdump or OpenSSL frees in sessdump still holds a
-    master key: list, stats, show, verify, export, import, sweep."""
+    """No block that sessdump, OpenSSL or libsessdb frees in sessdump still
+    holds a master key: list, stats, show, verify, export, import, sweep.
+    GDBM's own cache (freed at close) is reported, not checked."""
     so = os.environ.get("FREESCAN_SO", "")
     if not so or not os.path.exists(so):
         print("skipped: FREESCAN_SO (tests/freescan.c) not built")
@@ -705,11 +706,11 @@ def case_wipe(tmp):
         db = [] if args[0] == "--db" else ["--db", s.path]
         rc, counts = freescan(db + args, keys)
         want_eq(rc, 0, "%s: exit status" % args)
-        for obj in ("program", "libcrypto", "libssl"):
+        for obj in ("program", "libcrypto", "libssl", "libsessdb"):
             want_eq(counts.get(obj, 0), 0, "%s: blocks freed by %s still "
                     "holding a master key" % (args, obj))
         others[" ".join(args)] = counts
-    # What the library and GDBM leave (the lead's part of case 7).
+    # What GDBM leaves (its bucket cache, freed unwiped at gdbm_close).
     for cmd, counts in others.items():
         print("%-24s freed blocks with a master key: %s" % (cmd, counts or 0))
 

@@ -156,6 +156,18 @@ precheck(const char *path)
 	return 0;
 }
 
+/* strip_path - msg without a leading "path: " (the library's messages
+ * name the file, and ours already does). */
+static const char *
+strip_path(const char *msg, const char *path)
+{
+	size_t n = strlen(path);
+
+	if (strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0)
+		return msg + n + 2;
+	return msg;
+}
+
 /*
  * sd_open - open the store named by the global options with flags
  *	(SESSDB_RDONLY, SESSDB_NOCREATE); extra, if not NULL, supplies other
@@ -180,7 +192,7 @@ sd_open(const struct sd_global *g, unsigned flags,
 	db = sessdb_open(g->db_path, &o, err, sizeof err);
 	if (db == NULL)
 		sd_err("%s: cannot open database: %s", g->db_path,
-		    err[0] ? err : "unknown error");
+		    err[0] ? strip_path(err, g->db_path) : "unknown error");
 	return db;
 }
 
