@@ -779,6 +779,7 @@ reopen(struct sessdb *db)
 		db->dbf = NULL;
 		db->st.reopens++;
 	}
+	db->size_seen = -1;
 	db->dbf = open_gdbm(db, creat, &gerr, &sys_errno);
 	if (db->dbf != NULL) {
 		db->seen_gen = lock_generation(&db->lock);
@@ -884,6 +885,7 @@ files_moved(struct sessdb *db, int op)
 {
 	struct stat st;
 	char err[256];
+	int found;
 
 	if (op != LOCK_EX) {
 		uint64_t now = mono_ms();
@@ -903,9 +905,15 @@ files_moved(struct sessdb *db, int op)
 			return store_error(db, "%s", err);
 		return 1;
 	}
-	if (db->dbf != NULL && (stat(db->path, &st) == -1 ||
-	    (uint64_t)st.st_ino != db->db_ino || (uint64_t)st.st_dev != db->db_dev)) {
-		if (!known_file(db, &st))
+	if (db->dbf == NULL)
+		return 0;
+	found = stat(db->path, &st) == 0;
+	if (found && (uint64_t)st.st_ino == db->db_ino &&
+	    (uint64_t)st.st_dev == db->db_dev) {
+		db->size_seen = st.st_size;	/* for store_reserve: the lock
+						   keeps it true */
+	} else {
+		if (!found || !known_file(db, &st))
 			store_log(db, SESSDB_LOG_INFO, "%s: the database file was "
 			    "replaced or removed; reopening", db->path);
 		db->seen_gen = 0;
@@ -928,6 +936,7 @@ store_begin(struct sessdb *db, int op)
 {
 	if (db->fork_epoch != fork_epoch && after_fork(db) == -1)
 		return -1;
+	db->size_seen = -1;
 	for (;;) {
 		int moved;
 
@@ -1002,6 +1011,7 @@ store_begin(struct sessdb *db, int op)
 void
 store_end(struct sessdb *db, int wrote)
 {
+	db->size_seen = -1;
 	if (wrote)
 		db->seen_gen = lock_bump(&db->lock);
 	if (db->lock.held == LOCK_EX)
@@ -1163,6 +1173,7 @@ sessdb_open(const char *path, const struct sessdb_options *opts,
 		goto nomem;
 	db->lock.fd = -1;
 	db->null_fd = -1;
+	db->size_seen = -1;
 	if (opts != NULL)
 		db->opt = *opts;
 	if (db->opt.default_ttl == 0)
@@ -1414,7 +1425,9 @@ store_reserve(struct sessdb *db, size_t bytes)
 	(void)elems;
 	/* The record, a doubled directory, split buckets, avail blocks. */
 	need = (off_t)bytes + 2 * ((off_t)sizeof(off_t) << depth) + 4 * (off_t)bsize;
-	if (fstat(fd, &st) == -1)
+	if (db->size_seen >= 0)
+		st.st_size = db->size_seen;
+	else if (fstat(fd, &st) == -1)
 		return 0;
 	if (st.st_size + need <= db->reserved_to)
 		return 0;

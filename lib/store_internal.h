@@ -39,6 +39,8 @@ struct sessdb {
 	int			fault;		/* errno of the write failure last
 						   logged (0: writes work) */
 	off_t			reserved_to;	/* disk allocated up to here */
+	off_t			size_seen;	/* file size seen under this lock,
+						   or -1 */
 	struct sessdb_stats	st;
 	char			err[512];
 };

@@ -243,7 +243,7 @@ delete_chunk(struct sessdb *db, struct doomed *d, char *gone, size_t n)
 
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
-	if (store_reserve(db, 0) == -1) {
+	if (store_reserve(db, n * 32) == -1) {	/* freed space lists grow */
 		int e = errno;
 
 		store_end(db, 0);
