@@ -776,6 +776,14 @@ aside_is_intact(const char *file, unsigned *records)
 	if (dbf == NULL)
 		return 0;
 	for (k = gdbm_firstkey(dbf); k.dptr != NULL; k = next) {
+		/* Keys of no record namespace are the store's own (its
+		 * marker): not records. */
+		if (k.dsize < 1 || ((unsigned char)k.dptr[0] != SESSDB_NS_SERVER &&
+		    (unsigned char)k.dptr[0] != SESSDB_NS_CLIENT)) {
+			next = gdbm_nextkey(dbf, k);
+			free(k.dptr);
+			continue;
+		}
 		v = gdbm_fetch(dbf, k);
 		if (v.dptr == NULL || rec_decode((unsigned char *)v.dptr,
 		    (size_t)v.dsize, (unsigned char *)k.dptr, (size_t)k.dsize,

@@ -308,35 +308,43 @@ def describe(r, f):
     return '\n'.join(lines)
 
 
+COLUMNS = [
+    ('cells', lambda r: True),
+    ('ok', lambda r: not r['flags']),
+    ('silent', lambda r: 'silent' in r['flags']),
+    ('logged', lambda r: 'logged' in r['info']),
+    ('intact_aside', lambda r: 'intact_aside' in r['flags']),
+    ('wrong', lambda r: bool(r['flags'] & {'wrong', 'resurrected'})),
+    ('openfail', lambda r: 'openfail' in r['flags']),
+    ('errors', lambda r: 'unusable' in r['flags']),
+    ('stuck', lambda r: 'stuck' in r['flags']),
+    ('crash', lambda r: 'crash' in r['flags']),
+    ('harness', lambda r: bool(r['flags'] & {'noinject', 'nocheck'})),
+    ('aside', lambda r: 'aside' in r['info']),
+    ('strays', lambda r: 'strays_after' in r['info']),
+]
+
+
 def table(results, ops, faults):
-    cols = ['cells', 'ok', 'silent', 'logged', 'intact_aside', 'wrong',
-            'openfail', 'stuck', 'harness', 'aside', 'strays']
-    head = '%-8s %-8s' % ('op', 'fault') + ''.join('%9s' % c for c in cols)
+    """Cells per op and fault, and how many of them had each outcome."""
+    w = {c: max(6, len(c) + 1) for c, _ in COLUMNS}
+    head = '%-8s %-8s' % ('op', 'fault') + ''.join(
+        c.rjust(w[c]) for c, _ in COLUMNS)
     out = [head, '-' * len(head)]
-    totals = dict.fromkeys(cols, 0)
+    totals = dict.fromkeys([c for c, _ in COLUMNS], 0)
     for op in ops:
         for fault in faults:
             rs = [r for r in results if r['op'] == op and r['fault'] == fault]
             if not rs:
                 continue
-            row = {
-                'cells': len(rs),
-                'ok': sum(1 for r in rs if not r['flags']),
-                'silent': sum(1 for r in rs if 'silent' in r['flags']),
-                'logged': sum(1 for r in rs if 'logged' in r['info']),
-                'intact_aside': sum(1 for r in rs if 'intact_aside' in r['flags']),
-                'wrong': sum(1 for r in rs if r['flags'] & {'wrong', 'resurrected'}),
-                'openfail': sum(1 for r in rs if r['flags'] & {'openfail', 'unusable'}),
-                'stuck': sum(1 for r in rs if 'stuck' in r['flags']),
-                'harness': sum(1 for r in rs if r['flags'] & {'crash', 'noinject', 'nocheck'}),
-                'aside': sum(1 for r in rs if 'aside' in r['info']),
-                'strays': sum(1 for r in rs if 'strays_after' in r['info']),
-            }
-            for c in cols:
+            row = {c: sum(1 for r in rs if fn(r)) for c, fn in COLUMNS}
+            for c in row:
                 totals[c] += row[c]
-            out.append('%-8s %-8s' % (op, fault) + ''.join('%9d' % row[c] for c in cols))
+            out.append('%-8s %-8s' % (op, fault) + ''.join(
+                str(row[c]).rjust(w[c]) for c, _ in COLUMNS))
     out.append('-' * len(head))
-    out.append('%-17s' % 'total' + ''.join('%9d' % totals[c] for c in cols))
+    out.append('%-17s' % 'total' + ''.join(
+        str(totals[c]).rjust(w[c]) for c, _ in COLUMNS))
     return '\n'.join(out), totals
 
 
@@ -453,7 +461,7 @@ def main():
     print(text)
     failing = [r for r in results if r['flags']]
     print()
-    print('fault_grid: %d cells in %.0f s on %d jobs; %d failing' %
+    print('fault_grid: %d cells in %.0f s on %d jobs; %d failing cells' %
           (len(results), elapsed, a.jobs, len(failing)), flush=True)
     if failing:
         groups = group_failures(failing)
