@@ -86,6 +86,15 @@ struct glue {
 	X509			*id_certs[GLUE_CERTS_MAX];
 	int			id_ncerts;	/* -1: not known yet; 0: none */
 	unsigned char		id_certs_md[GLUE_ID_LEN];
+	uint64_t		id_gen;		/* bumped when the certificates
+						   change */
+	/* The last identity computed, for one session-ID context: a ctx
+	   nearly always has just one, and fetching SHA-256 costs OpenSSL 3
+	   several times the hashing itself. */
+	int			id_cached;
+	unsigned char		id_sid_ctx[SSL_MAX_SID_CTX_LENGTH];
+	unsigned int		id_sid_ctx_len;
+	unsigned char		id_md[GLUE_ID_LEN];
 };
 
 static pthread_once_t glue_once = PTHREAD_ONCE_INIT;
@@ -280,6 +289,8 @@ glue_identity_update(struct glue *g, SSL *ssl)
 	}
 	g->id_ncerts = n;
 	memcpy(g->id_certs_md, md, sizeof(md));
+	g->id_gen++;
+	g->id_cached = 0;
 	pthread_mutex_unlock(&g->idmu);
 }
 
@@ -295,24 +306,41 @@ glue_identity(struct glue *g, const unsigned char *sid_ctx,
 {
 	unsigned char buf[sizeof(GLUE_ID_TAG) + GLUE_ID_LEN + 1 +
 	    SSL_MAX_SID_CTX_LENGTH];
+	uint64_t gen;
 	size_t n = 0;
-	int known;
 
 	if (sid_ctx_len > SSL_MAX_SID_CTX_LENGTH ||
 	    pthread_mutex_lock(&g->idmu) != 0)
 		return -1;
-	known = g->id_ncerts > 0;
+	if (g->id_ncerts <= 0) {
+		pthread_mutex_unlock(&g->idmu);
+		return -1;
+	}
+	if (g->id_cached && g->id_sid_ctx_len == sid_ctx_len &&
+	    memcmp(g->id_sid_ctx, sid_ctx, sid_ctx_len) == 0) {
+		memcpy(md, g->id_md, GLUE_ID_LEN);
+		pthread_mutex_unlock(&g->idmu);
+		return 0;
+	}
 	memcpy(buf, GLUE_ID_TAG, sizeof(GLUE_ID_TAG));	/* with its NUL */
 	n += sizeof(GLUE_ID_TAG);
 	memcpy(buf + n, g->id_certs_md, GLUE_ID_LEN);
 	n += GLUE_ID_LEN;
+	gen = g->id_gen;
 	pthread_mutex_unlock(&g->idmu);
-	if (!known)
-		return -1;
 	buf[n++] = (unsigned char)sid_ctx_len;
 	memcpy(buf + n, sid_ctx, sid_ctx_len);
 	n += sid_ctx_len;
 	SHA256(buf, n, md);
+	if (pthread_mutex_lock(&g->idmu) != 0)
+		return 0;
+	if (g->id_gen == gen) {		/* not for certificates since replaced */
+		memcpy(g->id_sid_ctx, sid_ctx, sid_ctx_len);
+		g->id_sid_ctx_len = sid_ctx_len;
+		memcpy(g->id_md, md, GLUE_ID_LEN);
+		g->id_cached = 1;
+	}
+	pthread_mutex_unlock(&g->idmu);
 	return 0;
 }
 

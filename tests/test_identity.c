@@ -13,10 +13,12 @@
  *
  *	lock file removed, many processes: NWRITERS forked processes put
  *	and get their own keys (two keep their handle, two reopen it every
- *	REOPEN_EVERY operations, as restarted workers and cron jobs do);
+ *	REOPEN_EVERY operations, as restarted workers and cron jobs do), and
+ *	NREADERS processes only get (as a worker serving resumptions does):
+ *	a hit must be bytes some writer put there, and no get may fail;
  *	the parent removes the lock file UNLINKS times during the run and
- *	once puts a fresh empty file in its place, each time holding the
- *	file's lock (see remove_lock).  Afterwards every
+ *	once puts a fresh empty file in its place, each time while all are
+ *	parked between two operations (see remove_lock).  Afterwards every
  *	acknowledged record has its latest acknowledged payload, foreach
  *	sees nothing undecodable, GDBM's check passes, every put succeeded
  *	and no "*.corrupt-*" file was made.
@@ -60,7 +62,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -72,6 +73,8 @@
 
 #define NS		SESSDB_NS_SERVER
 #define NWRITERS	4	/* processes in the concurrent tests */
+#define NREADERS	1	/* processes that only read (lock test) */
+#define NPROC		(NWRITERS + NREADERS)
 #define KEYS		64	/* private keys per process */
 #define OPS_CAP		20000	/* operations per process, whatever happens */
 #define REOPEN_EVERY	25	/* short-lived handles: operations per open */
@@ -553,10 +556,14 @@ struct shared {
 	struct put_note		hist[NWRITERS][OPS_CAP];
 	unsigned		nhist[NWRITERS];
 	int			stop;
+	int			hold;		/* writers: park between operations */
+	int			parked;		/* writers parked */
+	int			running;	/* writers not finished */
 	/* Database replacements: 2r once the r-th rename is done, 2r-1
 	 * while it is under way. */
 	int			gen;
-	struct child_report	rep[NWRITERS];
+	int			nproc;		/* children started */
+	struct child_report	rep[NPROC];
 };
 
 static struct shared *shm;
@@ -595,6 +602,17 @@ add_stats(struct child_report *r, const struct sessdb *db)
 	r->st.lock_timeouts += st.lock_timeouts;
 }
 
+/* park - wait, between two operations, while the parent holds us. */
+static void
+park(void)
+{
+	__atomic_add_fetch(&shm->parked, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&shm->hold, __ATOMIC_SEQ_CST) &&
+	    !__atomic_load_n(&shm->stop, __ATOMIC_SEQ_CST))
+		sleep_ms(1);
+	__atomic_sub_fetch(&shm->parked, 1, __ATOMIC_SEQ_CST);
+}
+
 /*
  * writer_child - put (75%) and get (25%) own keys until told to stop,
  * at most OPS_CAP operations.  A get must return the latest acknowledged
@@ -615,6 +633,9 @@ writer_child(unsigned c, int short_lived)
 		unsigned key = (unsigned)(splitmix(&rng) % KEYS);
 		uint32_t cur = shm->ack[c][key], got;
 		int rc;
+
+		if (__atomic_load_n(&shm->hold, __ATOMIC_SEQ_CST))
+			park();
 
 		if (db == NULL || (short_lived && i % REOPEN_EVERY == 0)) {
 			if (db != NULL) {
@@ -678,18 +699,63 @@ writer_child(unsigned c, int short_lived)
 	}
 }
 
-/* start_writers - fork NWRITERS writer children; the first `short_lived`
- * of them reopen their handle often. */
+/*
+ * reader_child - get random keys of the writers until told to stop, at
+ * most OPS_CAP times, through one handle: a hit must be bytes some writer
+ * put under that key (any version), and no get may fail.  This is the
+ * resumption lookup of a server worker, which may go on reading for a
+ * while without writing.
+ */
+static void
+reader_child(unsigned c)
+{
+	struct child_report *r = &shm->rep[c];
+	struct sessdb *db = open_store(path);
+	uint64_t rng = 0x4ead0000u + c;
+	char why[300];
+	uint32_t got;
+
+	r->opens++;
+	if (db == NULL) {
+		rep_fail(r, "reader %u: open failed", c);
+		return;
+	}
+	for (unsigned i = 0; i < OPS_CAP &&
+	    !__atomic_load_n(&shm->stop, __ATOMIC_SEQ_CST); i++) {
+		unsigned owner = (unsigned)(splitmix(&rng) % NWRITERS);
+		unsigned key = (unsigned)(splitmix(&rng) % KEYS);
+
+		if (__atomic_load_n(&shm->hold, __ATOMIC_SEQ_CST))
+			park();
+		r->ops++;
+		r->gets++;
+		if ((i & 3) == 0)
+			sched_yield();
+		if (get_version(db, owner, key, &got, why, sizeof(why)) == -1)
+			rep_fail(r, "reader: %s", why);
+	}
+	add_stats(r, db);
+	sessdb_close(db);
+}
+
+/* start_writers - fork NWRITERS writer children (the first `short_lived`
+ * of them reopen their handle often), then `readers` reader children. */
 static int
-start_writers(pid_t pids[NWRITERS], unsigned short_lived)
+start_writers(pid_t pids[NPROC], unsigned short_lived, unsigned readers)
 {
 	memset(shm, 0, sizeof(*shm));
-	for (unsigned c = 0; c < NWRITERS; c++) {
+	shm->nproc = NWRITERS + (int)readers;
+	shm->running = shm->nproc;
+	for (unsigned c = 0; c < (unsigned)shm->nproc; c++) {
 		pids[c] = fork();
 		if (pids[c] == -1)
 			return -1;
 		if (pids[c] == 0) {
-			writer_child(c, c < short_lived);
+			if (c < NWRITERS)
+				writer_child(c, c < short_lived);
+			else
+				reader_child(c);
+			__atomic_sub_fetch(&shm->running, 1, __ATOMIC_SEQ_CST);
 			_exit(shm->rep[c].failures == 0 ? 0 : 1);
 		}
 	}
@@ -698,26 +764,29 @@ start_writers(pid_t pids[NWRITERS], unsigned short_lived)
 
 /* reap_writers - stop and reap the writers, print and assert their reports. */
 static void
-reap_writers(pid_t pids[NWRITERS], const char *what)
+reap_writers(pid_t pids[NPROC], const char *what)
 {
 	__atomic_store_n(&shm->stop, 1, __ATOMIC_SEQ_CST);
-	for (unsigned c = 0; c < NWRITERS; c++)
-		CU_ASSERT(wait_ok(pids[c], what));
-	for (unsigned c = 0; c < NWRITERS; c++) {
+	for (unsigned c = 0; c < (unsigned)shm->nproc; c++)
+		CU_ASSERT(wait_ok(pids[c], c < NWRITERS ? what : "reader"));
+	for (unsigned c = 0; c < (unsigned)shm->nproc; c++) {
 		struct child_report *r = &shm->rep[c];
 
-		printf("\n  child %u: %llu ops, %llu puts acknowledged, %llu put "
-		    "errors, %llu opens, %llu reopens, %llu recoveries, %u failures%s%s",
-		    c, (unsigned long long)r->ops, (unsigned long long)r->puts_ok,
+		printf("\n  %s %u: %llu ops, %llu puts acknowledged, %llu put "
+		    "errors, %llu opens, %llu reopens, %llu recoveries, %llu "
+		    "undecodable records seen, %u failures%s%s",
+		    c < NWRITERS ? "writer" : "reader", c,
+		    (unsigned long long)r->ops, (unsigned long long)r->puts_ok,
 		    (unsigned long long)r->put_errors, (unsigned long long)r->opens,
 		    (unsigned long long)r->st.reopens,
-		    (unsigned long long)r->st.recoveries, r->failures,
+		    (unsigned long long)r->st.recoveries,
+		    (unsigned long long)r->st.corrupt, r->failures,
 		    r->failures ? "; first: " : "", r->failures ? r->first[0] : "");
 		CU_ASSERT_EQUAL(r->failures, 0);
 		CU_ASSERT_EQUAL(r->put_errors, 0);
 		CU_ASSERT_EQUAL(r->st.recoveries, 0);
 		CU_ASSERT_EQUAL(r->st.corrupt, 0);
-		CU_ASSERT(r->puts_ok > 0);
+		CU_ASSERT(c >= NWRITERS || r->puts_ok > 0);
 	}
 }
 
@@ -770,50 +839,33 @@ test_lock_removed_single(void)
 }
 
 /*
- * lock_current - open the lock file and take LOCK_EX on it, making sure it
- * is still the file at the path once locked (waits at most 2 s).  Returns
- * the descriptor, or -1 (no file, or no lock: reported).
- */
-static int
-lock_current(void)
-{
-	double deadline = mono_secs() + 2;
-	struct stat fst, pst;
-	int fd;
-
-	while (mono_secs() < deadline) {
-		fd = open(lock_path, O_RDWR | O_CLOEXEC);
-		if (fd == -1)
-			return -1;	/* ENOENT: no process made a new one yet */
-		while (flock(fd, LOCK_EX | LOCK_NB) == -1 && mono_secs() < deadline)
-			sleep_ms(1);
-		if (fstat(fd, &fst) == 0 && stat(lock_path, &pst) == 0 &&
-		    fst.st_dev == pst.st_dev && fst.st_ino == pst.st_ino &&
-		    flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return fd;
-		close(fd);
-	}
-	printf("\n  could not lock %s within 2 s", lock_path);
-	return -1;
-}
-
-/*
  * remove_lock - remove the lock file, or (fresh) put a new empty file in
- * its place, while holding its lock: between two operations of the
- * writers.  A removal in the middle of another process's update is not
- * tested: no check made after locking can see it, and a process opening
- * the store just then would lock a new file while the old holder still
- * writes; that window belongs to any lock file that can be removed.
- * Returns 0 if a file was removed or replaced.
+ * its place, while every writer is parked between two operations.  A
+ * removal in the middle of another process's update is not tested: no
+ * check made after locking can see it, and a process opening the store
+ * just then would lock a new file while the old holder still writes;
+ * that window belongs to any lock file that can be removed.  (Holding
+ * the lock with a plain flock instead would not do: its release does
+ * not wake the processes asleep on the library's futex.)  Returns 0 if
+ * a file was removed or replaced.
  */
 static int
 remove_lock(int fresh_file)
 {
+	double deadline = mono_secs() + 20 * pause_ms / 1000.0;
 	char tmp[400];
-	int fd = lock_current(), rc, tfd;
+	int rc, tfd;
 
-	if (fd == -1)
-		return -1;
+	__atomic_store_n(&shm->hold, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&shm->parked, __ATOMIC_SEQ_CST) <
+	    __atomic_load_n(&shm->running, __ATOMIC_SEQ_CST)) {
+		if (mono_secs() > deadline) {
+			printf("\n  not all writers parked: no removal this time");
+			__atomic_store_n(&shm->hold, 0, __ATOMIC_SEQ_CST);
+			return -1;
+		}
+		sleep_ms(1);
+	}
 	if (fresh_file) {
 		snprintf(tmp, sizeof(tmp), "%s.fresh", lock_path);
 		tfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -823,9 +875,10 @@ remove_lock(int fresh_file)
 	} else {
 		rc = unlink(lock_path);
 	}
-	if (rc == -1)
+	/* ENOENT: removed before, and no process has made a new one yet. */
+	if (rc == -1 && errno != ENOENT)
 		printf("\n  removing %s: %s", lock_path, strerror(errno));
-	close(fd);		/* releases the lock */
+	__atomic_store_n(&shm->hold, 0, __ATOMIC_SEQ_CST);
 	return rc;
 }
 
@@ -833,7 +886,7 @@ remove_lock(int fresh_file)
 static void
 test_lock_removed_multi(void)
 {
-	pid_t pids[NWRITERS];
+	pid_t pids[NPROC];
 	struct sessdb *db;
 	unsigned removed = 0, bad = 0, present = 0;
 	double t0;
@@ -842,7 +895,7 @@ test_lock_removed_multi(void)
 	db = open_store(path);		/* the file exists before the race */
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	sessdb_close(db);
-	CU_ASSERT_FATAL(start_writers(pids, 2) == 0);
+	CU_ASSERT_FATAL(start_writers(pids, 2, NREADERS) == 0);
 
 	t0 = mono_secs();
 	sleep_ms(pause_ms);
@@ -1079,7 +1132,7 @@ in_old_files(int old_fd[REPLACES + 1], unsigned *checked)
 static void
 test_db_replaced_concurrent(void)
 {
-	pid_t pids[NWRITERS];
+	pid_t pids[NPROC];
 	struct sessdb *db;
 	unsigned post = 0, lost = 0, in_old, checked;
 	int old_fd[REPLACES + 1];
@@ -1089,7 +1142,7 @@ test_db_replaced_concurrent(void)
 	db = open_store(path);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	sessdb_close(db);
-	CU_ASSERT_FATAL(start_writers(pids, 0) == 0);
+	CU_ASSERT_FATAL(start_writers(pids, 0, 0) == 0);
 
 	t0 = mono_secs();
 	for (unsigned r = 1; r <= REPLACES; r++) {
