@@ -123,6 +123,7 @@ page_init(struct lockfile *lf, unsigned timeout_ms)
 		p->counts_unknown = 1;
 		p->repair_failed_ms = 0;
 		p->rebuild_started = 0;
+		p->retired = 0;
 		memcpy(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic));
 	}
 	lock_release(lf);
@@ -177,13 +178,27 @@ fail:
 }
 
 int
-lock_replaced(const struct lockfile *lf, const char *path)
+lock_replaced(struct lockfile *lf, const char *path)
 {
 	struct stat st;
 
-	if (stat(path, &st) == -1)
+	if (lock_retired(lf))
 		return 1;
-	return (uint64_t)st.st_dev != lf->dev || (uint64_t)st.st_ino != lf->ino;
+	if (stat(path, &st) == 0 && (uint64_t)st.st_dev == lf->dev &&
+	    (uint64_t)st.st_ino == lf->ino)
+		return 0;
+	/* Tell every process still using this file, at the price of a
+	 * memory read on each of their calls. */
+	if (lf->page != NULL && lf->writable)
+		__atomic_store_n(&lf->page->retired, 1, __ATOMIC_RELEASE);
+	return 1;
+}
+
+int
+lock_retired(const struct lockfile *lf)
+{
+	return lf->page != NULL &&
+	    __atomic_load_n(&lf->page->retired, __ATOMIC_ACQUIRE) != 0;
 }
 
 void

@@ -48,6 +48,8 @@ struct lock_page {
 					   that could not finish (0 = none) */
 	int64_t		rebuild_started; /* unix seconds a rebuild began; 0 when
 					   none is running or it finished */
+	uint32_t	retired;	/* the lock path names another file now:
+					   whoever holds this page moves on */
 };
 
 struct lockfile {
@@ -73,8 +75,13 @@ int lock_open(struct lockfile *lf, const char *path, int writable,
     unsigned timeout_ms, char *err, size_t errlen);
 
 /* lock_replaced - does path no longer name the lock file lf has open (it
- * was removed or replaced)?  One stat(2). */
-int lock_replaced(const struct lockfile *lf, const char *path);
+ * was removed or replaced)?  A page marked retired is; otherwise one
+ * stat(2), and a replaced page is marked retired for the others. */
+int lock_replaced(struct lockfile *lf, const char *path);
+
+/* lock_retired - has some process found this lock file replaced?  A
+ * memory read: readers look at it on every call. */
+int lock_retired(const struct lockfile *lf);
 
 void lock_close(struct lockfile *lf);
 

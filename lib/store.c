@@ -874,8 +874,10 @@ after_dead_writer(struct sessdb *db)
 /*
  * files_moved - after taking the lock: do the paths still name the lock
  *	file we locked and the database we have open?  Writers check every
- *	time (no write may go to a file the other processes no longer use),
- *	readers once every PATH_CHECK_MS (they only risk a stale miss).
+ *	time (no write may go to a file the other processes no longer use);
+ *	readers look at the lock page's retired mark, which the first process
+ *	to find the lock file replaced sets, and stat once every PATH_CHECK_MS
+ *	(for the case where only processes started since then write).
  *	Returns 1 if the lock file was replaced (our lock is released and the
  *	file the path names now is open: lock again), 0 if not (a replaced
  *	database is reopened by the caller), -1 on error (no lock held).
@@ -887,7 +889,7 @@ files_moved(struct sessdb *db, int op)
 	char err[256];
 	int found;
 
-	if (op != LOCK_EX) {
+	if (op != LOCK_EX && !lock_retired(&db->lock)) {
 		uint64_t now = mono_ms();
 
 		if (now - db->checked_ms < PATH_CHECK_MS)
