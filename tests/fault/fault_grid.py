@@ -65,6 +65,7 @@ MARKS = ['access', 'faccessat', 'faccessat2']
 PREPARE_N = 60
 TIMEOUT = 120
 RETRY_WAIT = 1.2	# seconds: longer than the store's repair retry interval
+SANITIZER_EXIT = 86
 
 # What fails a cell (and the run), and what is only counted.
 FAILING = ['silent', 'wrong', 'resurrected', 'openfail', 'unusable',
@@ -238,31 +239,42 @@ def run_cell(ctx, idx, op, fault, call, pre, k):
             r['flags'].add('crash')
     with open(f('expected1'), 'w') as fo:
         fo.write(ctx.prepared + read(f('op1.out')))
-    run([ctx.driver, 'check', db, f('expected1'), f('op1.log')],
-        f('check1.out'), f('check1.log'))
+    rcc1 = run([ctx.driver, 'check', db, f('expected1'), f('op1.log')],
+               f('check1.out'), f('check1.log'), env=ctx.env)
     res1 = parse_result(read(f('check1.out')))
     # The fault cleared: the same operation on other keys, then puts.  A
     # store may make writes wait a while after a failed repair (a retry
     # interval): if round 2 had failures, wait RETRY_WAIT and run round 3,
     # which must succeed in every call.
-    rc2 = run([ctx.driver, 'op', db, op, '2'], f('op2.out'), f('op2.log'))
+    rc2 = run([ctx.driver, 'op', db, op, '2'], f('op2.out'), f('op2.log'),
+              env=ctx.env)
+    if rc2 not in (0, 1, 3):
+        r['flags'].add('crash')
     r['rc2'] = rc2
     outs = read(f('op1.out')) + read(f('op2.out'))
     logs = [f('op1.log'), f('check1.log'), f('op2.log')]
     if rc2 != 0:
         r['info'].add('waited')
         time.sleep(RETRY_WAIT)
-        rc2 = run([ctx.driver, 'op', db, op, '3'], f('op3.out'), f('op3.log'))
+        rc2 = run([ctx.driver, 'op', db, op, '3'], f('op3.out'), f('op3.log'),
+                  env=ctx.env)
+        if rc2 not in (0, 1, 3):
+            r['flags'].add('crash')
         r['rc2'] = '%s, after %.1f s %s' % (r['rc2'], RETRY_WAIT, rc2)
         outs += read(f('op3.out'))
         logs.append(f('op3.log'))
     with open(f('expected2'), 'w') as fo:
         fo.write(ctx.prepared + outs)
-    run([ctx.driver, 'check', db, f('expected2')] + logs,
-        f('check2.out'), f('check2.log'))
+    rcc2 = run([ctx.driver, 'check', db, f('expected2')] + logs,
+               f('check2.out'), f('check2.log'), env=ctx.env)
     res2 = parse_result(read(f('check2.out')))
     if res1 is None or res2 is None:
         r['flags'].add('nocheck')
+    # A check exits 0 exactly when it passed, 1 when it failed: anything
+    # else (a sanitizer, a crash after its result) is a crash.
+    for rcc, res in ((rcc1, res1), (rcc2, res2)):
+        if res is not None and rcc != (0 if res.get('pass') == '1' else 1):
+            r['flags'].add('crash')
     if rc2 != 0:
         r['flags'].add('stuck')
     for res in (res1, res2):
@@ -436,11 +448,17 @@ def main():
     if not os.access(ctx.driver, os.X_OK):
         die('%s is not an executable' % ctx.driver, 2)
     ctx.keep = a.keep
+    # In a sanitized build an error must not pass for a failed call (exit
+    # 1): sanitizers exit SANITIZER_EXIT, which no run of the driver uses.
     # LeakSanitizer stops the world with ptrace, which a traced process
     # cannot do: no leak check in the runs under strace (the others keep it).
-    ctx.traced_env = dict(os.environ)
-    ctx.traced_env['ASAN_OPTIONS'] = (os.environ.get('ASAN_OPTIONS', '') +
-                                      ':detect_leaks=0').lstrip(':')
+    ctx.env = dict(os.environ)
+    for var, extra in (('ASAN_OPTIONS', 'exitcode=%d' % SANITIZER_EXIT),
+                       ('UBSAN_OPTIONS', 'halt_on_error=1:exitcode=%d' %
+                        SANITIZER_EXIT)):
+        ctx.env[var] = (os.environ.get(var, '') + ':' + extra).lstrip(':')
+    ctx.traced_env = dict(ctx.env)
+    ctx.traced_env['ASAN_OPTIONS'] += ':detect_leaks=0'
     if a.keep:
         os.makedirs(a.keep, exist_ok=True)
         ctx.work = tempfile.mkdtemp(prefix='fault-grid-', dir=a.keep)
