@@ -15,6 +15,7 @@ SYNOPSIS
     realpeer.py abrupt-close 1.2|1.3
     realpeer.py client-cert 1.2|1.3
     realpeer.py server-identity 1.2|1.3
+    realpeer.py wipe
     realpeer.py usage
     realpeer.py signals
 
@@ -63,6 +64,14 @@ DESCRIPTION
     stands in the way: both times each refusal is counted in the glue's
     foreign counter.
 
+    wipe: sessions made by one sessdemo are resumed (TLS 1.2 and 1.3) by a
+    second one on the same cache file, whose processes run under
+    tests/freescan.c with the sessions' master keys: no block freed by
+    libsessdb (the glue's DER and decoded sessions, the store's records) or
+    by sessdemo may still hold one.  OpenSSL's own (d2i_SSL_SESSION's
+    temporary copy, which also shows that the scan sees the keys) and
+    GDBM's are printed, not failed.
+
     usage: bad command lines of sessdemo and sessload exit 2 with usage.
 
     signals: SIGINT, SIGHUP, SIGTERM stop the server with all counters;
@@ -70,6 +79,7 @@ DESCRIPTION
 
 ENVIRONMENT
     SESSDEMO, SESSLOAD     the programs (default: the build tree's tools/)
+    FREESCAN_SO            tests/freescan.c built (case wipe; skipped without)
     SESSDB_TOP_SRCDIR      for data/ca.pem
     SESSDB_TOP_BUILDDIR
 
@@ -131,9 +141,10 @@ def die_with_parent():
 class Server:
     """A sessdemo process with its own directory, port and access log."""
 
-    def __init__(self, tmp, *args, cache=None, workers=4):
+    def __init__(self, tmp, *args, cache=None, workers=4, env=None):
         self.tmp = tmp
         self.args = list(args)
+        self.env = env
         self.cache = cache or os.path.join(tmp, "sessions.db")
         self.workers = workers
         self.proc = None
@@ -156,7 +167,7 @@ class Server:
                "--timeout", "3"] + store + self.args
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=self.tmp,
-                                         preexec_fn=die_with_parent)
+                                         env=self.env, preexec_fn=die_with_parent)
         deadline = time.time() + 15
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -835,6 +846,72 @@ def case_server_identity(tmp, tls):
     return 0
 
 
+def master_key(path):
+    """master_key - the master key (TLS 1.3: resumption PSK) of a session
+    file written by s_client, as hex"""
+    p = subprocess.run(["openssl", "sess_id", "-in", path, "-noout", "-text"],
+                       stdout=subprocess.PIPE, timeout=30)
+    m = re.search(rb"(?:Master-Key|Resumption PSK): ([0-9A-F]+)", p.stdout)
+    check(m is not None, "no master key in %s" % path)
+    return m.group(1).decode()
+
+
+def case_wipe(tmp):
+    """case_wipe - a worker that resumes sessions from the store leaves no
+    freed block of libsessdb's or sessdemo's holding their master keys"""
+    so = os.environ.get("FREESCAN_SO", "")
+    if not so or not os.path.exists(so) or shutil.which("openssl") is None:
+        log("SKIP: FREESCAN_SO (tests/freescan.c) or openssl missing")
+        return SKIP
+    ldd = subprocess.run(["ldd", SESSDEMO], stdout=subprocess.PIPE).stdout
+    if b"libasan" in ldd:
+        log("SKIP: sessdemo is built with AddressSanitizer, whose allocator "
+            "cannot sit under an LD_PRELOAD free()")
+        return SKIP
+    made, resumed = [], []
+    dirs = [os.path.join(tmp, d) for d in ("maker", "resumer")]
+    for d in dirs:
+        os.mkdir(d)
+    cache = os.path.join(tmp, "sessions.db")
+    srv = Server(dirs[0], cache=cache, workers=2).start()
+    try:
+        for i, tls in enumerate(("1.2", "1.2", "1.3", "1.3")):
+            path = os.path.join(tmp, "s%d.pem" % i)
+            openssl_conn(srv, tls, None, path)
+            made.append((tls, path))
+    finally:
+        srv.stop()
+    keys = [master_key(path)[:32] for _, path in made]
+    env = dict(os.environ, FREESCAN=",".join(keys), LD_PRELOAD=so)
+    srv = Server(dirs[1], cache=cache, workers=2, env=env).start()
+    try:
+        for tls, path in made:
+            _, r, _ = openssl_conn(srv, tls, path, os.path.join(tmp, "x.pem"))
+            resumed.append(r)
+    finally:
+        srv.stop()
+    check(all(resumed), "not every session resumed: %r" % resumed)
+    lines = re.findall(r"^freescan: \d+ freed blocks held a secret:(.*)$",
+                       srv.errors(), re.M)
+    check(len(lines) >= 3, "want a freescan line from the parent and each "
+          "worker:\n" + srv.errors())
+    total = {}
+    for line in lines:
+        for kv in line.split():
+            obj, n = kv.split("=")
+            total[obj] = total.get(obj, 0) + int(n)
+    log("blocks freed with a master key, by object, over %d processes: %r" %
+        (len(lines), total))
+    for obj in ("libsessdb", "program"):
+        check(total.get(obj, 0) == 0, "%s freed %d blocks still holding a "
+              "master key" % (obj, total.get(obj, 0)))
+    # Control: OpenSSL's d2i_SSL_SESSION frees its temporary copy of the
+    # key unwiped, one per decoded session: proof that the scan sees them.
+    check(total.get("libcrypto", 0) + total.get("libssl", 0) >= len(made),
+          "control: the scan did not see OpenSSL's decoding copies")
+    return 0
+
+
 def python_raw_request(srv, req):
     """python_raw_request - send req through TLS, return the raw response"""
     ctx = python_ctx("1.3")
@@ -869,6 +946,8 @@ def main(argv):
                 return case_abrupt_close(tmp, argv[2])
             if case == "client-cert" and len(argv) == 3:
                 return case_client_cert(tmp, argv[2])
+            if case == "wipe":
+                return case_wipe(tmp)
             if case == "server-identity" and len(argv) == 3:
                 return case_server_identity(tmp, argv[2])
             if case == "usage":
