@@ -393,7 +393,7 @@ session_appdata(SSL *ssl, char *buf, size_t len)
 
 	buf[0] = '\0';
 	SSL_SESSION_get0_ticket_appdata(SSL_get_session(ssl), &ad, &ad_len);
-	if (ad_len < len) {
+	if (ad != NULL && ad_len < len) {
 		memcpy(buf, ad, ad_len);
 		buf[ad_len] = '\0';
 	}
