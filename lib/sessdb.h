@@ -17,7 +17,9 @@
  *
  * RETURN VALUES
  *	Unless a function says otherwise it returns 0 on success and -1 on
- *	error; sessdb_error() then describes the last error of that handle.
+ *	error; sessdb_error() then describes the last error of that handle,
+ *	and sessdb_errcode() says what kind of error it was (SESSDB_E_*),
+ *	for a caller that must act on it (retry later, alert, give up).
  *	Lookups distinguish three outcomes: SESSDB_OK (hit), SESSDB_MISS (no
  *	live record: absent, expired or corrupt) and -1 (error).  A miss is
  *	not an error.
@@ -57,6 +59,26 @@ extern "C" {
 #define SESSDB_MISS	1	/* get/take: no live record under that key */
 #define SESSDB_FULL	2	/* put: declined, the store is at its cap */
 
+/*
+ * Error codes: sessdb_errcode() of a handle, sessdb_open_errcode() after a
+ * failed open.  Values from 1000 up, so that sessdb_strerror() also names
+ * errno values (below 1000).  The message (sessdb_error) says more.
+ */
+#define SESSDB_E_ARG		1000	/* bad argument: key, size, flags */
+#define SESSDB_E_TOO_LARGE	1001	/* payload over SESSDB_PAYLOAD_MAX */
+#define SESSDB_E_READONLY	1002	/* a write on a read-only handle */
+#define SESSDB_E_LOCK_TIMEOUT	1003	/* lock not granted in lock_timeout_ms */
+#define SESSDB_E_DAMAGED	1004	/* damaged store (repaired, moved aside,
+					   or awaiting a writer's repair) */
+#define SESSDB_E_NO_SPACE	1005	/* no space (ENOSPC, EDQUOT): nothing written */
+#define SESSDB_E_IO		1006	/* I/O error (EIO) */
+#define SESSDB_E_PERMISSION	1007	/* refused: owner, mode, symlink, EACCES */
+#define SESSDB_E_NOT_STORE	1008	/* the path is not a sessdb store: untouched */
+#define SESSDB_E_NOT_FOUND	1009	/* open: no store there (RDONLY, NOCREATE) */
+#define SESSDB_E_BACKEND	1010	/* the backend is unavailable */
+#define SESSDB_E_NOMEM		1011	/* out of memory */
+#define SESSDB_E_SYSTEM		1012	/* another system error */
+
 /* Key namespaces (first byte of every key). */
 #define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
 #define SESSDB_NS_CLIENT 0x43	/* 'C': reserved for client sessions by peer name */
@@ -85,7 +107,9 @@ struct sessdb_options {
 	uint32_t	max_ttl;	/* seconds, expiry is capped at now + max_ttl;
 					   default 86400 */
 	uint64_t	max_entries;	/* cap on the number of records; 0 = none */
-	uint64_t	max_bytes;	/* cap on the database file size; 0 = none */
+	uint64_t	max_bytes;	/* cap on the key + value bytes of all
+					   records (GDBM adds its overhead to
+					   the file); 0 = none */
 	unsigned	lock_timeout_ms; /* longest wait for a lock; default 1000 */
 	unsigned	sweep_batch;	/* keys deleted per exclusive lock; default 256 */
 	/* Called for every error, recovery and notable event; may be NULL.
@@ -158,6 +182,17 @@ void sessdb_close(struct sessdb *db);
 
 /* sessdb_error - the last error message of db; valid until the next call on db. */
 const char *sessdb_error(const struct sessdb *db);
+
+/* sessdb_errcode - the code (SESSDB_E_*) of db's last error; 0 if none. */
+int sessdb_errcode(const struct sessdb *db);
+
+/* sessdb_open_errcode - the code of this thread's last failed sessdb_open
+ * (0 after a successful one). */
+int sessdb_open_errcode(void);
+
+/* sessdb_strerror - a short name for a SESSDB_E_* code or an errno value;
+ * a static string. */
+const char *sessdb_strerror(int code);
 
 /* sessdb_path - the database path db was opened with. */
 const char *sessdb_path(const struct sessdb *db);

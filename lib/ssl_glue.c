@@ -50,7 +50,7 @@
 
 #include "sessdb.h"
 #include "sessdb_ssl.h"
-#include "store_internal.h"	/* store_log only: glue events go to the
+#include "diag.h"	/* diag_log: glue events go to the
 				   application's store log callback */
 
 /*
@@ -467,12 +467,12 @@ glue_skip_unsafe(struct glue *g, enum glue_skip why)
 	g->st.skipped_unsafe++;
 	if (why == SKIP_NO_SID_CTX && !g->warned_sid_ctx) {
 		g->warned_sid_ctx = 1;
-		store_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
+		diag_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
 		    "stored: the SSL_CTX has no session-ID context (call "
 		    "SSL_CTX_set_session_id_context)", sessdb_path(g->db));
 	} else if (why == SKIP_NO_CERT && !g->warned_no_cert) {
 		g->warned_no_cert = 1;
-		store_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
+		diag_log(g->db, SESSDB_LOG_WARNING, "%s: TLS sessions are not "
 		    "stored: the attached SSL_CTX has no certificate to bind "
 		    "them to (load its certificates before SSL_new)",
 		    sessdb_path(g->db));
@@ -561,7 +561,7 @@ glue_forget(struct glue *g, const unsigned char *id, size_t id_len,
 	if (glue_lock(g) < 0)
 		return;
 	if (why != NULL)
-		store_log(g->db, SESSDB_LOG_WARNING, "%s: dropping a record: %s",
+		diag_log(g->db, SESSDB_LOG_WARNING, "%s: dropping a record: %s",
 		    sessdb_path(g->db), why);
 	if (id != NULL)
 		(void)sessdb_delete(g->db, SESSDB_NS_SERVER, id, id_len);
@@ -646,7 +646,7 @@ glue_foreign(struct glue *g, int take, const unsigned char *id,
 	g->st.foreign++;
 	if (!g->warned_foreign) {
 		g->warned_foreign = 1;
-		store_log(g->db, SESSDB_LOG_WARNING, "%s: refused to resume a "
+		diag_log(g->db, SESSDB_LOG_WARNING, "%s: refused to resume a "
 		    "session made under another server identity (other "
 		    "certificates: the store is shared with another server, "
 		    "or the record predates identity binding); counted in "

@@ -1,0 +1,51 @@
+/*
+ * NAME
+ *	handle.h - the store handle, shared by the operations and the backends
+ */
+#ifndef SESSDB_HANDLE_H
+#define SESSDB_HANDLE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "diag.h"
+#include "record.h"
+#include "sessdb.h"
+
+struct sessdb {
+	char			*path;
+	struct sessdb_options	opt;
+	int			rdonly;
+	const struct backend	*be;
+	void			*be_state;	/* the backend's own */
+	unsigned long		fork_epoch;	/* process be_state belongs to */
+	int32_t			pid;		/* getpid() of that process */
+	struct sessdb_stats	st;
+	int			errcode;	/* SESSDB_E_* of err */
+	char			err[512];
+};
+
+/* store_ready - the handle may be used by this process (after a fork, the
+ * backend first takes resources of its own); 0 or -1. */
+int store_ready(struct sessdb *db);
+
+/* store_cap_exceeded - would one more record of size bytes break a cap,
+ * with entries records of bytes bytes stored?  The backend asks, under
+ * whatever keeps its counters still. */
+int store_cap_exceeded(const struct sessdb *db, uint64_t entries,
+    uint64_t bytes, size_t size);
+
+/* store_free_value - wipe and free a value a backend handed us: record
+ * payloads hold master secrets.  NULL is a no-op. */
+static inline void
+store_free_value(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, len);
+	free(p);
+}
+
+#endif /* SESSDB_HANDLE_H */
