@@ -87,6 +87,8 @@ struct reaper {
 static void
 reaper_drop(struct reaper *q, size_t n)
 {
+	if (q->items == NULL)
+		return;		/* nothing was ever queued */
 	for (size_t i = 0; i < n; i++) {
 		free(q->items[i].key);
 		store_free_value(q->items[i].val, q->items[i].val_len);
