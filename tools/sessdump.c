@@ -352,8 +352,12 @@ parse_global(struct sd_global *g, int argc, char **argv)
 			main_usage(stdout);
 			return SD_EXIT_OK;
 		case OPT_VERSION:
+#ifdef SESSDB_VERSION_STRING	/* sessdb.h with <sessdb_version.h> */
+			printf("sessdump (sessdb) %s\n", SESSDB_VERSION_STRING);
+#else
 			printf("sessdump (sessdb) %d.%d\n", SESSDB_VERSION_MAJOR,
 			    SESSDB_VERSION_MINOR);
+#endif
 			return SD_EXIT_OK;
 		case 'd':
 		case OPT_DB:
