@@ -14,6 +14,9 @@ Installs the build tree into a temporary staging directory
 - pkg-config finds sessdb.pc in <prefix>/<libdir>/pkgconfig (the path the
   README gives), and a program built with its flags against the installed
   headers links, runs, stores and reads back a record;
+- the section-3 pages and the installed headers agree: every SESSDB_
+  macro, sessdb_ function and structure field a header declares is in its
+  page, and the pages name nothing the headers do not declare;
 - the version has one source: a program that includes only the installed
   <sessdb.h> reads SESSDB_VERSION_STRING (and MAJOR, MINOR, PATCH, usable in
   #if), and it equals the project version `meson introspect --projectinfo`
@@ -26,6 +29,7 @@ INSTALL_MANDIR, SESSDUMP_FILL.  Exit 0 pass, 1 fail, 77 skipped.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -192,6 +196,68 @@ def check_man(stage, env):
         want_eq_path(p.stdout.decode().strip(), page, "man -w " + what)
 
 
+# Each section-3 page and the installed headers it describes.
+MAN_API = (("sessdb", ("sessdb.h", "sessdb_version.h")),
+           ("sessdb_ssl", ("sessdb_ssl.h",)))
+# sessdb_ words in the pages that are names of pages or headers.
+MAN_API_NOT_IDENTIFIERS = {"sessdb_ssl", "sessdb_version"}
+
+
+def declared(header_text):
+    """The identifiers a header declares: its SESSDB_ macros, sessdb_
+    functions and the fields of its structures (comments removed)."""
+    code = re.sub(r"/\*.*?\*/", " ", header_text, flags=re.S)
+    ids = set(re.findall(r"#define\s+(SESSDB_\w+)", code))
+    ids |= set(re.findall(r"\b(sessdb_\w+)\s*\(", code))
+    for body in re.findall(r"struct\s+\w+\s*\{(.*?)\};", code, flags=re.S):
+        for decl in body.split(";"):
+            m = (re.search(r"\(\s*\*\s*(\w+)\s*\)", decl) or
+                 re.search(r"(\w+)\s*(?:\[[^]]*\])?\s*$", decl))
+            if m:
+                ids.add(m.group(1))
+    ids -= {"SESSDB_H", "SESSDB_SSL_H", "SESSDB_VERSION_H"}
+    return ids
+
+
+def check_man_api(stage, env):
+    """The C API pages and the installed headers agree: every macro,
+    function and structure field a header declares is in its page, and
+    every sessdb_ or SESSDB_ name a page uses is declared by a header."""
+    mandir = staged(stage, os.environ["INSTALL_MANDIR"])
+    incdir = staged(stage, includedir(env))
+    everything = ""
+    for hdr in os.listdir(incdir):
+        if hdr.startswith("sessdb") and hdr.endswith(".h"):
+            with open(os.path.join(incdir, hdr)) as f:
+                everything += f.read()
+    problems = []
+    for page, headers in MAN_API:
+        with open(os.path.join(mandir, "man3", page + ".3")) as f:
+            # Not the comments and the title line (.Dt SESSDB_SSL 3).
+            text = "".join(ln for ln in f if not ln.startswith(
+                ('.\\"', ".Dt ")))
+        ids = set()
+        for hdr in headers:
+            path = os.path.join(incdir, hdr)
+            if not os.path.exists(path):
+                problems.append("%s is not installed" % hdr)
+                continue
+            with open(path) as f:
+                ids |= declared(f.read())
+        absent = sorted(i for i in ids
+                        if not re.search(r"\b%s\b" % re.escape(i), text))
+        if absent:
+            problems.append("%s(3) omits %s" % (page, ", ".join(absent)))
+        used = set(re.findall(r"\b(?:sessdb|SESSDB)_\w+", text))
+        unknown = sorted(u for u in used - MAN_API_NOT_IDENTIFIERS
+                         if not re.search(r"\b%s\b" % u, everything))
+        if unknown:
+            problems.append("%s(3) names what no installed header declares: "
+                            "%s" % (page, ", ".join(unknown)))
+    if problems:
+        raise Fail("; ".join(problems))
+
+
 def want_eq_path(got, want, what):
     if os.path.realpath(got) != os.path.realpath(want):
         raise Fail("%s: got %r, want %r" % (what, got, want))
@@ -309,20 +375,34 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sessdb-install-")
     stage = os.path.join(tmp, "stage")
     env = clean_env()
+    failed = 0
+    built = None
     try:
         run(meson.split() + ["install", "-C", build, "--destdir", stage,
                              "--no-rebuild", "--quiet"], env, "meson install")
-        check_programs(tmp, stage, env)
-        check_man(stage, env)
-        built = check_pkgconfig(tmp, stage, env)
-        check_version(tmp, stage, env, built)
+        # The checks are independent: run them all, report every failure.
+        for name, fn in (
+                ("programs", lambda: check_programs(tmp, stage, env)),
+                ("man", lambda: check_man(stage, env)),
+                ("man-api", lambda: check_man_api(stage, env)),
+                ("pkg-config", lambda: check_pkgconfig(tmp, stage, env)),
+                ("version", lambda: check_version(tmp, stage, env, built))):
+            try:
+                got = fn()
+                if name == "pkg-config":
+                    built = got
+            except Fail as e:
+                print("FAIL install %s: %s" % (name, e), file=sys.stderr)
+                failed += 1
     except Fail as e:
         print("FAIL install: %s" % e, file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("install: staged install runs, man pages, pkg-config and the "
-          "version work")
+    if failed:
+        return 1
+    print("install: staged install runs, man pages (and the API they "
+          "describe), pkg-config and the version work")
     return 0
 
 
