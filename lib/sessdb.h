@@ -51,8 +51,7 @@
 extern "C" {
 #endif
 
-#define SESSDB_VERSION_MAJOR 0
-#define SESSDB_VERSION_MINOR 1
+#include <sessdb_version.h>	/* SESSDB_VERSION_MAJOR/MINOR/PATCH/STRING */
 
 /* Return values besides 0 (SESSDB_OK) and -1 (error). */
 #define SESSDB_OK	0
@@ -112,8 +111,10 @@ struct sessdb_options {
 					   the file); 0 = none */
 	unsigned	lock_timeout_ms; /* longest wait for a lock; default 1000 */
 	unsigned	sweep_batch;	/* keys deleted per exclusive lock; default 256 */
-	/* Called for every error, recovery and notable event; may be NULL.
-	   msg is valid only during the call. */
+	/* Called for recoveries, damaged records and files, I/O failures
+	   and other events an operator should see (not for every error a
+	   call returns: read those with sessdb_error); may be NULL.  msg is
+	   valid only during the call. */
 	void		(*log)(void *arg, int level, const char *msg);
 	void		*log_arg;
 	/* Clock in unix seconds; NULL = time(NULL).  Tests inject a fake one. */

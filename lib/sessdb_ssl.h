@@ -181,6 +181,58 @@ struct sessdb_ssl_stats {
 /* sessdb_ssl_stats - copy the counters of ctx; 0, or -1 if not attached. */
 int sessdb_ssl_stats(const SSL_CTX *ctx, struct sessdb_ssl_stats *st);
 
+/*
+ * Sessions as record payloads.  The glue stores what these functions
+ * make, and sessdump (show, export, import) reads and writes the same,
+ * so a session round-trips between servers, files and `openssl sess_id`
+ * unchanged.  The payload is the DER of i2d_SSL_SESSION: it holds the
+ * master secret, and every buffer below is wiped before it is freed.
+ * None of them take a store lock but sessdb_ssl_put, through sessdb_put.
+ */
+
+/* sessdb_ssl_put: sess cannot be stored (no session ID, or one longer
+ * than SESSDB_ID_MAX; encoding failed or exceeds SESSDB_PAYLOAD_MAX; out
+ * of memory).  The store was not touched: sessdb_error() does not say. */
+#define SESSDB_SSL_UNENCODABLE	(-2)
+
+/*
+ * sessdb_ssl_encode - the DER of sess (i2d_SSL_SESSION) in a new buffer:
+ *	*der gets it, *len its length (1..SESSDB_PAYLOAD_MAX).  Release it
+ *	with sessdb_ssl_der_free(*der, *len).  sess is not changed.
+ *	Returns 0, or -1 (nothing allocated; a partly written buffer was
+ *	wiped) when sess cannot be encoded, is too large, or out of memory.
+ */
+int sessdb_ssl_encode(SSL_SESSION *sess, unsigned char **der, size_t *len);
+
+/* sessdb_ssl_der_free - wipe len bytes of der and free it (NULL: no-op). */
+void sessdb_ssl_der_free(void *der, size_t len);
+
+/*
+ * sessdb_ssl_decode - the session whose DER is exactly len bytes of der
+ *	(a payload from sessdb_get, sessdb_take or a foreach record), as a
+ *	new reference (SSL_SESSION_free it).  With id not NULL the session
+ *	must also carry that session ID (the one it was stored under).
+ *	der is only read; wiping it is the caller's job.  Returns the
+ *	session, or NULL with *why (when why is not NULL) set to a static
+ *	string: the payload is not a DER session, has trailing bytes, or
+ *	carries another ID.  Nothing else is checked (expiry is the store's,
+ *	the server identity the glue's).
+ */
+SSL_SESSION *sessdb_ssl_decode(const void *der, size_t len,
+    const unsigned char *id, size_t id_len, const char **why);
+
+/*
+ * sessdb_ssl_put - store sess as it is (sessdb_ssl_encode) under
+ *	SESSDB_NS_SERVER and its session ID, with expires as for
+ *	sessdb_put (absolute unix seconds; 0: the store's default_ttl).
+ *	Encoding happens before the store lock is taken.  No server
+ *	identity is added: the glue binds a copy of the session before it
+ *	calls this, and sessdump import stores what it was given.
+ *	Returns SESSDB_OK, SESSDB_FULL (declined by the cap), -1 (a store
+ *	error: sessdb_error), or SESSDB_SSL_UNENCODABLE.
+ */
+int sessdb_ssl_put(struct sessdb *db, SSL_SESSION *sess, int64_t expires);
+
 #ifdef __cplusplus
 }
 #endif

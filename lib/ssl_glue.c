@@ -10,10 +10,11 @@
  *	int sessdb_ssl_stats(const SSL_CTX *ctx, struct sessdb_ssl_stats *st);
  *
  * DESCRIPTION
- *	The only part of libsessdb that knows OpenSSL objects.  It turns an
- *	SSL_SESSION into DER (i2d_SSL_SESSION) and back (d2i_SSL_SESSION),
- *	outside any store lock, and keys each record by SESSDB_NS_SERVER and
- *	the session ID.  See sessdb_ssl.h for what attach changes on ctx and
+ *	With ssl_der.c, the only part of libsessdb that knows OpenSSL
+ *	objects.  Sessions become DER and back through ssl_der.c
+ *	(sessdb_ssl_put, sessdb_ssl_decode: the same code sessdump uses),
+ *	outside any store lock, keyed by SESSDB_NS_SERVER and the session
+ *	ID; what is added here is the server identity.  See sessdb_ssl.h for what attach changes on ctx and
  *	docs/ARCHITECTURE.md for why.
  *
  *	Server identity: every stored session carries, in its ticket appdata
@@ -381,49 +382,22 @@ glue_count(struct glue *g, uint64_t *c)
 	glue_unlock(g);
 }
 
-/* glue_encode - DER of sess in a malloc'ed buffer; 0 or -1. */
-static int
-glue_encode(SSL_SESSION *sess, unsigned char **der, size_t *len)
-{
-	unsigned char *buf = NULL, *p;
-	int n;
-
-	n = i2d_SSL_SESSION(sess, NULL);
-	if (n <= 0 || (size_t)n > SESSDB_PAYLOAD_MAX)
-		goto fail;
-	if ((buf = malloc((size_t)n)) == NULL)
-		goto fail;
-	p = buf;
-	if (i2d_SSL_SESSION(sess, &p) != n)
-		goto fail;
-	*der = buf;
-	*len = (size_t)n;
-	return 0;
-fail:
-	if (buf != NULL && n > 0)
-		OPENSSL_cleanse(buf, (size_t)n);
-	free(buf);
-	return -1;
-}
-
 /*
- * glue_encode_bound - DER of a copy of sess whose ticket appdata starts
- *	with the identity mark (ident); sess itself is OpenSSL's and may be
- *	in use elsewhere, so it is not changed.  0 or -1.
+ * glue_bind - a copy of sess whose ticket appdata starts with the
+ *	identity mark (ident), to be stored; NULL on failure.  sess itself
+ *	is OpenSSL's and may be in use elsewhere, so it is not changed.
  */
-static int
-glue_encode_bound(SSL_SESSION *sess, const unsigned char *ident,
-    unsigned char **der, size_t *len)
+static SSL_SESSION *
+glue_bind(SSL_SESSION *sess, const unsigned char *ident)
 {
 	SSL_SESSION *dup = NULL;
 	unsigned char *mark = NULL;
 	void *app = NULL;
 	size_t app_len = 0, mark_len = 0;
-	int rc = -1;
 
 	SSL_SESSION_get0_ticket_appdata(sess, &app, &app_len);
 	if (app_len > SESSDB_PAYLOAD_MAX)
-		return -1;
+		return NULL;
 	mark_len = GLUE_ID_MARK_LEN + app_len;
 	if ((mark = malloc(mark_len)) == NULL ||
 	    (dup = SSL_SESSION_dup(sess)) == NULL)
@@ -432,15 +406,15 @@ glue_encode_bound(SSL_SESSION *sess, const unsigned char *ident,
 	memcpy(mark + GLUE_ID_MAGIC_LEN, ident, GLUE_ID_LEN);
 	if (app_len > 0)
 		memcpy(mark + GLUE_ID_MARK_LEN, app, app_len);
-	if (!SSL_SESSION_set1_ticket_appdata(dup, mark, mark_len))
-		goto done;
-	rc = glue_encode(dup, der, len);
+	if (!SSL_SESSION_set1_ticket_appdata(dup, mark, mark_len)) {
+		SSL_SESSION_free(dup);	/* OpenSSL wipes its master key */
+		dup = NULL;
+	}
 done:
-	SSL_SESSION_free(dup);	/* OpenSSL wipes its master key */
 	if (mark != NULL)
 		OPENSSL_cleanse(mark, mark_len);
 	free(mark);
-	return rc;
+	return dup;
 }
 
 /* glue_expires - absolute expiry of sess: its start time plus its timeout. */
@@ -490,10 +464,10 @@ static int
 glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct glue *g = glue_get(glue_session_ctx(ssl));
-	const unsigned char *id, *sid_ctx;
-	unsigned char *der = NULL, ident[GLUE_ID_LEN];
+	const unsigned char *sid_ctx;
+	unsigned char ident[GLUE_ID_LEN];
 	unsigned int id_len, sid_ctx_len;
-	size_t len = 0;
+	SSL_SESSION *bound;
 	int rc;
 
 	if (g == NULL)
@@ -502,7 +476,7 @@ glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 		glue_count(g, &g->st.skipped_stateless);
 		return 0;
 	}
-	id = SSL_SESSION_get_id(sess, &id_len);
+	(void)SSL_SESSION_get_id(sess, &id_len);
 	sid_ctx = SSL_SESSION_get0_id_context(sess, &sid_ctx_len);
 	if (id_len == 0 || id_len > SESSDB_ID_MAX || sid_ctx_len == 0) {
 		glue_skip_unsafe(g, sid_ctx_len == 0 ? SKIP_NO_SID_CTX :
@@ -513,22 +487,21 @@ glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 		glue_skip_unsafe(g, SKIP_NO_CERT);
 		return 0;
 	}
-	if (glue_encode_bound(sess, ident, &der, &len) < 0) {
+	if ((bound = glue_bind(sess, ident)) == NULL) {
 		glue_count(g, &g->st.store_failures);
 		return 0;
 	}
-	if (glue_lock(g) < 0)
-		goto done;
-	rc = sessdb_put(g->db, SESSDB_NS_SERVER, id, id_len, der, len,
-	    glue_expires(sess));
-	if (rc == SESSDB_OK)
-		g->st.stores++;
-	else
-		g->st.store_failures++;
-	glue_unlock(g);
-done:
-	OPENSSL_cleanse(der, len);	/* holds the master secret */
-	free(der);
+	if (glue_lock(g) == 0) {
+		/* Encodes (wiping the DER) and stores; the file lock is
+		   taken for the store only. */
+		rc = sessdb_ssl_put(g->db, bound, glue_expires(sess));
+		if (rc == SESSDB_OK)
+			g->st.stores++;
+		else
+			g->st.store_failures++;
+		glue_unlock(g);
+	}
+	SSL_SESSION_free(bound);	/* OpenSSL wipes its master key */
 	return 0;
 }
 
@@ -566,33 +539,6 @@ glue_forget(struct glue *g, const unsigned char *id, size_t id_len,
 	if (id != NULL)
 		(void)sessdb_delete(g->db, SESSDB_NS_SERVER, id, id_len);
 	glue_unlock(g);
-}
-
-/*
- * glue_decode - a new session from der, or NULL when it does not parse
- *	completely or carries another ID than the one it was stored under.
- */
-static SSL_SESSION *
-glue_decode(const void *der, size_t len, const unsigned char *id,
-    size_t id_len)
-{
-	const unsigned char *p = der;
-	const unsigned char *got;
-	SSL_SESSION *sess;
-	unsigned int got_len;
-
-	if (len == 0 || len > SESSDB_PAYLOAD_MAX)
-		return NULL;
-	sess = d2i_SSL_SESSION(NULL, &p, (long)len);
-	if (sess == NULL)
-		return NULL;
-	got = SSL_SESSION_get_id(sess, &got_len);
-	if (p != (const unsigned char *)der + len || got_len != id_len ||
-	    memcmp(got, id, id_len) != 0) {
-		SSL_SESSION_free(sess);
-		return NULL;
-	}
-	return sess;
 }
 
 /*
@@ -744,7 +690,7 @@ glue_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 		glue_count(g, &g->st.misses);
 		goto done;
 	}
-	sess = glue_decode(der, len, id, (size_t)id_len);
+	sess = sessdb_ssl_decode(der, len, id, (size_t)id_len, NULL);
 	if (sess == NULL) {
 		glue_count(g, &g->st.rejected);
 		glue_forget(g, take ? NULL : id, (size_t)id_len,

@@ -37,6 +37,7 @@
 #include <openssl/ssl.h>
 
 #include "sessdb.h"
+#include "sessdb_ssl.h"
 
 #define MAX_LIVE 4096
 
@@ -120,18 +121,20 @@ open_db(const char *path, int64_t offset)
 	return db;
 }
 
-/* put_session - store s under key id (which may differ from its own ID). */
+/* put_session - store s under key id (which may differ from its own ID),
+ * encoded as the glue encodes it (sessdb_ssl_put would take its own ID). */
 static int
 put_session(struct sessdb *db, const unsigned char *id, SSL_SESSION *s,
     int64_t expires)
 {
-	unsigned char *der = NULL;
-	int len = i2d_SSL_SESSION(s, &der), rc;
+	unsigned char *der;
+	size_t len;
+	int rc;
 
-	if (len <= 0)
+	if (sessdb_ssl_encode(s, &der, &len) == -1)
 		return -1;
-	rc = sessdb_put(db, SESSDB_NS_SERVER, id, 32, der, (size_t)len, expires);
-	OPENSSL_free(der);
+	rc = sessdb_put(db, SESSDB_NS_SERVER, id, 32, der, len, expires);
+	sessdb_ssl_der_free(der, len);
 	if (rc != 0)
 		fprintf(stderr, "sessdump_fill: put: %d %s\n", rc, sessdb_error(db));
 	return rc;

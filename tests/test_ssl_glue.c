@@ -1600,7 +1600,7 @@ test_identity_keeps_app_appdata(void)
 {
 	struct srv_cfg cfg = { .sid_ctx = "www", .tls = 13, .no_ticket = 1,
 	    .appdata = "app-data" };
-	const unsigned char *key, *p0;
+	const unsigned char *key;
 	SSL_SESSION *stored;
 	struct hs h1, h2;
 	struct pair p;
@@ -1616,8 +1616,7 @@ test_identity_keeps_app_appdata(void)
 	key = server_key(h1.sess[0], &key_len);
 	CU_ASSERT_FATAL(sessdb_get(p.db[0], SESSDB_NS_SERVER, key, key_len,
 	    &data, &len, NULL) == SESSDB_OK);
-	p0 = data;
-	stored = d2i_SSL_SESSION(NULL, &p0, (long)len);
+	stored = sessdb_ssl_decode(data, len, key, key_len, NULL);
 	sessdb_free(data);
 	CU_ASSERT_FATAL(stored != NULL);
 	SSL_SESSION_get0_ticket_appdata(stored, &ad, &ad_len);
@@ -1632,6 +1631,172 @@ test_identity_keeps_app_appdata(void)
 	hs_clear(&h1);
 	hs_clear(&h2);
 	pair_close(&p);
+}
+
+/*
+ * The payload API (lib/ssl_der.c), which the glue and sessdump share:
+ * decode takes exactly one session carrying the ID of its key, and names
+ * what is wrong with anything else.
+ */
+enum der_edit { DER_AS_IS, DER_TRAILING, DER_TRUNCATED, DER_GARBAGE,
+    DER_EMPTY };
+
+static const struct {
+	const char	*name;
+	enum der_edit	edit;
+	int		other_id;	/* look it up under another ID */
+	int		no_id;		/* no ID to check against */
+	const char	*want_why;	/* NULL: decodes */
+} decode_cases[] = {
+	{ "as encoded", DER_AS_IS, 0, 0, NULL },
+	{ "as encoded, no ID check", DER_AS_IS, 0, 1, NULL },
+	{ "under another ID", DER_AS_IS, 1, 0,
+	  "session ID does not match the key" },
+	{ "under another ID, no ID check", DER_AS_IS, 1, 1, NULL },
+	{ "trailing bytes", DER_TRAILING, 0, 0,
+	  "trailing bytes after the DER session" },
+	{ "truncated", DER_TRUNCATED, 0, 0, "payload is not a DER SSL session" },
+	{ "garbage", DER_GARBAGE, 0, 0, "payload is not a DER SSL session" },
+	{ "empty", DER_EMPTY, 0, 0, "payload is not a DER SSL session" },
+};
+
+/* edit_der - der (len bytes) changed as edit says, in a new buffer. */
+static unsigned char *
+edit_der(const unsigned char *der, size_t len, enum der_edit edit,
+    size_t *out_len)
+{
+	unsigned char *buf = malloc(len + 3);
+
+	if (buf == NULL)
+		return NULL;
+	memcpy(buf, der, len);
+	*out_len = len;
+	switch (edit) {
+	case DER_TRAILING:
+		memcpy(buf + len, "xyz", 3);
+		*out_len = len + 3;
+		break;
+	case DER_TRUNCATED:
+		*out_len = len - 1;
+		break;
+	case DER_GARBAGE:
+		memset(buf, 0x5a, len);
+		*out_len = len;
+		break;
+	case DER_EMPTY:
+		*out_len = 0;
+		break;
+	default:
+		break;
+	}
+	return buf;
+}
+
+/* one_session - a TLS 1.2 session (the client's copy) from a handshake. */
+static SSL_SESSION *
+one_session(void)
+{
+	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
+	SSL_SESSION *sess = NULL;
+	struct pair p;
+	struct hs h;
+
+	if (pair_open(&p, &cfg, NULL, 12, 0) == 0 &&
+	    handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h) == 0) {
+		if (h.nsess == 1 && SSL_SESSION_up_ref(h.sess[0]))
+			sess = h.sess[0];
+		hs_clear(&h);
+	}
+	pair_close(&p);
+	return sess;
+}
+
+static void
+test_payload_decode(void)
+{
+	static const unsigned char other[SESSDB_ID_MAX] = { 1, 2, 3 };
+	SSL_SESSION *sess = one_session(), *got;
+	unsigned char *der, *der2, *buf;
+	const unsigned char *id;
+	unsigned int id_len;
+	size_t len, len2, blen = 0, i;
+	const char *why;
+
+	CU_ASSERT_FATAL(sess != NULL);
+	id = SSL_SESSION_get_id(sess, &id_len);
+	CU_ASSERT_FATAL(id_len == SESSDB_ID_MAX);
+	CU_ASSERT_FATAL(sessdb_ssl_encode(sess, &der, &len) == 0);
+	CU_ASSERT(len > 0 && len <= SESSDB_PAYLOAD_MAX);
+	for (i = 0; i < sizeof(decode_cases) / sizeof(decode_cases[0]); i++) {
+		buf = edit_der(der, len, decode_cases[i].edit, &blen);
+		CU_ASSERT_FATAL(buf != NULL);
+		why = "(not set)";
+		got = sessdb_ssl_decode(buf, blen,
+		    decode_cases[i].no_id ? NULL :
+		    decode_cases[i].other_id ? other : id, id_len, &why);
+		if ((got == NULL) != (decode_cases[i].want_why != NULL) ||
+		    (got == NULL && strcmp(why, decode_cases[i].want_why) != 0))
+			fprintf(stderr, "decode %s: got %s (%s), want %s\n",
+			    decode_cases[i].name, got ? "a session" : "NULL",
+			    got ? "-" : why, decode_cases[i].want_why ?
+			    decode_cases[i].want_why : "a session");
+		if (decode_cases[i].want_why == NULL) {
+			CU_ASSERT(got != NULL);
+			/* A decoded session encodes to the same bytes. */
+			CU_ASSERT(got != NULL &&
+			    sessdb_ssl_encode(got, &der2, &len2) == 0 &&
+			    len2 == len && memcmp(der2, der, len) == 0);
+			if (got != NULL)
+				sessdb_ssl_der_free(der2, len2);
+		} else {
+			CU_ASSERT(got == NULL);
+			CU_ASSERT(got == NULL &&
+			    strcmp(why, decode_cases[i].want_why) == 0);
+		}
+		SSL_SESSION_free(got);
+		free(buf);
+	}
+	CU_ASSERT(sessdb_ssl_decode(NULL, 0, NULL, 0, NULL) == NULL);
+	CU_ASSERT(sessdb_ssl_encode(NULL, &der2, &len2) == -1);
+	sessdb_ssl_der_free(NULL, 0);		/* a no-op */
+	sessdb_ssl_der_free(der, len);
+	SSL_SESSION_free(sess);
+}
+
+/* put stores the session as it is, under its own ID, with the expiry
+   given; a session without an ID touches nothing. */
+static void
+test_payload_put(void)
+{
+	SSL_SESSION *sess = one_session(), *empty = SSL_SESSION_new();
+	struct sessdb_meta meta;
+	char path[128];
+	struct sessdb *db;
+	unsigned char *der;
+	const unsigned char *id;
+	unsigned int id_len;
+	int64_t expires = (int64_t)time(NULL) + 3600;
+	void *data = NULL;
+	size_t len, dlen = 0;
+
+	CU_ASSERT_FATAL(sess != NULL && empty != NULL);
+	new_db_path(path, sizeof(path));
+	CU_ASSERT_FATAL((db = open_db(path, 0)) != NULL);
+	id = SSL_SESSION_get_id(sess, &id_len);
+	CU_ASSERT(sessdb_ssl_put(db, sess, expires) == SESSDB_OK);
+	CU_ASSERT_FATAL(sessdb_get(db, SESSDB_NS_SERVER, id, id_len, &data,
+	    &dlen, &meta) == SESSDB_OK);
+	CU_ASSERT(meta.expires == expires);
+	CU_ASSERT_FATAL(sessdb_ssl_encode(sess, &der, &len) == 0);
+	CU_ASSERT(dlen == len && memcmp(data, der, len) == 0);
+	sessdb_ssl_der_free(der, len);
+	sessdb_ssl_der_free(data, dlen);
+	CU_ASSERT(sessdb_ssl_put(db, empty, expires) == SESSDB_SSL_UNENCODABLE);
+	CU_ASSERT(sessdb_ssl_put(NULL, sess, expires) == SESSDB_SSL_UNENCODABLE);
+	CU_ASSERT(count_records(db) == 1);
+	sessdb_close(db);
+	SSL_SESSION_free(empty);
+	SSL_SESSION_free(sess);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1723,6 +1888,8 @@ static const struct {
 	{ "attach and detach", test_attach_detach },
 	{ "forked child resumes", test_fork_child_resumes },
 	{ "many handshakes", test_many_handshakes },
+	{ "payload decode: table of good and bad payloads", test_payload_decode },
+	{ "payload put: stored as is under its own ID", test_payload_put },
 };
 
 int

@@ -72,6 +72,8 @@
 #include <sessdb.h>
 #include <sessdb_ssl.h>
 
+#include "tooling.h"
+
 #ifndef SESSDEMO_SRC_DATADIR
 #define SESSDEMO_SRC_DATADIR "data"
 #endif
@@ -210,21 +212,6 @@ store_log(void *arg, int level, const char *msg)
 		logmsg("store: %s", msg);
 }
 
-/* parse_int - parse a decimal in [lo, hi]; -1 on junk or out of range */
-static int
-parse_int(const char *s, long lo, long hi, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
 /* find_data_file - the default certificate or key: source tree, then installed */
 static const char *
 find_data_file(const char *name, char *buf, size_t len)
@@ -284,8 +271,8 @@ parse_args(int argc, char **argv, struct config *cfg)
 	    .tickets = -1 };
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'p': bad |= parse_int(optarg, 0, 65535, &cfg->port); break;
-		case 'w': bad |= parse_int(optarg, 1, MAX_WORKERS, &cfg->workers); break;
+		case 'p': bad |= tool_parse_int(optarg, 0, 65535, &cfg->port); break;
+		case 'w': bad |= tool_parse_int(optarg, 1, MAX_WORKERS, &cfg->workers); break;
 		case 'c': cfg->cache = optarg; have_cache = 1; break;
 		case 'n': no_cache = 1; break;
 		case 'C': cfg->cert = optarg; break;
@@ -295,9 +282,9 @@ parse_args(int argc, char **argv, struct config *cfg)
 		case 'a': cfg->access_log = optarg; break;
 		case 'b': cfg->bind_addr = optarg; break;
 		case 'r': cfg->ready_file = optarg; break;
-		case 'T': bad |= parse_int(optarg, 1, 3600, &cfg->timeout_s); break;
-		case 'N': bad |= parse_int(optarg, 0, 16, &cfg->tickets); break;
-		case 'S': bad |= parse_int(optarg, 1, 604800, &cfg->session_timeout); break;
+		case 'T': bad |= tool_parse_int(optarg, 1, 3600, &cfg->timeout_s); break;
+		case 'N': bad |= tool_parse_int(optarg, 0, 16, &cfg->tickets); break;
+		case 'S': bad |= tool_parse_int(optarg, 1, 604800, &cfg->session_timeout); break;
 		case 'V': cfg->client_ca = optarg; break;
 		case 'I':
 			cfg->sid_ctx = optarg;
@@ -1054,15 +1041,17 @@ open_log(const char *path)
 	return fd;
 }
 
-/* list_record - print one record for --list */
+/* list_record - print one record for --list.  A record that did not
+ * decode has no ID (the store zeroes it): its raw key names it. */
 static int
 list_record(void *arg, const struct sessdb_record *rec)
 {
-	size_t i;
+	const unsigned char *name = rec->problem != NULL ? rec->key : rec->id;
+	size_t i, len = rec->problem != NULL ? rec->key_len : rec->id_len;
 
 	(void)arg;
-	for (i = 0; i < rec->id_len; i++)
-		printf("%02x", rec->id[i]);
+	for (i = 0; i < len; i++)
+		printf("%02x", name[i]);
 	if (rec->problem != NULL) {
 		printf("  BAD: %s\n", rec->problem);
 		return 0;

@@ -216,21 +216,6 @@ sd_close(struct sessdb *db)
 	sessdb_close(db);
 }
 
-/* parse_ms - a lock timeout in milliseconds, 1..3600000. */
-static int
-parse_ms(const char *s, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > 3600000)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 /* Global options' getopt values: above every command's own values. */
 enum { OPT_DB = 0x1000, OPT_LOCK_TIMEOUT, OPT_NO_PROGRESS, OPT_VERSION,
     OPT_HELP };
@@ -258,7 +243,7 @@ global_opt(struct sd_global *g, int c, const char *arg)
 		g->db_path = arg;
 		return 0;
 	case OPT_LOCK_TIMEOUT:
-		if (parse_ms(arg, &g->lock_timeout_ms) == -1) {
+		if (tool_parse_uint(arg, 1, 3600000, &g->lock_timeout_ms) == -1) {
 			sd_err("--lock-timeout: want milliseconds "
 			    "(1..3600000), got '%s'", arg);
 			return -1;
@@ -367,8 +352,12 @@ parse_global(struct sd_global *g, int argc, char **argv)
 			main_usage(stdout);
 			return SD_EXIT_OK;
 		case OPT_VERSION:
+#ifdef SESSDB_VERSION_STRING	/* sessdb.h with <sessdb_version.h> */
+			printf("sessdump (sessdb) %s\n", SESSDB_VERSION_STRING);
+#else
 			printf("sessdump (sessdb) %d.%d\n", SESSDB_VERSION_MAJOR,
 			    SESSDB_VERSION_MINOR);
+#endif
 			return SD_EXIT_OK;
 		case 'd':
 		case OPT_DB:
@@ -406,7 +395,7 @@ main(int argc, char **argv)
 	const struct sd_cmd *cmd;
 	int rc;
 
-	if (sd_wipe_openssl_frees() == -1)
+	if (tool_wipe_openssl_frees() == -1)
 		sd_err("warning: OpenSSL's freed memory will not be wiped");
 	if ((rc = parse_global(&g, argc, argv)) != -1)
 		return rc;

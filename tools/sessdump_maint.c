@@ -16,7 +16,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sessdump.h"
 
@@ -29,7 +28,7 @@ struct badkey {
 
 struct verify {
 	int			quiet;
-	uint64_t		total, bad, header_bad;
+	uint64_t		total, bad;
 	struct badkey		*del;		/* DER-level bad records */
 	size_t			ndel, cap;
 	struct sd_progress	prog;
@@ -67,11 +66,11 @@ verify_one(void *arg, const struct sessdb_record *rec)
 	if (sd_decode(rec, NULL, &problem) == 0)
 		return 0;
 	v->bad++;
-	if (rec->problem != NULL)
-		v->header_bad++;
-	else if (remember(v, rec) == -1)
+	/* A bad header is removed by the traversal itself (--repair's
+	   SESSDB_ITER_REMOVE_BAD); a bad payload is queued for it here. */
+	if (rec->problem == NULL && remember(v, rec) == -1)
 		return -2;
-	if (!v->quiet && (hex = sd_hex(rec->key, rec->key_len)) != NULL) {
+	if (!v->quiet && (hex = tool_hex(rec->key, rec->key_len)) != NULL) {
 		sd_progress_clear(&v->prog);
 		printf("bad record %s: %s\n", hex, problem);
 		free(hex);
@@ -202,9 +201,9 @@ sweep_removed(void *arg, const struct sessdb_record *rec)
 		return 0;
 	sd_progress_clear(&sw->prog);
 	if (rec->problem != NULL) {
-		if ((hex = sd_hex(rec->key, rec->key_len)) != NULL)
+		if ((hex = tool_hex(rec->key, rec->key_len)) != NULL)
 			printf("%s %s corrupt: %s\n", verb, hex, rec->problem);
-	} else if ((hex = sd_hex(rec->id, rec->id_len)) != NULL) {
+	} else if ((hex = tool_hex(rec->id, rec->id_len)) != NULL) {
 		sd_fmt_time(rec->meta.expires, t, sizeof t);
 		printf("%s %s expired %s\n", verb, hex, t);
 	}
@@ -231,17 +230,6 @@ fmt_size(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
-/* elapsed_s - seconds since t0 (CLOCK_MONOTONIC). */
-static double
-elapsed_s(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(t.tv_sec - t0->tv_sec) +
-	    (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /*
  * maybe_compact - compact when asked or when enough of the file is free.
  *	Compaction is one library call that can take seconds on a large
@@ -252,7 +240,7 @@ static int
 maybe_compact(struct sessdb *db, const struct sd_global *g, struct sweep *sw)
 {
 	struct sessdb_info before, after;
-	struct timespec t0;
+	double t0;
 	uint64_t used = 0;
 	char size[32];
 	double secs;
@@ -270,33 +258,20 @@ maybe_compact(struct sessdb *db, const struct sd_global *g, struct sweep *sw)
 	if (g->progress)
 		fprintf(stderr, "sweep: compacting %s (%s) ...", g->db_path,
 		    fmt_size(before.file_size, size, sizeof size));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = tool_now_s();
 	if (sessdb_compact(db) == -1 || sessdb_info(db, &after) == -1) {
 		if (g->progress)
 			fputs(" failed\n", stderr);
 		sd_err("%s: compact: %s", g->db_path, sessdb_error(db));
 		return SD_EXIT_DB;
 	}
-	secs = elapsed_s(&t0);
+	secs = tool_now_s() - t0;
 	if (g->progress)
 		fprintf(stderr, " compacted to %s in %.2f s\n",
 		    fmt_size(after.file_size, size, sizeof size), secs);
 	printf("compacted: %llu -> %llu bytes in %.2f s\n",
 	    (unsigned long long)before.file_size,
 	    (unsigned long long)after.file_size, secs);
-	return 0;
-}
-
-/* parse_uint - a decimal in [lo, hi]. */
-static int
-parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-
-	if (end == s || *end || *s == '-' || v < lo || v > hi)
-		return -1;
-	*out = (unsigned)v;
 	return 0;
 }
 
@@ -327,12 +302,12 @@ sweep_args(struct sd_global *g, struct sweep *sw, struct sessdb_options *o,
 		case O_COMPACT: sw->compact = 1; break;
 		case O_NO_COMPACT: sw->compact = -1; break;
 		case O_BATCH:
-			if (parse_uint(optarg, 1, 1000000, &o->sweep_batch) == -1)
+			if (tool_parse_uint(optarg, 1, 1000000, &o->sweep_batch) == -1)
 				return sd_bad_usage(me, "sweep: --batch wants "
 				    "1..1000000, got '%s'", optarg);
 			break;
 		case O_COMPACT_FREE:
-			if (parse_uint(optarg, 1, 100, &sw->min_free_pct) == -1)
+			if (tool_parse_uint(optarg, 1, 100, &sw->min_free_pct) == -1)
 				return sd_bad_usage(me, "sweep: --compact-free "
 				    "wants a percentage, got '%s'", optarg);
 			break;

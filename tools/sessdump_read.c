@@ -378,7 +378,7 @@ add_own(struct fields *fs, const char *label, const char *key, char *v)
 {
 	add_str(fs, label, key, v);
 	if (v != NULL)
-		sd_wipe_free(v, strlen(v));
+		tool_wipe_free(v, strlen(v));
 }
 
 /* add_time - append a time as a number (JSON) and a UTC string. */
@@ -425,25 +425,8 @@ fields_free(struct fields *fs)
 {
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->f[i].str != NULL)
-			sd_wipe_free(fs->f[i].str, strlen(fs->f[i].str));
+			tool_wipe_free(fs->f[i].str, strlen(fs->f[i].str));
 	fs->n = 0;
-}
-
-/* name_str - an X509 name as an RFC 2253 string (malloc'ed) or NULL. */
-static char *
-name_str(const X509_NAME *name)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-	char *data, *s = NULL;
-	long n;
-
-	if (bio == NULL)
-		return NULL;
-	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0 &&
-	    (n = BIO_get_mem_data(bio, &data)) >= 0)
-		s = strndup(data, (size_t)n);
-	BIO_free(bio);
-	return s;
 }
 
 /* add_peer - the peer certificate's subject, issuer and validity. */
@@ -458,9 +441,9 @@ add_peer(struct fields *fs, SSL_SESSION *s)
 		return;
 	}
 	add_own(fs, "peer subject:", "peer_subject",
-	    name_str(X509_get_subject_name(peer)));
+	    tool_x509_name(X509_get_subject_name(peer)));
 	add_own(fs, "peer issuer:", "peer_issuer",
-	    name_str(X509_get_issuer_name(peer)));
+	    tool_x509_name(X509_get_issuer_name(peer)));
 	if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm))
 		add_time(fs, "peer not after:", "peer_not_after_utc",
 		    (int64_t)timegm(&tm));
@@ -479,7 +462,7 @@ add_secret(struct fields *fs, SSL_SESSION *s, int secrets)
 		return;
 	}
 	n = SSL_SESSION_get_master_key(s, mk, sizeof mk);
-	add_own(fs, "master key:", "master_key", sd_hex(mk, n));
+	add_own(fs, "master key:", "master_key", tool_hex(mk, n));
 	OPENSSL_cleanse(mk, sizeof mk);
 }
 
@@ -505,7 +488,7 @@ add_session(struct fields *fs, SSL_SESSION *s, int secrets)
 	SSL_SESSION_get0_alpn_selected(s, &p, &alen);
 	add_own(fs, "ALPN:", "alpn", alen ? strndup((const char *)p, alen) : NULL);
 	p = SSL_SESSION_get0_id_context(s, &plen);
-	add_own(fs, "ID context:", "id_context", plen ? sd_hex(p, plen) : NULL);
+	add_own(fs, "ID context:", "id_context", plen ? tool_hex(p, plen) : NULL);
 	add_peer(fs, s);
 	add_num(fs, "ticket lifetime hint:", "ticket_lifetime_hint",
 	    (int64_t)SSL_SESSION_get_ticket_lifetime_hint(s));
@@ -535,7 +518,7 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 	int bad = sd_decode(rec, &s, &problem) == -1;
 
 	add_own(&fs, bad ? "key:" : "session ID:", bad ? "key" : "id",
-	    bad ? sd_hex(rec->key, rec->key_len) : sd_hex(rec->id, rec->id_len));
+	    bad ? tool_hex(rec->key, rec->key_len) : tool_hex(rec->id, rec->id_len));
 	sd_fmt_left(rec->meta.expires - sh->now, left, sizeof left);
 	add_str(&fs, "status:", "status", bad ? "corrupt" :
 	    rec->meta.expires > sh->now ? "live" : "expired");

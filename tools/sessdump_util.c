@@ -1,6 +1,6 @@
 /*
  * NAME
- *	sessdump_util.c - decode records into printable entries; hex, times,
+ *	sessdump_util.c - decode records into printable entries; times,
  *	JSON strings and terminal progress for sessdump
  *
  * DESCRIPTION
@@ -10,27 +10,22 @@
  *	Strings that come from the network (SNI, certificate names) are
  *	escaped before they reach a terminal or a JSON document.
  */
-#include <ctype.h>
-#include <limits.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
 #include <openssl/x509.h>
 
 #include "sessdump.h"
 
-/* sd_decode - parse rec's payload; *out (if out) gets the session, to free
- * with SSL_SESSION_free.  Returns 0, or -1 with *problem set. */
+/* sd_decode - parse rec's payload (sessdb_ssl_decode, as the glue does);
+ * *out (if out) gets the session, to free with SSL_SESSION_free.  A
+ * server session must carry the ID of its key.  Returns 0, or -1 with
+ * *problem set. */
 int
 sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
     const char **problem)
 {
-	const unsigned char *p = rec->data;
-	const unsigned char *sid;
-	unsigned int sid_len;
 	SSL_SESSION *s;
 
 	if (out != NULL)
@@ -39,93 +34,15 @@ sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 		*problem = rec->problem;
 		return -1;
 	}
-	if (rec->len > LONG_MAX ||
-	    (s = d2i_SSL_SESSION(NULL, &p, (long)rec->len)) == NULL) {
-		*problem = "payload is not a DER SSL session";
+	s = sessdb_ssl_decode(rec->data, rec->len,
+	    rec->ns == SESSDB_NS_SERVER ? rec->id : NULL, rec->id_len, problem);
+	if (s == NULL)
 		return -1;
-	}
-	if (p != rec->data + rec->len) {
-		SSL_SESSION_free(s);
-		*problem = "trailing bytes after the DER session";
-		return -1;
-	}
-	sid = SSL_SESSION_get_id(s, &sid_len);
-	if (rec->ns == SESSDB_NS_SERVER &&
-	    (sid_len != rec->id_len || memcmp(sid, rec->id, sid_len) != 0)) {
-		SSL_SESSION_free(s);
-		*problem = "session ID does not match the key";
-		return -1;
-	}
 	if (out != NULL)
 		*out = s;
 	else
 		SSL_SESSION_free(s);
 	return 0;
-}
-
-/* sd_wipe_free - wipe len bytes of p, then free it (NULL is a no-op):
- * for every buffer that held a session, its DER or its PEM. */
-void
-sd_wipe_free(void *p, size_t len)
-{
-	if (p == NULL)
-		return;
-	OPENSSL_cleanse(p, len);
-	free(p);
-}
-
-/*
- * Wiping frees for OpenSSL's own allocations.  Decoding a session
- * (d2i_SSL_SESSION) copies the master key into a temporary ASN.1 string
- * that OpenSSL frees without wiping, and PEM reading and writing leave
- * base64 fragments in freed buffers.  sessdump hands OpenSSL an
- * allocator whose free and realloc wipe the whole block first (its size
- * from malloc_usable_size), so none of that stays in freed memory.
- */
-
-/* wipe_malloc, wipe_realloc, wipe_free - the allocator given to OpenSSL. */
-static void *
-wipe_malloc(size_t n, const char *file, int line)
-{
-	return malloc(n);
-}
-
-static void
-wipe_free(void *p, const char *file, int line)
-{
-	if (p == NULL)
-		return;
-	OPENSSL_cleanse(p, malloc_usable_size(p));
-	free(p);
-}
-
-static void *
-wipe_realloc(void *p, size_t n, const char *file, int line)
-{
-	size_t old;
-	void *q;
-
-	if (p == NULL)
-		return malloc(n);
-	if (n == 0) {
-		wipe_free(p, file, line);
-		return NULL;
-	}
-	old = malloc_usable_size(p);
-	if ((q = malloc(n)) == NULL)
-		return NULL;
-	memcpy(q, p, old < n ? old : n);
-	wipe_free(p, file, line);
-	return q;
-}
-
-/* sd_wipe_openssl_frees - install the wiping allocator; it must run before
- * OpenSSL allocates anything.  Returns 0, or -1 if it came too late. */
-int
-sd_wipe_openssl_frees(void)
-{
-	return CRYPTO_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free) ?
-	    0 : -1;
 }
 
 /* sd_record_size - bytes the record takes in the file (key and value). */
@@ -134,66 +51,15 @@ sd_record_size(const struct sessdb_record *rec)
 {
 	if (rec->problem != NULL)
 		return rec->key_len + rec->len;
-	return rec->key_len + SD_REC_HEADER_LEN + rec->len;
+	return rec->key_len + SESSDB_RECORD_OVERHEAD + rec->len;
 }
 
-/* sd_hex - lower-case hex of p (malloc'ed; "" for len 0), NULL on ENOMEM. */
-char *
-sd_hex(const unsigned char *p, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *s = malloc(2 * len + 1);
-
-	if (s == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		s[2 * i] = digits[p[i] >> 4];
-		s[2 * i + 1] = digits[p[i] & 15];
-	}
-	s[2 * len] = '\0';
-	return s;
-}
-
-/* hexval - the value of one hex digit, or -1. */
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* sd_parse_hex_id - parse a hex session ID (colons allowed) into out
+/* sd_parse_hex_id - a hex session ID (colons allowed) into out
  * (SESSDB_ID_MAX bytes).  Returns 0, or -1 if it is not 1..32 bytes of hex. */
 int
 sd_parse_hex_id(const char *s, unsigned char *out, size_t *len)
 {
-	size_t n = 0;
-	int hi = -1;
-
-	for (; *s; s++) {
-		int v;
-
-		if (*s == ':' && hi < 0)
-			continue;
-		if ((v = hexval((unsigned char)*s)) < 0)
-			return -1;
-		if (hi < 0) {
-			hi = v;
-			continue;
-		}
-		if (n == SESSDB_ID_MAX)
-			return -1;
-		out[n++] = (unsigned char)(hi << 4 | v);
-		hi = -1;
-	}
-	if (hi >= 0 || n == 0)
-		return -1;
-	*len = n;
-	return 0;
+	return tool_parse_hex(s, out, SESSDB_ID_MAX, len);
 }
 
 /* proto_names - protocol versions as OpenSSL spells them. */
@@ -221,25 +87,6 @@ sd_proto_name(int version, char *buf, size_t len)
 	return buf;
 }
 
-/* sd_peer_subject - the peer certificate's subject (RFC 2253, ASCII),
- * malloc'ed, or NULL if there is no peer certificate. */
-char *
-sd_peer_subject(SSL_SESSION *sess)
-{
-	X509 *peer = SSL_SESSION_get0_peer(sess);
-	BIO *bio;
-	char *data, *s = NULL;
-	long n;
-
-	if (peer == NULL || (bio = BIO_new(BIO_s_mem())) == NULL)
-		return NULL;
-	if (X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0,
-	    XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(bio, &data)) >= 0)
-		s = strndup(data, (size_t)n);
-	BIO_free(bio);
-	return s;
-}
-
 /* copy_str - strdup that tolerates NULL. */
 static char *
 copy_str(const char *s)
@@ -252,6 +99,7 @@ static void
 fill_session(struct sd_entry *e, SSL_SESSION *s)
 {
 	const SSL_CIPHER *c = SSL_SESSION_get0_cipher(s);
+	X509 *peer = SSL_SESSION_get0_peer(s);
 	const char *name = sd_proto_name(SSL_SESSION_get_protocol_version(s),
 	    e->proto, sizeof e->proto);
 
@@ -260,7 +108,8 @@ fill_session(struct sd_entry *e, SSL_SESSION *s)
 	snprintf(e->cipher, sizeof e->cipher, "%s",
 	    c != NULL ? SSL_CIPHER_get_name(c) : "(unknown)");
 	e->sni = copy_str(SSL_SESSION_get0_hostname(s));
-	e->subject = sd_peer_subject(s);
+	e->subject = peer != NULL ?
+	    tool_x509_name(X509_get_subject_name(peer)) : NULL;
 }
 
 /* sd_entry_fill - decode rec into e (zeroed first).  Returns 0, or -1 when
@@ -277,11 +126,11 @@ sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec)
 	e->expires = rec->meta.expires;
 	e->size = sd_record_size(rec);
 	if (sd_decode(rec, &s, &problem) == -1) {
-		e->idhex = sd_hex(rec->key, rec->key_len);
+		e->idhex = tool_hex(rec->key, rec->key_len);
 		e->problem = strdup(problem);
 		return e->idhex && e->problem ? 0 : -1;
 	}
-	e->idhex = sd_hex(rec->id, rec->id_len);
+	e->idhex = tool_hex(rec->id, rec->id_len);
 	fill_session(e, s);
 	SSL_SESSION_free(s);
 	return e->idhex ? 0 : -1;
@@ -383,16 +232,6 @@ sd_json_kint(FILE *fp, const char *key, int64_t val, int comma)
 	fprintf(fp, "%s\"%s\": %lld", comma ? ", " : "", key, (long long)val);
 }
 
-/* now_ms - a monotonic clock in milliseconds. */
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* sd_progress_start - begin a progress line if stderr is a terminal. */
 void
 sd_progress_start(struct sd_progress *p, const struct sd_global *g,
@@ -402,7 +241,7 @@ sd_progress_start(struct sd_progress *p, const struct sd_global *g,
 	p->on = g->progress;
 	p->what = what;
 	p->total = total;
-	p->last_ms = now_ms() - 1000;	/* draw at the first chance */
+	p->last_ms = tool_now_ms() - 1000;	/* draw at the first chance */
 }
 
 /* sd_progress_tick - count one record; redraw at most five times a second. */
@@ -414,7 +253,7 @@ sd_progress_tick(struct sd_progress *p)
 	p->done++;
 	if (!p->on || (p->done & 63) != 0)
 		return;
-	if ((t = now_ms()) - p->last_ms < 200)
+	if ((t = tool_now_ms()) - p->last_ms < 200)
 		return;
 	p->last_ms = t;
 	p->drawn = 1;

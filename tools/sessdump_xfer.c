@@ -12,7 +12,11 @@
  *	stores any, refuses the whole run if an input is malformed, and
  *	refuses single sessions that are expired or cannot be resumed.  A
  *	session is stored under its own ID with the expiry it carries
- *	(time + timeout), capped by the store's max_ttl.
+ *	(time + timeout), capped by the store's max_ttl.  Sessions are
+ *	encoded, decoded and stored by libsessdb's sessdb_ssl_encode,
+ *	sessdb_ssl_decode (through sd_decode) and sessdb_ssl_put, the
+ *	functions the OpenSSL glue uses, so an exported session is the
+ *	glue's record payload, server identity mark included.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,27 +77,27 @@ write_pem(BIO *out, const unsigned char *der, size_t len)
 	n += sizeof end - 1;
 	ok = BIO_write(out, text, (int)n) == (int)n;
 out:
-	sd_wipe_free(b64, b64len + 1);
-	sd_wipe_free(text, cap);
+	tool_wipe_free(b64, b64len + 1);
+	tool_wipe_free(text, cap);
 	return ok;
 }
 
 /* write_session - one session to the output; returns 0 or -1.  The DER
- * is made in a buffer of ours, wiped before it is freed. */
+ * is made by sessdb_ssl_encode, as the glue makes it, and wiped after. */
 static int
 write_session(struct export *ex, SSL_SESSION *s)
 {
-	unsigned char *der = NULL;
-	int len = i2d_SSL_SESSION(s, &der);
+	unsigned char *der;
+	size_t len;
 	int ok;
 
-	if (len <= 0) {
+	if (sessdb_ssl_encode(s, &der, &len) == -1) {
 		ex->failed = 1;
 		return -1;
 	}
-	ok = ex->der ? BIO_write(ex->out, der, len) == len :
-	    write_pem(ex->out, der, (size_t)len);
-	OPENSSL_clear_free(der, (size_t)len);
+	ok = ex->der ? BIO_write(ex->out, der, (int)len) == (int)len :
+	    write_pem(ex->out, der, len);
+	sessdb_ssl_der_free(der, len);
 	if (!ok) {
 		ex->failed = 1;
 		return -1;
@@ -384,13 +388,13 @@ grow(unsigned char *buf, size_t n, size_t *cap)
 
 	if (nb != NULL)
 		memcpy(nb, buf, n);
-	sd_wipe_free(buf, *cap);
+	tool_wipe_free(buf, *cap);
 	*cap *= 2;
 	return nb;
 }
 
 /* read_input - all of fd into a malloc'ed buffer of *cap bytes (at most
- * INPUT_MAX); release it with sd_wipe_free(buf, *cap). */
+ * INPUT_MAX); release it with tool_wipe_free(buf, *cap). */
 static unsigned char *
 read_input(int fd, size_t *len, size_t *cap, const char *name)
 {
@@ -421,7 +425,7 @@ read_input(int fd, size_t *len, size_t *cap, const char *name)
 			break;
 		}
 	}
-	sd_wipe_free(buf, *cap);
+	tool_wipe_free(buf, *cap);
 	return NULL;
 }
 
@@ -512,7 +516,7 @@ parse_input(struct import *im, const char *name)
 	} else {
 		rc = parse_der(im, buf, len, stdin_ ? "standard input" : name);
 	}
-	sd_wipe_free(buf, cap);
+	tool_wipe_free(buf, cap);
 	return rc;
 }
 
@@ -536,24 +540,29 @@ refusal(SSL_SESSION *s, int64_t now)
 	return NULL;
 }
 
-/* store_one - put one session into db under its ID; 0 or an exit status. */
+/* store_one - put one session into db under its ID, as it is (with the
+ * server identity mark it carries, if any); 0 or an exit status.  A dry
+ * run only encodes it. */
 static int
 store_one(struct sessdb *db, struct import *im, SSL_SESSION *s)
 {
-	unsigned char *der = NULL;
-	const unsigned char *id;
-	unsigned int id_len;
-	int len, rc;
+	unsigned char *der;
+	size_t len;
+	int rc;
 
-	id = SSL_SESSION_get_id(s, &id_len);
-	if ((len = i2d_SSL_SESSION(s, &der)) <= 0) {
+	if (im->dry) {
+		rc = sessdb_ssl_encode(s, &der, &len) == 0 ? SESSDB_OK :
+		    SESSDB_SSL_UNENCODABLE;
+		if (rc == SESSDB_OK)
+			sessdb_ssl_der_free(der, len);
+	} else {
+		rc = sessdb_ssl_put(db, s, (int64_t)SSL_SESSION_get_time(s) +
+		    SSL_SESSION_get_timeout(s));
+	}
+	if (rc == SESSDB_SSL_UNENCODABLE) {
 		sd_err("import: cannot encode a session");
 		return SD_EXIT_INPUT;
 	}
-	rc = im->dry ? 0 : sessdb_put(db, SESSDB_NS_SERVER, id, id_len, der,
-	    (size_t)len, (int64_t)SSL_SESSION_get_time(s) +
-	    SSL_SESSION_get_timeout(s));
-	OPENSSL_clear_free(der, (size_t)len);
 	if (rc == SESSDB_FULL) {
 		sd_err("import: the store is full; session declined");
 		return SD_EXIT_DB;
@@ -581,7 +590,7 @@ import_all(struct sessdb *db, struct import *im)
 		char *hex;
 
 		if (why != NULL) {
-			hex = sd_hex(id, id_len);
+			hex = tool_hex(id, id_len);
 			sd_err("import: %s: session %u (%s) refused: %s", in->name,
 			    in->index, hex ? hex : "?", why);
 			free(hex);

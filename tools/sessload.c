@@ -46,6 +46,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "tooling.h"
+
 #define MAX_PARALLEL	1024
 #define MAX_PIDS	256		/* distinct server pids remembered per lane */
 #define RESP_MAX	4096
@@ -98,60 +100,12 @@ static const char usage_text[] =
 "                [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE]\n"
 "                [--path PATH] [--timeout SECS] [--json]\n";
 
-/* now_s - monotonic clock in seconds */
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* parse_long - decimal in [lo, hi]; -1 on junk */
-static int
-parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* parse_connect - "host:port" or "[v6]:port" */
-static int
-parse_connect(const char *s, struct options *o)
-{
-	const char *colon = strrchr(s, ':');
-	size_t hlen;
-
-	if (colon == NULL || colon == s || colon[1] == '\0' ||
-	    strlen(colon + 1) >= sizeof o->port)
-		return -1;
-	hlen = (size_t)(colon - s);
-	if (s[0] == '[' && colon[-1] == ']') {
-		s++;
-		hlen -= 2;
-	}
-	if (hlen == 0 || hlen >= sizeof o->host)
-		return -1;
-	memcpy(o->host, s, hlen);
-	o->host[hlen] = '\0';
-	strcpy(o->port, colon + 1);
-	return 0;
-}
-
 /* want_long - parse option name's value arg into *out, in [lo, hi];
  * -1 after saying what was wanted */
 static int
 want_long(const char *name, const char *arg, long lo, long hi, long *out)
 {
-	if (parse_long(arg, lo, hi, out) == 0)
+	if (tool_parse_long(arg, lo, hi, out) == 0)
 		return 0;
 	fprintf(stderr, "sessload: --%s: want a number from %ld to %ld, got '%s'\n",
 	    name, lo, hi, arg);
@@ -204,7 +158,8 @@ parse_args(int argc, char **argv, struct options *o)
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			if (parse_connect(optarg, o) == -1)
+			if (tool_parse_hostport(optarg, o->host, sizeof o->host,
+			    o->port, sizeof o->port) == -1)
 				bad = bad_arg("connect", optarg, "HOST:PORT");
 			have_connect = 1;
 			break;
@@ -488,9 +443,9 @@ run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane
 	}
 	for (i = 0; i < n; i++) {
 		struct result r = { 0 };
-		double t0 = now_s();
+		double t0 = tool_now_s();
 		int rc = one_conn(o, ctx, ai, &sess, &r, l);
-		uint64_t us = (uint64_t)((now_s() - t0) * 1e6);
+		uint64_t us = (uint64_t)((tool_now_s() - t0) * 1e6);
 
 		lat[i] = rc < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : us < 1 ? 1 : (uint32_t)us;
 		if (rc < 0) {
@@ -704,9 +659,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	lat = (uint32_t *)(void *)((char *)lanes + lanes_len);
-	t0 = now_s();
+	t0 = tool_now_s();
 	lost = run_lanes(&o, ai, lanes, lat);
-	secs = now_s() - t0;
+	secs = tool_now_s() - t0;
 	for (i = 0; i < o.parallel; i++)
 		merge(&total, &lanes[i]);
 	latency_summary(lat, o.connections, &total, &lt);
