@@ -187,6 +187,18 @@ gdbm_sys(GDBM_FILE dbf)
 	return gdbm_check_syserr(e) ? gdbm_last_syserr(dbf) : 0;
 }
 
+/*
+ * wrote_all - did a GDBM update that returned rc really reach the file?
+ *	GDBM 1.23 writes changed buckets after the update proper and ignores
+ *	a failure there: gdbm_store and gdbm_delete return 0 and only mark
+ *	the handle as needing recovery.  Such an update is a failure.
+ */
+static int
+wrote_all(GDBM_FILE dbf, int rc)
+{
+	return rc == 0 && !gdbm_needs_recovery(dbf);
+}
+
 /* file_kind - 1 if fd starts with a GDBM magic, 0 if it is empty, -1 if it
  * holds something else, -2 if it cannot be read (*e set). */
 static int
@@ -301,7 +313,7 @@ write_marker(struct sessdb *db)
 	datum k = { (char *)marker_key, (int)sizeof(marker_key) };
 	datum v = { (char *)marker_val, (int)sizeof(marker_val) - 1 };
 
-	if (gdbm_store(g->dbf, k, v, GDBM_REPLACE) == 0)
+	if (wrote_all(g->dbf, gdbm_store(g->dbf, k, v, GDBM_REPLACE)))
 		g->need_marker = 0;
 }
 
@@ -509,6 +521,7 @@ scrub(struct sessdb *db)
 /* rebuild_watch - abort a rebuild on a system error rather than count the
  * records it could not read as lost (they are intact, the device is not). */
 struct rebuild_watch {
+	struct lock_page *page;
 	GDBM_FILE	dbf;
 	gdbm_recovery	*rcvr;
 	int		sys;
@@ -522,6 +535,9 @@ rebuild_errfun(void *data, const char *fmt, ...)
 				   before the rebuild) */
 
 	(void)fmt;
+	/* Noted in the lock page as it happens: a rebuild killed after its
+	 * rename leaves the next writer knowing whether it lost anything. */
+	__atomic_add_fetch(&w->page->rebuild_lost, 1, __ATOMIC_RELAXED);
 	if (!is_fault(sys))
 		sys = gdbm_sys(w->dbf);
 	if (is_fault(sys) && w->sys == 0) {
@@ -593,6 +609,8 @@ rebuild_leftovers(struct sessdb *db)
 		if (stat(db->path, &ds) == 0 && ds.st_ino == ks.st_ino &&
 		    ds.st_dev == ks.st_dev)
 			unlink(keep);	/* never replaced: the store is the old file */
+		else if (__atomic_load_n(&p->rebuild_lost, __ATOMIC_RELAXED) == 0)
+			unlink(keep);	/* replaced, and GDBM copied every record */
 		else if (aside_name(db, aside, sizeof(aside)) == 0 &&
 		    rename(keep, aside) == 0)
 			diag_log(db, SESSDB_LOG_WARNING, "%s: a rebuild was "
@@ -615,7 +633,7 @@ rebuild(struct sessdb *db, const char *why)
 {
 	struct gdb *g = db->be_state;
 	struct lock_page *p = g->lock.page;
-	struct rebuild_watch w = { g->dbf, NULL, 0 };
+	struct rebuild_watch w = { p, g->dbf, NULL, 0 };
 	gdbm_recovery rcvr;
 	gdbm_error gerr;
 	int sys_errno, kept = 0, rc;
@@ -634,6 +652,7 @@ rebuild(struct sessdb *db, const char *why)
 		errno = e;
 		return -2;
 	}
+	__atomic_store_n(&p->rebuild_lost, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->rebuild_started, (int64_t)time(NULL), __ATOMIC_RELAXED);
 	memset(&rcvr, 0, sizeof(rcvr));
 	w.rcvr = &rcvr;
@@ -1254,7 +1273,7 @@ delete_same(struct sessdb *db, datum k, const unsigned char *value,
 	store_free_value(cur.dptr, (size_t)cur.dsize);
 	if (!same)
 		return 0;
-	if (gdbm_delete(g->dbf, k) != 0)
+	if (!wrote_all(g->dbf, gdbm_delete(g->dbf, k)))
 		return store_gdbm_fail(db, "delete");
 	lock_count(&g->lock, -1, -(int64_t)((size_t)k.dsize + value_len));
 	return 1;
@@ -1306,7 +1325,7 @@ gdbm_be_take(struct sessdb *db, const unsigned char *key, size_t key_len,
 		store_free_value(v.dptr, (size_t)v.dsize);
 		return reserve_fail(db);
 	}
-	if (gdbm_delete(g->dbf, k) != 0) {
+	if (!wrote_all(g->dbf, gdbm_delete(g->dbf, k))) {
 		store_free_value(v.dptr, (size_t)v.dsize);
 		return store_gdbm_fail(db, "delete");
 	}
@@ -1362,16 +1381,16 @@ gdbm_be_store(struct sessdb *db, const unsigned char *key, size_t key_len,
 	if (store_reserve(db, key_len + val_len) == -1)
 		return reserve_fail(db);
 	rc = gdbm_store(g->dbf, k, v, GDBM_INSERT);
-	if (rc == 0) {
-		lock_count(&g->lock, 1, (int64_t)(key_len + val_len));
-	} else if (rc == 1) {
+	if (rc == 1) {		/* there already: replace, keep the count */
 		old = gdbm_fetch(g->dbf, k);
 		store_free_value(old.dptr, (size_t)old.dsize);
-		if (gdbm_store(g->dbf, k, v, GDBM_REPLACE) != 0)
+		if (!wrote_all(g->dbf, gdbm_store(g->dbf, k, v, GDBM_REPLACE)))
 			return store_gdbm_fail(db, "store");
 		lock_count(&g->lock, 0, (int64_t)val_len - old.dsize);
-	} else {
+	} else if (!wrote_all(g->dbf, rc)) {
 		return store_gdbm_fail(db, "store");
+	} else {
+		lock_count(&g->lock, 1, (int64_t)(key_len + val_len));
 	}
 	store_end(db, 1);
 	return 1;
@@ -1532,6 +1551,7 @@ static int
 gdbm_be_compact(struct sessdb *db)
 {
 	struct gdb *g = db->be_state;
+	gdbm_recovery rcvr;
 	struct lock_page *p;
 	struct stat st;
 	int e;
@@ -1545,20 +1565,26 @@ gdbm_be_compact(struct sessdb *db)
 		return diag_error(db, diag_code(e), "%s: fstat: %s", db->path,
 		    strerror(e));
 	}
-	/* gdbm_reorganize writes a new file and renames it over ours: the
-	 * old file stays whole until that one rename.  If it fails (no
-	 * space), its temporary file must not stay behind. */
+	/* A forced gdbm_recover writes a new file and renames it over ours:
+	 * the old file stays whole until that one rename.  Unlike
+	 * gdbm_reorganize it can be told to give up at the first record it
+	 * cannot read (an I/O error), instead of leaving it out; then, as on
+	 * any failure (no space), its temporary file must not stay behind. */
+	memset(&rcvr, 0, sizeof(rcvr));
+	rcvr.max_failures = 1;
 	__atomic_store_n(&p->rebuild_started, (int64_t)time(NULL), __ATOMIC_RELAXED);
-	if (gdbm_reorganize(g->dbf) != 0) {
-		e = gdbm_check_syserr(gdbm_errno) ? errno : 0;
+	errno = 0;
+	if (gdbm_recover(g->dbf, &rcvr, GDBM_RCVR_FORCE |
+	    GDBM_RCVR_MAX_FAILURES) != 0 || rcvr.failed_keys + rcvr.failed_buckets > 0) {
+		e = errno;
 		rebuild_leftovers(db);
 		/* Only the new file was written: the store is as it was. */
 		gdbm_close_nosync(db, g->dbf);
 		g->dbf = NULL;
 		store_end(db, 0);
 		return diag_error(db, e ? diag_code(e) : SESSDB_E_IO, "%s: "
-		    "compaction failed, the store is unchanged: %s%s%s", db->path,
-		    gdbm_strerror(gdbm_errno), e ? ": " : "", e ? strerror(e) : "");
+		    "compaction failed, the store is unchanged%s%s", db->path,
+		    e ? ": " : "", e ? strerror(e) : "");
 	}
 	__atomic_store_n(&p->rebuild_started, 0, __ATOMIC_RELAXED);
 	/* Keep the owner and mode the servers rely on. */

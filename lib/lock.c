@@ -124,6 +124,7 @@ page_init(struct lockfile *lf, unsigned timeout_ms)
 		p->repair_failed_ms = 0;
 		p->rebuild_started = 0;
 		p->retired = 0;
+		p->rebuild_lost = 0;
 		memcpy(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic));
 	}
 	lock_release(lf);

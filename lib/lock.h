@@ -50,6 +50,8 @@ struct lock_page {
 					   none is running or it finished */
 	uint32_t	retired;	/* the lock path names another file now:
 					   whoever holds this page moves on */
+	uint32_t	rebuild_lost;	/* records or buckets the running rebuild
+					   could not copy, so far */
 };
 
 struct lockfile {
