@@ -29,7 +29,7 @@
 
 #define REC_MAGIC	"SDBR"
 #define REC_VERSION	1
-#define REC_HEADER_LEN	32
+#define REC_HEADER_LEN	SESSDB_RECORD_OVERHEAD
 #define REC_KEY_MAX	(1 + SESSDB_ID_MAX)
 #define REC_NS_META	0x00	/* the store's own keys (the marker), never records */
 #define REC_FLAGS_KNOWN	0x00	/* no flags defined yet (0x01 reserved: encrypted) */

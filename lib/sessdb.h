@@ -84,6 +84,8 @@ extern "C" {
 
 #define SESSDB_ID_MAX	32	/* longest identifier, as SSL_MAX_SSL_SESSION_ID_LENGTH */
 #define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
+#define SESSDB_RECORD_OVERHEAD 32	/* bytes a stored value holds beyond its
+					   payload (the record header) */
 
 /* Open flags (struct sessdb_options.flags). */
 #define SESSDB_RDONLY	0x01	/* never write; the file must exist */

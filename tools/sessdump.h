@@ -77,16 +77,6 @@ struct sessdb *sd_open(const struct sd_global *g, unsigned flags,
     const struct sessdb_options *extra);
 void sd_close(struct sessdb *db);
 
-/*
- * Bytes a record's value takes beyond its payload.  STAND-IN: this should
- * come from the library (proposed: SESSDB_RECORD_OVERHEAD in sessdb.h,
- * issue 9); until sessdb.h defines it, the record header length of
- * docs/FORMAT.md, version 1.
- */
-#ifndef SESSDB_RECORD_OVERHEAD
-#define SESSDB_RECORD_OVERHEAD 32
-#endif
-
 /* sessdump_util.c */
 
 int sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
