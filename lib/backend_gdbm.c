@@ -1279,26 +1279,37 @@ delete_same(struct sessdb *db, datum k, const unsigned char *value,
 	return 1;
 }
 
+/* fetch_locked - take the lock op and fetch key: 1 with the lock still
+ * held and *v set, 0 if absent, -1; the lock is released unless 1. */
+static int
+fetch_locked(struct sessdb *db, int op, datum k, datum *v)
+{
+	struct gdb *g = db->be_state;
+
+	if (store_begin(db, op) == -1)
+		return -1;
+	*v = gdbm_fetch(g->dbf, k);
+	if (v->dptr != NULL)
+		return 1;
+	if (gdbm_last_errno(g->dbf) != GDBM_ITEM_NOT_FOUND)
+		return store_gdbm_fail(db, "fetch");
+	store_end(db, 0);
+	return 0;
+}
+
 static int
 gdbm_be_fetch(struct sessdb *db, const unsigned char *key, size_t key_len,
     struct bitem *out)
 {
-	struct gdb *g = db->be_state;
-	datum k = to_datum(key, key_len), v;
+	datum v;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (store_begin(db, LOCK_SH) == -1)
-		return -1;
-	v = gdbm_fetch(g->dbf, k);
-	if (v.dptr == NULL) {
-		if (gdbm_last_errno(g->dbf) != GDBM_ITEM_NOT_FOUND)
-			return store_gdbm_fail(db, "fetch");
-		store_end(db, 0);
-		return 0;
-	}
+	rc = fetch_locked(db, LOCK_SH, to_datum(key, key_len), &v);
+	if (rc != 1)
+		return rc;
 	store_end(db, 0);
-	out->val = (unsigned char *)v.dptr;
-	out->val_len = (size_t)v.dsize;
+	to_item(out, to_datum(NULL, 0), v);
 	return 1;
 }
 
@@ -1308,19 +1319,14 @@ gdbm_be_take(struct sessdb *db, const unsigned char *key, size_t key_len,
 {
 	struct gdb *g = db->be_state;
 	datum k = to_datum(key, key_len), v;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (store_begin(db, LOCK_EX) == -1)
-		return -1;
 	/* Fetch rather than test: take needs the value, the byte counter
 	 * its size. */
-	v = gdbm_fetch(g->dbf, k);
-	if (v.dptr == NULL) {
-		if (gdbm_last_errno(g->dbf) != GDBM_ITEM_NOT_FOUND)
-			return store_gdbm_fail(db, "fetch");
-		store_end(db, 0);
-		return 0;
-	}
+	rc = fetch_locked(db, LOCK_EX, k, &v);
+	if (rc != 1)
+		return rc;
 	if (store_reserve(db, 0) == -1) {
 		store_free_value(v.dptr, (size_t)v.dsize);
 		return reserve_fail(db);
@@ -1331,8 +1337,7 @@ gdbm_be_take(struct sessdb *db, const unsigned char *key, size_t key_len,
 	}
 	lock_count(&g->lock, -1, -(int64_t)(key_len + (size_t)v.dsize));
 	store_end(db, 1);
-	out->val = (unsigned char *)v.dptr;
-	out->val_len = (size_t)v.dsize;
+	to_item(out, to_datum(NULL, 0), v);
 	return 1;
 }
 
