@@ -166,6 +166,9 @@ lock_open(struct lockfile *lf, const char *path, int writable,
 	lf->page = map;
 	if (lf->writable && page_init(lf, timeout_ms) == -1)
 		goto fail_errno;
+	/* The file the path names is, by definition, not retired. */
+	if (lf->writable && lf->page->retired)
+		__atomic_store_n(&lf->page->retired, 0, __ATOMIC_RELEASE);
 	if (memcmp(lf->page->magic, LOCK_PAGE_MAGIC, sizeof(lf->page->magic)) != 0) {
 		snprintf(err, errlen, "%s: not a sessdb lock file", path);
 		goto fail;
@@ -185,9 +188,12 @@ lock_replaced(struct lockfile *lf, const char *path)
 
 	if (lock_retired(lf))
 		return 1;
-	if (stat(path, &st) == 0 && (uint64_t)st.st_dev == lf->dev &&
-	    (uint64_t)st.st_ino == lf->ino)
-		return 0;
+	if (stat(path, &st) == 0) {
+		if ((uint64_t)st.st_dev == lf->dev && (uint64_t)st.st_ino == lf->ino)
+			return 0;
+	} else if (errno != ENOENT) {
+		return 0;	/* cannot tell (EIO, EACCES): keep this one */
+	}
 	/* Tell every process still using this file, at the price of a
 	 * memory read on each of their calls. */
 	if (lf->page != NULL && lf->writable)

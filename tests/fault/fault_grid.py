@@ -60,7 +60,8 @@ OPS = ['put', 'get', 'take', 'delete', 'sweep', 'compact', 'rebuild']
 FAULTS = ['EIO', 'ENOSPC', 'SIGKILL']
 CLASSES = ['write', 'pwrite64', 'read', 'pread64', 'lseek', 'fsync',
            'fdatasync', 'rename', 'renameat', 'renameat2', 'ftruncate',
-           'openat', 'unlink', 'link', 'linkat']
+           'openat', 'unlink', 'link', 'linkat', 'fallocate', 'newfstatat',
+           'fstat', 'flock']
 MARKS = ['access', 'faccessat', 'faccessat2']
 PREPARE_N = 60
 TIMEOUT = 120
