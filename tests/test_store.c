@@ -1,69 +1,89 @@
 /*
  * NAME
  *	test_store - the store API on one process: put, get, take, delete,
- *	expiry, traversal, sweep, capacity, persistence, read-only mode,
- *	file safety, damaged records and files
+ *	expiry, traversal, sweep, capacity, compaction, statistics, read-only
+ *	mode and error codes, run through every backend of a table; then the
+ *	GDBM backend's own cases: file modes and safety, the lock file,
+ *	damaged records and files, a full disk
+ *
+ * DESCRIPTION
+ *	The API cases know a store only by the string sessdb_open takes:
+ *	each entry of backends[] makes a fresh, empty one for a case (a
+ *	path in the test directory for GDBM; a second backend, say Redis,
+ *	adds one entry that gives a redis:// URL) and CUnit runs the same
+ *	cases once per entry, as suite "api/<backend>".  Cases that look at
+ *	files (modes, symbolic links, damaged bytes, the lock file, space)
+ *	are in suite "gdbm".
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gdbm.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "record.h"
 #include "sessdb.h"
 
 #define NS SESSDB_NS_SERVER
+#define T0 1700000000
 
-static char dir[256];
+/* A storage backend as the tests see it. */
+struct backend {
+	const char	*name;
+	/* fresh - put a new, empty store's name for sessdb_open in where */
+	int		(*fresh)(char *where, size_t len, const char *name);
+};
+
+static const struct backend backends[] = {
+	{ "gdbm", tc_fresh },
+};
+
+static const struct backend *cur = &backends[0];
 static char path[300];
-static int64_t fake_now = 1700000000;
-static int log_calls;
-static char last_log[512];
 
-static int64_t
-fake_clock(void *arg)
+/* api_init - pick the backend the suite "api/<name>" is about. */
+static int
+api_init(void)
 {
-	(void)arg;
-	return fake_now;
+	const char *suite = tc_current_suite();
+
+	for (size_t i = 0; i < TC_NELEM(backends); i++)
+		if (strcmp(suite + strlen("api/"), backends[i].name) == 0) {
+			cur = &backends[i];
+			return 0;
+		}
+	return -1;
 }
 
-static void
-capture_log(void *arg, int level, const char *msg)
+/* gdbm_init - the GDBM-only cases use the GDBM backend. */
+static int
+gdbm_init(void)
 {
-	(void)arg;
-	(void)level;
-	log_calls++;
-	snprintf(last_log, sizeof(last_log), "%s", msg);
+	cur = &backends[0];
+	return 0;
 }
 
-/* fresh - a new, empty database path for each test. */
+/* fresh - a new, empty store of the current backend for each test. */
 static void
 fresh(const char *name)
 {
-	char cmd[1200];
-
-	snprintf(path, sizeof(path), "%s/%s.db", dir, name);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.lock' '%s'.corrupt-*", path, path, path);
-	CU_ASSERT_EQUAL(system(cmd), 0);
-	log_calls = 0;
-	last_log[0] = '\0';
+	CU_ASSERT_EQUAL(cur->fresh(path, sizeof(path), name), 0);
+	tc_now = T0;
 }
 
 static struct sessdb *
 open_with(const struct sessdb_options *o)
 {
-	char err[512] = "";
-	struct sessdb *db = sessdb_open(path, o, err, sizeof(err));
-
-	if (db == NULL)
-		printf("\n  open %s: %s\n", path, err);
-	return db;
+	return tc_open(path, o);
 }
 
 static struct sessdb_options
@@ -71,8 +91,8 @@ opts(void)
 {
 	struct sessdb_options o = { 0 };
 
-	o.clock = fake_clock;
-	o.log = capture_log;
+	o.clock = tc_clock;
+	o.log = tc_log;
 	return o;
 }
 
@@ -147,21 +167,21 @@ test_put_get(void)
 	fresh("putget");
 	db = open_default();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-	CU_ASSERT_EQUAL(put_str(db, "alpha", "first", fake_now + 100), 0);
+	CU_ASSERT_EQUAL(put_str(db, "alpha", "first", tc_now + 100), 0);
 	CU_ASSERT_EQUAL(put_str(db, "beta", "second", 0), 0);
 	expect_get(db, "alpha", "first");
 	expect_get(db, "beta", "second");
 	expect_get(db, "gamma", NULL);
 	/* replace */
-	CU_ASSERT_EQUAL(put_str(db, "alpha", "replaced value", fake_now + 50), 0);
+	CU_ASSERT_EQUAL(put_str(db, "alpha", "replaced value", tc_now + 50), 0);
 	CU_ASSERT_EQUAL(sessdb_get(db, NS, "alpha", 5, &data, &len, &meta), SESSDB_OK);
 	CU_ASSERT_EQUAL(len, 14);
-	CU_ASSERT_EQUAL(meta.created, fake_now);
-	CU_ASSERT_EQUAL(meta.expires, fake_now + 50);
+	CU_ASSERT_EQUAL(meta.created, tc_now);
+	CU_ASSERT_EQUAL(meta.expires, tc_now + 50);
 	sessdb_free(data);
 	/* default TTL applies when expires is 0 */
 	CU_ASSERT_EQUAL(sessdb_get(db, NS, "beta", 4, &data, &len, &meta), SESSDB_OK);
-	CU_ASSERT_EQUAL(meta.expires, fake_now + 300);
+	CU_ASSERT_EQUAL(meta.expires, tc_now + 300);
 	sessdb_free(data);
 	/* 32-byte ids and binary payloads; empty payload */
 	memset(id32, 0x00, sizeof(id32));
@@ -225,7 +245,7 @@ test_expiry_boundaries(void)
 {
 	struct sessdb *db;
 	struct sessdb_stats st;
-	int64_t t0 = fake_now;
+	int64_t t0 = tc_now;
 	static const struct { int64_t expires_delta; int want_rc; } puts_[] = {
 		{ -1, -1 }, { 0, -1 }, { 1, 0 },
 	};
@@ -244,22 +264,22 @@ test_expiry_boundaries(void)
 	}
 	CU_ASSERT(strstr(sessdb_error(db), "expired") != NULL);
 	CU_ASSERT_EQUAL(put_str(db, "k", "value", t0 + 10), 0);
-	fake_now = t0 + 9;
+	tc_now = t0 + 9;
 	expect_get(db, "k", "value");
-	fake_now = t0 + 10;
+	tc_now = t0 + 10;
 	expect_get(db, "k", NULL);
 	sessdb_stats(db, &st);
 	CU_ASSERT_EQUAL(st.expired, 1);
-	fake_now = t0 + 11;
+	tc_now = t0 + 11;
 	expect_get(db, "k", NULL);	/* removed by the previous miss */
 	sessdb_stats(db, &st);
 	CU_ASSERT_EQUAL(st.expired, 1);
 	/* max_ttl caps expiry */
-	fake_now = t0;
+	tc_now = t0;
 	CU_ASSERT_EQUAL(put_str(db, "far", "v", t0 + 10 * 86400), 0);
-	fake_now = t0 + 86400;
+	tc_now = t0 + 86400;
 	expect_get(db, "far", NULL);
-	fake_now = t0;
+	tc_now = t0;
 	sessdb_close(db);
 }
 
@@ -282,10 +302,10 @@ test_take_delete(void)
 	CU_ASSERT_EQUAL(sessdb_take(db, NS, "t", 1, &data, &len, NULL), SESSDB_MISS);
 	expect_get(db, "t", NULL);
 	/* take of an expired record is a miss, and removes it */
-	CU_ASSERT_EQUAL(put_str(db, "old", "x", fake_now + 5), 0);
-	fake_now += 5;
+	CU_ASSERT_EQUAL(put_str(db, "old", "x", tc_now + 5), 0);
+	tc_now += 5;
 	CU_ASSERT_EQUAL(sessdb_take(db, NS, "old", 3, &data, &len, NULL), SESSDB_MISS);
-	fake_now -= 5;
+	tc_now -= 5;
 	expect_get(db, "old", NULL);
 	/* delete: present, then absent (a no-op success) */
 	CU_ASSERT_EQUAL(put_str(db, "d", "x", 0), 0);
@@ -311,7 +331,7 @@ count_rec(void *arg, const struct sessdb_record *rec)
 	t->calls++;
 	if (rec->problem != NULL)
 		t->bad++;
-	else if (rec->meta.expires <= fake_now)
+	else if (rec->meta.expires <= tc_now)
 		t->expired++;
 	else
 		t->live++;
@@ -350,8 +370,8 @@ test_foreach(void)
 	o.sweep_batch = 7;	/* many batches */
 	db = open_with(&o);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-	populate(db, 100, 50, fake_now + 10);
-	fake_now += 10;
+	populate(db, 100, 50, tc_now + 10);
+	tc_now += 10;
 	memset(&t, 0, sizeof(t));
 	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 0);
 	CU_ASSERT_EQUAL(t.live, 100);
@@ -368,7 +388,7 @@ test_foreach(void)
 	t.stop_at = 20;
 	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 42);
 	CU_ASSERT_EQUAL(t.calls, 20);
-	fake_now -= 10;
+	tc_now -= 10;
 	sessdb_close(db);
 }
 
@@ -431,7 +451,7 @@ count_removed(void *arg, const struct sessdb_record *rec)
 {
 	int *n = arg;
 
-	CU_ASSERT(rec->problem != NULL || rec->meta.expires <= fake_now);
+	CU_ASSERT(rec->problem != NULL || rec->meta.expires <= tc_now);
 	(*n)++;
 	return 0;
 }
@@ -453,8 +473,8 @@ test_sweep(void)
 		o.sweep_batch = batches[b];
 		db = open_with(&o);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-		populate(db, 300, 200, fake_now + 60);
-		fake_now += 60;
+		populate(db, 300, 200, tc_now + 60);
+		tc_now += 60;
 		CU_ASSERT_EQUAL(sessdb_sweep(db, SESSDB_SWEEP_DRY_RUN, count_removed,
 		    &removed, &res), 0);
 		CU_ASSERT_EQUAL(res.expired, 200);
@@ -481,7 +501,7 @@ test_sweep(void)
 		CU_ASSERT_EQUAL(sessdb_info(db, &info), 0);
 		CU_ASSERT_EQUAL(info.entries, 300);
 		CU_ASSERT(info.file_size > 0);
-		fake_now -= 60;
+		tc_now -= 60;
 		sessdb_close(db);
 	}
 }
@@ -500,19 +520,19 @@ test_capacity(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	for (int i = 0; i < 10; i++) {
 		snprintf(id, sizeof(id), "c%d", i);
-		CU_ASSERT_EQUAL(put_str(db, id, "v", i < 4 ? fake_now + 5 : 0), 0);
+		CU_ASSERT_EQUAL(put_str(db, id, "v", i < 4 ? tc_now + 5 : 0), 0);
 	}
 	CU_ASSERT_EQUAL(put_str(db, "over", "v", 0), SESSDB_FULL);
 	CU_ASSERT_EQUAL(put_str(db, "c9", "replacing is fine", 0), 0);
 	sessdb_stats(db, &st);
 	CU_ASSERT_EQUAL(st.declined, 1);
 	/* four expire: the cap sweeps them and takes the new record */
-	fake_now += 5;
+	tc_now += 5;
 	CU_ASSERT_EQUAL(put_str(db, "over", "v", 0), 0);
 	expect_get(db, "over", "v");
 	expect_get(db, "c9", "replacing is fine");
 	expect_get(db, "c0", NULL);
-	fake_now -= 5;
+	tc_now -= 5;
 	sessdb_close(db);
 
 	/* byte cap */
@@ -543,7 +563,6 @@ test_persistence_and_rdonly(void)
 	struct sessdb *db, *ro;
 	void *data;
 	size_t len;
-	char err[256];
 
 	fresh("persist");
 	db = open_default();
@@ -571,15 +590,24 @@ test_persistence_and_rdonly(void)
 	expect_get(ro, "later", NULL);
 	sessdb_close(ro);
 	sessdb_close(db);
+}
 
-	/* read-only or NOCREATE on a missing file: clear error, no file made */
+/* Read-only or NOCREATE on a missing file: clear error and code, no file. */
+static void
+test_missing_file(void)
+{
+	struct sessdb_options o = opts();
+	char err[256];
+
 	fresh("missing");
 	o.flags = SESSDB_RDONLY;
 	CU_ASSERT_PTR_NULL(sessdb_open(path, &o, err, sizeof(err)));
 	CU_ASSERT(strstr(err, "No such file") != NULL);
+	CU_ASSERT_EQUAL(sessdb_open_errcode(), SESSDB_E_NOT_FOUND);
 	o.flags = SESSDB_NOCREATE;
 	CU_ASSERT_PTR_NULL(sessdb_open(path, &o, err, sizeof(err)));
 	CU_ASSERT(strstr(err, "No such file") != NULL);
+	CU_ASSERT_EQUAL(sessdb_open_errcode(), SESSDB_E_NOT_FOUND);
 	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
 }
 
@@ -597,8 +625,8 @@ test_compact(void)
 	other = open_default();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(other);
-	populate(db, 100, 2000, fake_now + 1);
-	fake_now += 1;
+	populate(db, 100, 2000, tc_now + 1);
+	tc_now += 1;
 	CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &res), 0);
 	CU_ASSERT_EQUAL(res.expired, 2000);
 	CU_ASSERT_EQUAL(sessdb_info(db, &before), 0);
@@ -610,13 +638,25 @@ test_compact(void)
 	CU_ASSERT_EQUAL(t.live, 100);
 	CU_ASSERT_EQUAL(put_str(other, "after", "compaction", 0), 0);
 	expect_get(db, "after", "compaction");
-	{
-		struct stat st;
-		CU_ASSERT_EQUAL(stat(path, &st), 0);
-		CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
-	}
-	fake_now -= 1;
+	tc_now -= 1;
 	sessdb_close(other);
+	sessdb_close(db);
+}
+
+/* The compacted file has the store's mode, 0600. */
+static void
+test_compact_mode(void)
+{
+	struct sessdb *db;
+	struct stat st;
+
+	fresh("compactmode");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	populate(db, 10, 0, 0);
+	CU_ASSERT_EQUAL(sessdb_compact(db), 0);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
 	sessdb_close(db);
 }
 
@@ -642,19 +682,19 @@ test_file_safety(void)
 	int fd;
 
 	fresh("safety");
-	snprintf(target, sizeof(target), "%s/target.db", dir);
-	snprintf(link, sizeof(link), "%s/link.db", dir);
+	snprintf(target, sizeof(target), "%s/target.db", tc_dir);
+	snprintf(link, sizeof(link), "%s/link.db", tc_dir);
 	unlink(target);
 	unlink(link);
 	CU_ASSERT_EQUAL(symlink(target, link), 0);
 	expect_refused(link, "symbolic link");
 	CU_ASSERT_NOT_EQUAL(access(target, F_OK), 0);	/* nothing created through it */
 
-	snprintf(link, sizeof(link), "%s/adir.db", dir);
+	snprintf(link, sizeof(link), "%s/adir.db", tc_dir);
 	mkdir(link, 0700);
 	expect_refused(link, "directory");
 
-	snprintf(link, sizeof(link), "%s/no/such/dir/x.db", dir);
+	snprintf(link, sizeof(link), "%s/no/such/dir/x.db", tc_dir);
 	expect_refused(link, "No such file");
 
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -673,7 +713,7 @@ test_file_safety(void)
 	expect_refused(path, "symbolic link");
 	unlink(lock);
 
-	snprintf(link, sizeof(link), "%s/fifo.db", dir);
+	snprintf(link, sizeof(link), "%s/fifo.db", tc_dir);
 	unlink(link);
 	CU_ASSERT_EQUAL(mkfifo(link, 0600), 0);
 	expect_refused(link, "not a regular file");
@@ -690,7 +730,7 @@ test_foreign_owner(void)
 	if (geteuid() != 0)
 		return;	/* needs root to make a file of another uid */
 	fresh("foreign");
-	CU_ASSERT_EQUAL(chmod(dir, 0777), 0);
+	CU_ASSERT_EQUAL(chmod(tc_dir, 0777), 0);
 	{
 		struct sessdb *db = open_default();	/* owned by root */
 		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
@@ -709,7 +749,7 @@ test_foreign_owner(void)
 	}
 	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
 	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	chmod(dir, 0700);
+	chmod(tc_dir, 0700);
 }
 
 /* gdbm_put_raw - write a raw value under a raw key, bypassing the store. */
@@ -762,8 +802,8 @@ test_corrupt_records(void)
 	CU_ASSERT_EQUAL(t.bad, 3);
 	CU_ASSERT_EQUAL(t.live, 1);
 	expect_get(db, "bad1", NULL);
-	CU_ASSERT(log_calls > 0);
-	CU_ASSERT(strstr(last_log, "unreadable record") != NULL);
+	CU_ASSERT(tc_log_calls > 0);
+	CU_ASSERT(strstr(tc_last_log, "unreadable record") != NULL);
 	memset(&t, 0, sizeof(t));
 	sessdb_foreach(db, 0, count_rec, &t);
 	CU_ASSERT_EQUAL(t.bad, 2);	/* the writer's miss removed bad1 */
@@ -808,7 +848,7 @@ test_damaged_file(void)
 		if (db == NULL)
 			printf("\n  %s: open failed\n", cases[i].name);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-		CU_ASSERT(log_calls > 0);
+		CU_ASSERT(tc_log_calls > 0);
 		CU_ASSERT_EQUAL(put_str(db, "new", "vnew", 0), 0);
 		expect_get(db, "new", "vnew");
 		{
@@ -848,7 +888,7 @@ test_damaged_bucket(void)
 	db = open_with(&o);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &res), 0);
-	CU_ASSERT(log_calls > 0);
+	CU_ASSERT(tc_log_calls > 0);
 	/* The junk may also have hit record bytes: those are unreadable now
 	 * and the sweep removes them; every other record is intact. */
 	CU_ASSERT(res.live + res.corrupt >= 1990);
@@ -893,47 +933,292 @@ test_fork(void)
 	sessdb_close(db);
 }
 
+/* ---- error codes ---- */
+
+/* expect_open_code - the last failed open's code is want. */
+static void
+expect_open_code(const char *what, const char *err, int want)
+{
+	int got = sessdb_open_errcode();
+
+	if (got != want)
+		printf("\n  %s: got code %d (%s), want %d (%s); \"%s\"\n", what,
+		    got, sessdb_strerror(got), want, sessdb_strerror(want), err);
+	CU_ASSERT_EQUAL(got, want);
+}
+
+/* Codes of the failures any backend reports the same way. */
+static void
+test_error_codes(void)
+{
+	static unsigned char big[SESSDB_PAYLOAD_MAX + 1];
+	struct sessdb_options o = opts();
+	unsigned char id[40] = { 1 };
+	struct sessdb *db, *ro;
+	void *data;
+	size_t len;
+
+	fresh("errcodes");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), 0);
+	CU_ASSERT_EQUAL(sessdb_open_errcode(), 0);
+	CU_ASSERT_EQUAL(sessdb_errcode(NULL), SESSDB_E_ARG);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id, 0, "x", 1, 0), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), SESSDB_E_ARG);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, id, SESSDB_ID_MAX + 1, &data, &len,
+	    NULL), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), SESSDB_E_ARG);
+	CU_ASSERT_EQUAL(sessdb_put(db, NS, id, 4, big, sizeof(big), 0), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), SESSDB_E_TOO_LARGE);
+	CU_ASSERT_EQUAL(put_str(db, "kept", "v", 0), 0);
+
+	o.flags = SESSDB_RDONLY;
+	ro = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ro);
+	CU_ASSERT_EQUAL(put_str(ro, "no", "x", 0), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(ro), SESSDB_E_READONLY);
+	CU_ASSERT_EQUAL(sessdb_delete(ro, NS, "kept", 4), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(ro), SESSDB_E_READONLY);
+	CU_ASSERT_EQUAL(sessdb_take(ro, NS, "kept", 4, &data, &len, NULL), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(ro), SESSDB_E_READONLY);
+	CU_ASSERT_EQUAL(sessdb_compact(ro), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(ro), SESSDB_E_READONLY);
+	expect_get(ro, "kept", "v");
+	sessdb_close(ro);
+	sessdb_close(db);
+}
+
+/* sessdb_strerror names every code, and errno values as strerror does. */
+static void
+test_strerror(void)
+{
+	static const int codes[] = {
+		SESSDB_E_ARG, SESSDB_E_TOO_LARGE, SESSDB_E_READONLY,
+		SESSDB_E_LOCK_TIMEOUT, SESSDB_E_DAMAGED, SESSDB_E_NO_SPACE,
+		SESSDB_E_IO, SESSDB_E_PERMISSION, SESSDB_E_NOT_STORE,
+		SESSDB_E_NOT_FOUND, SESSDB_E_BACKEND, SESSDB_E_NOMEM,
+		SESSDB_E_SYSTEM,
+	};
+	const char *unknown = sessdb_strerror(999999);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(unknown);
+	CU_ASSERT_STRING_EQUAL(sessdb_strerror(-1), unknown);
+	CU_ASSERT_STRING_EQUAL(sessdb_strerror(0), "no error");
+	for (size_t i = 0; i < TC_NELEM(codes); i++) {
+		const char *s = sessdb_strerror(codes[i]);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+		if (strcmp(s, unknown) == 0 || *s == '\0')
+			printf("\n  code %d: got \"%s\", want its own name\n",
+			    codes[i], s);
+		CU_ASSERT(strcmp(s, unknown) != 0 && *s != '\0');
+		for (size_t j = 0; j < i; j++)
+			CU_ASSERT(strcmp(s, sessdb_strerror(codes[j])) != 0);
+	}
+	CU_ASSERT_STRING_EQUAL(sessdb_strerror(ENOSPC), strerror(ENOSPC));
+	CU_ASSERT_STRING_EQUAL(sessdb_strerror(EACCES), strerror(EACCES));
+	CU_ASSERT_STRING_EQUAL(sessdb_strerror(EIO), strerror(EIO));
+}
+
+/* A file that is no store (a PEM certificate) is refused and untouched. */
+static void
+test_errcode_not_store(void)
+{
+	static const char pem[] =
+	    "-----BEGIN CERTIFICATE-----\n"
+	    "MIIBszCCAVmgAwIBAgIUZXhhbXBsZSBub3QgYSBzdG9yZTAKBggqhkjOPQQDAjAP\n"
+	    "-----END CERTIFICATE-----\n";
+	struct sessdb_options o = opts();
+	char err[512] = "", back[sizeof(pem)];
+	struct stat st;
+	int fd;
+
+	fresh("pem");
+	fd = open(path, O_CREAT | O_WRONLY | O_EXCL, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT(write(fd, pem, sizeof(pem) - 1) == (ssize_t)sizeof(pem) - 1);
+	close(fd);
+	CU_ASSERT_PTR_NULL(sessdb_open(path, &o, err, sizeof(err)));
+	if (sessdb_open_errcode() != SESSDB_E_NOT_STORE)
+		printf("\n  open of a PEM file: got code %d (%s), want %d; \"%s\"\n",
+		    sessdb_open_errcode(), sessdb_strerror(sessdb_open_errcode()),
+		    SESSDB_E_NOT_STORE, err);
+	CU_ASSERT_EQUAL(sessdb_open_errcode(), SESSDB_E_NOT_STORE);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(st.st_size, (off_t)sizeof(pem) - 1);
+	fd = open(path, O_RDONLY);
+	CU_ASSERT(read(fd, back, sizeof(back)) == (ssize_t)sizeof(pem) - 1);
+	CU_ASSERT(memcmp(back, pem, sizeof(pem) - 1) == 0);
+	close(fd);
+}
+
+/* A lock held by another process past lock_timeout_ms: LOCK_TIMEOUT. */
+static void
+test_errcode_lock_timeout(void)
+{
+	struct sessdb_options o = opts();
+	char lock[320];
+	struct sessdb *db;
+	void *data = NULL;
+	size_t len;
+	pid_t holder;
+
+	fresh("locktimeout");
+	o.lock_timeout_ms = 100;
+	db = open_with(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(put_str(db, "k", "v", 0), 0);
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	holder = tc_hold_lock(lock, LOCK_EX);
+	CU_ASSERT_FATAL(holder > 0);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, "k", 1, &data, &len, NULL), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), SESSDB_E_LOCK_TIMEOUT);
+	CU_ASSERT_EQUAL(put_str(db, "k2", "v", 0), -1);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), SESSDB_E_LOCK_TIMEOUT);
+	tc_release_lock(holder);
+	expect_get(db, "k", "v");
+	sessdb_close(db);
+}
+
+/* A group-writable file or a symbolic link is refused: PERMISSION. */
+static void
+test_errcode_permission(void)
+{
+	struct sessdb_options o = opts();
+	char err[512] = "", link[320];
+	int fd;
+
+	fresh("perm");
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(fchmod(fd, 0660), 0);
+	close(fd);
+	CU_ASSERT_PTR_NULL(sessdb_open(path, &o, err, sizeof(err)));
+	expect_open_code("group-writable file", err, SESSDB_E_PERMISSION);
+	snprintf(link, sizeof(link), "%s/permlink.db", tc_dir);
+	unlink(link);
+	CU_ASSERT_EQUAL(symlink(path, link), 0);
+	CU_ASSERT_PTR_NULL(sessdb_open(link, &o, err, sizeof(err)));
+	expect_open_code("symbolic link", err, SESSDB_E_PERMISSION);
+	unlink(link);
+}
+
+/* fill_until_full - put 2 KB records until a put fails; how many went in. */
+static int
+fill_until_full(struct sessdb *db)
+{
+	unsigned char val[2048];
+	char id[16];
+	int n;
+
+	memset(val, 0xa5, sizeof(val));
+	for (n = 0; n < 10000; n++) {
+		snprintf(id, sizeof(id), "full%05d", n);
+		if (sessdb_put(db, NS, id, strlen(id), val, sizeof(val), 0) != 0)
+			break;
+	}
+	return n;
+}
+
+/* A full file system (a small tmpfs, root only): NO_SPACE, and what was
+ * stored before is still there. */
+static void
+test_errcode_no_space(void)
+{
+	char mnt[280];
+	struct sessdb *db;
+	int n;
+
+	if (geteuid() != 0) {
+		printf("skipped: mounting a tmpfs needs root ");
+		return;
+	}
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", tc_dir);
+	CU_ASSERT_FATAL(mkdir(mnt, 0700) == 0 || errno == EEXIST);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k,mode=0700") != 0) {
+		printf("skipped: mount tmpfs: %s ", strerror(errno));
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/full.db", mnt);
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL(db);
+	if (db != NULL) {
+		n = fill_until_full(db);
+		if (sessdb_errcode(db) != SESSDB_E_NO_SPACE)
+			printf("\n  after %d puts: got code %d (%s), want NO_SPACE; \"%s\"\n",
+			    n, sessdb_errcode(db), sessdb_strerror(sessdb_errcode(db)),
+			    sessdb_error(db));
+		CU_ASSERT(n > 0 && n < 10000);
+		CU_ASSERT_EQUAL(sessdb_errcode(db), SESSDB_E_NO_SPACE);
+		{
+			void *data = NULL;
+			size_t len = 0;
+
+			CU_ASSERT_EQUAL(sessdb_get(db, NS, "full00000", 9, &data,
+			    &len, NULL), SESSDB_OK);
+			CU_ASSERT_EQUAL(len, 2048);
+			sessdb_free(data);
+		}
+		sessdb_close(db);
+	}
+	CU_ASSERT_EQUAL(umount2(mnt, MNT_DETACH), 0);
+}
+
+/* ---- the runner ---- */
+
+/* Cases every backend passes the same way. */
+static const struct tc_case api_cases[] = {
+	{ "put and get", test_put_get },
+	{ "bad keys and sizes", test_bad_keys },
+	{ "expiry boundaries", test_expiry_boundaries },
+	{ "take and delete", test_take_delete },
+	{ "foreach", test_foreach },
+	{ "foreach deleting", test_foreach_deleting },
+	{ "sweep", test_sweep },
+	{ "capacity", test_capacity },
+	{ "persistence and read-only", test_persistence_and_rdonly },
+	{ "compact", test_compact },
+	{ "fork", test_fork },
+	{ "error codes: argument, size, read-only", test_error_codes },
+};
+
+/* Cases about GDBM files and the lock file. */
+static const struct tc_case gdbm_cases[] = {
+	{ "create with mode 0600", test_create_modes },
+	{ "compacted file keeps mode 0600", test_compact_mode },
+	{ "missing file: read-only, NOCREATE", test_missing_file },
+	{ "file safety", test_file_safety },
+	{ "foreign owner", test_foreign_owner },
+	{ "corrupt records", test_corrupt_records },
+	{ "damaged file", test_damaged_file },
+	{ "damaged bucket", test_damaged_bucket },
+	{ "error code: not a store (PEM file)", test_errcode_not_store },
+	{ "error code: lock timeout", test_errcode_lock_timeout },
+	{ "error code: permission", test_errcode_permission },
+	{ "error code: no space (tmpfs)", test_errcode_no_space },
+};
+
+static const struct tc_case strerror_cases[] = {
+	{ "sessdb_strerror of codes and errno values", test_strerror },
+};
+
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	const char *tmp = getenv("TMPDIR");
+	struct tc_suite suites[TC_NELEM(backends) + 2];
+	char names[TC_NELEM(backends)][64];
+	size_t n = 0;
 
-	snprintf(dir, sizeof(dir), "%s/test_store.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (tc_tmpdir_make("test_store") != 0)
 		return 2;
+	for (; n < TC_NELEM(backends); n++) {
+		snprintf(names[n], sizeof(names[n]), "api/%s", backends[n].name);
+		suites[n] = (struct tc_suite)TC_SUITE(names[n], api_cases,
+		    api_init, NULL);
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("store", NULL, NULL);
-	CU_add_test(s, "create with mode 0600", test_create_modes);
-	CU_add_test(s, "put and get", test_put_get);
-	CU_add_test(s, "bad keys and sizes", test_bad_keys);
-	CU_add_test(s, "expiry boundaries", test_expiry_boundaries);
-	CU_add_test(s, "take and delete", test_take_delete);
-	CU_add_test(s, "foreach", test_foreach);
-	CU_add_test(s, "foreach deleting", test_foreach_deleting);
-	CU_add_test(s, "sweep", test_sweep);
-	CU_add_test(s, "capacity", test_capacity);
-	CU_add_test(s, "persistence and read-only", test_persistence_and_rdonly);
-	CU_add_test(s, "compact", test_compact);
-	CU_add_test(s, "file safety", test_file_safety);
-	CU_add_test(s, "foreign owner", test_foreign_owner);
-	CU_add_test(s, "corrupt records", test_corrupt_records);
-	CU_add_test(s, "damaged file", test_damaged_file);
-	CU_add_test(s, "damaged bucket", test_damaged_bucket);
-	CU_add_test(s, "fork", test_fork);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	{
-		char cmd[300];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (failures == 0 && system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
-	}
-	return failures == 0 ? 0 : 1;
+	suites[n++] = (struct tc_suite)TC_SUITE("gdbm", gdbm_cases, gdbm_init, NULL);
+	suites[n++] = (struct tc_suite)TC_SUITE("strerror", strerror_cases, NULL,
+	    NULL);
+	return tc_run(suites, n);
 }
