@@ -64,6 +64,7 @@ static int store_begin(struct sessdb *db, int op);
 static void store_end(struct sessdb *db, int wrote);
 static int store_gdbm_fail(struct sessdb *db, const char *what);
 static void store_recount(struct sessdb *db);
+static int store_reserve(struct sessdb *db, size_t bytes);
 
 /* The GDBM backend's part of a handle. */
 struct gdb {
@@ -305,16 +306,22 @@ has_marker(struct sessdb *db, GDBM_FILE dbf)
 }
 
 /* write_marker - give a recognised store its marker key (LOCK_EX held).
- * A failure only means another try by the next writer. */
-static void
+ * No room means another try by the next writer; -1 (lock released) if
+ * the write failed. */
+static int
 write_marker(struct sessdb *db)
 {
 	struct gdb *g = db->be_state;
 	datum k = { (char *)marker_key, (int)sizeof(marker_key) };
 	datum v = { (char *)marker_val, (int)sizeof(marker_val) - 1 };
 
-	if (wrote_all(g->dbf, gdbm_store(g->dbf, k, v, GDBM_REPLACE)))
-		g->need_marker = 0;
+	if (store_reserve(db, sizeof(marker_key) + sizeof(marker_val)) == -1)
+		return 0;	/* no room now: the next writer tries */
+	if (!wrote_all(g->dbf, gdbm_store(g->dbf, k, v, GDBM_REPLACE)))
+		return store_gdbm_fail(db, "store the marker");
+	g->need_marker = 0;
+	g->seen_gen = lock_bump(&g->lock);	/* others' caches are stale */
+	return 0;
 }
 
 /* refuse - the file at path is not ours: say so; nothing was written. */
@@ -430,8 +437,8 @@ aside_name(struct sessdb *db, char *dst, size_t len)
 		if (access(dst, F_OK) != 0)
 			return 0;
 	}
-	return diag_error(db, SESSDB_E_DAMAGED, "%s: cannot find a name to move the damaged file to",
-	    db->path);
+	return diag_error(db, SESSDB_E_DAMAGED, "%s: cannot find a name to move "
+	    "the damaged file to", db->path);
 }
 
 /* move_aside - rename the damaged store out of the way; LOCK_EX held.
@@ -444,13 +451,14 @@ move_aside(struct sessdb *db, const char *why)
 
 	if (lstat(db->path, &st) == -1 || !S_ISREG(st.st_mode) ||
 	    !known_file(db, &st))
-		return diag_error(db, SESSDB_E_DAMAGED, "%s: damaged (%s), but no longer the file "
-		    "this store used; left untouched", db->path, why);
+		return diag_error(db, SESSDB_E_DAMAGED, "%s: damaged (%s), but "
+		    "no longer the file this store used; left untouched",
+		    db->path, why);
 	if (aside_name(db, dst, sizeof(dst)) == -1)
 		return -1;
 	if (rename(db->path, dst) == -1)
-		return diag_error(db, diag_code(errno), "%s: cannot move damaged file aside: %s",
-		    db->path, strerror(errno));
+		return diag_error(db, diag_code(errno), "%s: cannot move "
+		    "damaged file aside: %s", db->path, strerror(errno));
 	diag_log(db, SESSDB_LOG_ERR, "%s: damaged (%s), not recoverable; "
 	    "moved aside to %s, starting an empty store", db->path, why, dst);
 	return 0;
@@ -727,8 +735,8 @@ check_failed(struct sessdb *db, int e, const char *why)
 		if (e != 0)
 			__atomic_store_n(&p->fault_errno, e, __ATOMIC_RELAXED);
 	}
-	diag_error(db, diag_code(e ? e : EIO), "%s: the file needs a check (%s), which could not run: "
-	    "%s; nothing was moved or lost, reads go on, writes wait for the "
+	diag_error(db, diag_code(e ? e : EIO), "%s: the file needs a check "
+	    "(%s), which could not run: %s; nothing was moved or lost, reads go on, writes wait for the "
 	    "check (retried every %d ms)", db->path, why, strerror(e ? e : EIO),
 	    REPAIR_RETRY_MS);
 	if (g->fault != (e ? e : EIO)) {
@@ -945,6 +953,7 @@ static int
 store_begin(struct sessdb *db, int op)
 {
 	struct gdb *g = db->be_state;
+
 	g->size_seen = -1;
 	for (;;) {
 		int moved;
@@ -952,12 +961,13 @@ store_begin(struct sessdb *db, int op)
 		if (lock_acquire(&g->lock, op, db->opt.lock_timeout_ms) == -1) {
 			if (errno == ETIMEDOUT) {
 				db->st.lock_timeouts++;
-				return diag_error(db, SESSDB_E_LOCK_TIMEOUT, "%s: lock not granted within %u ms "
+				return diag_error(db, SESSDB_E_LOCK_TIMEOUT,
+				    "%s: lock not granted within %u ms "
 				    "(another process holds it)", g->lock_path,
 				    db->opt.lock_timeout_ms);
 			}
-			return diag_error(db, diag_code(errno), "%s: flock: %s", g->lock_path,
-			    strerror(errno));
+			return diag_error(db, diag_code(errno), "%s: flock: %s",
+			    g->lock_path, strerror(errno));
 		}
 		if ((moved = files_moved(db, op)) == -1)
 			return -1;
@@ -984,8 +994,9 @@ store_begin(struct sessdb *db, int op)
 
 				lock_release(&g->lock);
 				errno = e ? e : EIO;
-				return diag_error(db, diag_code(errno), "%s: writes wait for a check "
-				    "of the file, which could not run: %s (retried "
+				return diag_error(db, diag_code(errno),
+				    "%s: writes wait for a check of the file, "
+				    "which could not run: %s (retried "
 				    "every %d ms)", db->path, strerror(errno),
 				    REPAIR_RETRY_MS);
 			}
@@ -1005,8 +1016,8 @@ store_begin(struct sessdb *db, int op)
 			}
 		}
 		if (op == LOCK_EX) {
-			if (g->need_marker)
-				write_marker(db);
+			if (g->need_marker && write_marker(db) == -1)
+				return -1;
 			if (g->lock.page != NULL && g->lock.page->counts_unknown) {
 				store_recount(db);
 				g->lock.page->counts_unknown = 0;
@@ -1021,6 +1032,7 @@ static void
 store_end(struct sessdb *db, int wrote)
 {
 	struct gdb *g = db->be_state;
+
 	g->size_seen = -1;
 	if (wrote)
 		g->seen_gen = lock_bump(&g->lock);
