@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "diag.h"
 #include "lock.h"
 
 #define LOCK_FILE_SIZE	4096
@@ -39,7 +40,7 @@ safe_open(const char *path, int writable, int creat, int *created,
 	struct stat st;
 	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC |
 	    O_NONBLOCK;
-	int fd;
+	int fd, why = EIO;
 
 	*created = 0;
 	fd = open(path, flags);
@@ -64,9 +65,11 @@ safe_open(const char *path, int writable, int creat, int *created,
 		return -1;
 	}
 	if (fstat(fd, &st) == -1) {
+		why = errno;
 		snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
 		goto fail;
 	}
+	why = ENOTSTORE;	/* not a file a store can be */
 	if (S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "%s: is a directory, not a database file", path);
 		goto fail;
@@ -75,6 +78,7 @@ safe_open(const char *path, int writable, int creat, int *created,
 		snprintf(err, errlen, "%s: not a regular file", path);
 		goto fail;
 	}
+	why = EACCES;		/* a file others could have written */
 	if (st.st_uid != geteuid() && geteuid() != 0) {
 		snprintf(err, errlen, "%s: owned by uid %u, not by us (uid %u)",
 		    path, (unsigned)st.st_uid, (unsigned)geteuid());
@@ -92,7 +96,7 @@ safe_open(const char *path, int writable, int creat, int *created,
 	return fd;
 fail:
 	close(fd);
-	errno = EINVAL;
+	errno = why;
 	return -1;
 }
 

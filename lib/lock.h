@@ -65,8 +65,10 @@ struct lockfile {
 
 /* safe_open - open path refusing symlinks, non-regular files, foreign
  * owners and group/world-writable modes; create (0600) if creat.  Returns
- * an fd, or -1 with a message in err; *created tells whether it was made,
- * and *st (if not NULL) receives the file's status. */
+ * an fd, or -1 with a message in err and errno set (ENOTSTORE: not a
+ * regular file; EACCES: another owner or a loose mode; ELOOP: a symlink);
+ * *created tells whether it was made, and *st (if not NULL) receives the
+ * file's status. */
 struct stat;
 int safe_open(const char *path, int writable, int creat, int *created,
     struct stat *st, char *err, size_t errlen);
