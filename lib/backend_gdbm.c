@@ -107,17 +107,6 @@ gdbm_close_nosync(struct sessdb *db, GDBM_FILE dbf)
 	gdbm_close(dbf);
 }
 
-/* mono_ms - a coarse monotonic clock in milliseconds (no system call: the
- * vDSO reads it), shared by every process of the host. */
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * is_fault - is this system error a fault of the device or the system
  *	(it may clear), rather than a symptom of a damaged file (an lseek to
@@ -729,7 +718,7 @@ check_failed(struct sessdb *db, int e, const char *why)
 	struct lock_page *p = g->lock.page;
 
 	if (p != NULL && g->lock.writable) {
-		uint64_t now = mono_ms();
+		uint64_t now = lock_now_ms();
 
 		__atomic_store_n(&p->repair_failed_ms, now ? now : 1, __ATOMIC_RELAXED);
 		if (e != 0)
@@ -905,7 +894,7 @@ files_moved(struct sessdb *db, int op)
 	int found;
 
 	if (op != LOCK_EX && !lock_retired(&g->lock)) {
-		uint64_t now = mono_ms();
+		uint64_t now = lock_now_ms();
 
 		if (now - g->checked_ms < PATH_CHECK_MS)
 			return 0;
@@ -946,7 +935,7 @@ repair_waits(const struct sessdb *db)
 	uint64_t failed = __atomic_load_n(&g->lock.page->repair_failed_ms,
 	    __ATOMIC_RELAXED);
 
-	return failed != 0 && mono_ms() - failed < REPAIR_RETRY_MS;
+	return failed != 0 && lock_now_ms() - failed < REPAIR_RETRY_MS;
 }
 
 static int

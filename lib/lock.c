@@ -223,9 +223,8 @@ lock_close(struct lockfile *lf)
 	lf->fd = -1;
 }
 
-/* mono_ms - a monotonic clock in milliseconds, for lock deadlines. */
-static uint64_t
-mono_ms(void)
+uint64_t
+lock_now_ms(void)
 {
 	struct timespec ts;
 
@@ -277,7 +276,7 @@ lock_acquire(struct lockfile *lf, int op, unsigned timeout_ms)
 		}
 		if (errno != EWOULDBLOCK && errno != EINTR)
 			return -1;
-		now = mono_ms();
+		now = lock_now_ms();
 		if (attempt == 0)
 			deadline = now + timeout_ms;
 		else if (now >= deadline) {
