@@ -3,8 +3,9 @@
  *	common.c - code shared by the C tests and benchmarks of sessdb
  *
  * DESCRIPTION
- *	See common.h.  The CUnit runner keeps the temporary directory when
- *	anything failed, so that the store a failing case left can be read.
+ *	See common.h.  Nothing here needs CUnit: the runner is in
+ *	common_cunit.c, so that the programs that are no CUnit tests (the
+ *	fault driver, sessdump_fill, the benchmarks) do not load it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,8 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <CUnit/Basic.h>
 
 #include "common.h"
 
@@ -229,6 +228,13 @@ tc_mono_ms(void)
 	return (double)tc_mono_ns() / 1e6;
 }
 
+/* tc_mono_secs - seconds of the monotonic clock. */
+double
+tc_mono_secs(void)
+{
+	return (double)tc_mono_ns() / 1e9;
+}
+
 /* tc_sleep_ms - sleep, resuming after signals. */
 void
 tc_sleep_ms(unsigned ms)
@@ -309,6 +315,23 @@ tc_release_lock(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
+/* tc_note - a failure seen in a child. */
+void
+tc_note(struct tc_notes *n, const char *fmt, ...)
+{
+	char msg[sizeof(n->first[0])];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n->failures < TC_NELEM(n->first))
+		snprintf(n->first[n->failures], sizeof(n->first[0]), "%s", msg);
+	if (n->failures < 20)
+		printf("\n  [pid %d] %s\n", (int)getpid(), msg);
+	n->failures++;
+}
+
 /* tc_check - a benchmark's sanity check. */
 void
 tc_check(const char *prog, int ok, const char *fmt, ...)
@@ -363,53 +386,4 @@ tc_median(const double *v, int n)
 	m = n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 	free(tmp);
 	return m;
-}
-
-/* tc_current_suite - the running suite's name. */
-const char *
-tc_current_suite(void)
-{
-	CU_pSuite s = CU_get_current_suite();
-
-	return s != NULL && s->pName != NULL ? s->pName : "";
-}
-
-/* tc_run - the one CUnit main of every test program. */
-int
-tc_run(const struct tc_suite *suites, size_t nsuites)
-{
-	unsigned failures;
-	int cu_error;
-
-	setvbuf(stdout, NULL, _IONBF, 0);	/* children print too */
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	for (size_t i = 0; i < nsuites; i++) {
-		CU_pSuite s = CU_add_suite(suites[i].name, suites[i].init,
-		    suites[i].clean);
-
-		if (s == NULL)
-			goto fail;
-		for (size_t j = 0; j < suites[i].ncases; j++)
-			if (CU_add_test(s, suites[i].cases[j].name,
-			    suites[i].cases[j].fn) == NULL)
-				goto fail;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	/* a suite whose init failed runs nothing and asserts nothing */
-	failures = CU_get_number_of_failures() +
-	    CU_get_number_of_tests_failed() +
-	    CU_get_number_of_suites_failed();
-	cu_error = CU_get_error() != CUE_SUCCESS;
-	CU_cleanup_registry();
-	if (failures == 0 && !cu_error)
-		tc_tmpdir_remove();
-	else if (tc_dir[0] != '\0')
-		fprintf(stderr, "kept %s for a post-mortem\n", tc_dir);
-	return failures > 0 || cu_error ? 1 : 0;
-fail:
-	fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
-	CU_cleanup_registry();
-	return 2;
 }

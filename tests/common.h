@@ -80,9 +80,10 @@ void tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s);
 /* tc_copy_file - copy from to to (created 0600, truncated); 0 or -1. */
 int tc_copy_file(const char *from, const char *to);
 
-/* tc_mono_ns, tc_mono_ms - the monotonic clock. */
+/* tc_mono_ns, tc_mono_ms, tc_mono_secs - the monotonic clock. */
 uint64_t tc_mono_ns(void);
 double tc_mono_ms(void);
+double tc_mono_secs(void);
 
 /* tc_sleep_ms - sleep ms milliseconds. */
 void tc_sleep_ms(unsigned ms);
@@ -99,6 +100,17 @@ pid_t tc_hold_lock(const char *lock_path, int op);
 
 /* tc_release_lock - kill and reap a tc_hold_lock child. */
 void tc_release_lock(pid_t pid);
+
+/* Failures a child process saw, kept (in shared memory) for its parent. */
+struct tc_notes {
+	unsigned	failures;
+	char		first[4][300];	/* the first messages */
+};
+
+/* tc_note - count a child's failure, keep its message, print the first
+ * twenty with the child's pid. */
+void tc_note(struct tc_notes *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* ---- benchmarks: sanity checks and fatal errors ---- */
 

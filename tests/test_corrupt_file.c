@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "sessdb.h"
 
 #define NS		SESSDB_NS_SERVER
@@ -40,31 +41,9 @@
 #define PAYLOAD_MAX	3000
 #define CASE_TIMEOUT_S	60
 
-static char dir[256];
 static char path[300];
 static char pristine[320];
 static off_t pristine_size;
-static int log_calls;
-static char last_log[512];
-
-static void
-capture_log(void *arg, int level, const char *msg)
-{
-	(void)arg;
-	(void)level;
-	log_calls++;
-	snprintf(last_log, sizeof(last_log), "%s", msg);
-}
-
-static uint64_t
-splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 static size_t
 make_id(unsigned char id[SESSDB_ID_MAX], unsigned key)
@@ -84,43 +63,15 @@ static size_t
 make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key)
 {
 	uint64_t s = 0xc0ffee00u ^ key;
-	uint64_t r = splitmix(&s);
+	uint64_t r = tc_splitmix(&s);
 	size_t len = 4 + ((r & 15) == 0 ? (r >> 8) % 2900 : (r >> 8) % 400);
 
 	buf[0] = 'C';
 	buf[1] = (unsigned char)(key >> 8);
 	buf[2] = (unsigned char)key;
 	buf[3] = 'C';
-	for (size_t i = 4; i < len; i++) {
-		if ((i - 4) % 8 == 0)
-			r = splitmix(&s);
-		buf[i] = (unsigned char)(r >> (8 * ((i - 4) % 8)));
-	}
+	tc_random_bytes(buf + 4, len - 4, &s);
 	return len;
-}
-
-static int
-copy_file(const char *from, const char *to)
-{
-	char buf[65536];
-	ssize_t n;
-	int in = open(from, O_RDONLY | O_CLOEXEC), out, rc = 0;
-
-	if (in == -1)
-		return -1;
-	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out == -1) {
-		close(in);
-		return -1;
-	}
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			rc = -1;
-	if (n < 0)
-		rc = -1;
-	close(in);
-	close(out);
-	return rc;
 }
 
 static struct sessdb_options
@@ -128,7 +79,7 @@ opts(void)
 {
 	struct sessdb_options o = { 0 };
 
-	o.log = capture_log;
+	o.log = tc_log;
 	return o;
 }
 
@@ -137,17 +88,13 @@ static int
 make_pristine(void)
 {
 	struct sessdb_options o = opts();
-	char err[512] = "";
 	struct sessdb *db;
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/corrupt.db", dir);
-	snprintf(pristine, sizeof(pristine), "%s/pristine.db", dir);
-	db = sessdb_open(path, &o, err, sizeof(err));
-	if (db == NULL) {
-		printf("\n  open %s: %s\n", path, err);
+	snprintf(path, sizeof(path), "%s/corrupt.db", tc_dir);
+	snprintf(pristine, sizeof(pristine), "%s/pristine.db", tc_dir);
+	if ((db = tc_open(path, &o)) == NULL)
 		return -1;
-	}
 	for (unsigned k = 0; k < NKEYS; k++) {
 		unsigned char id[SESSDB_ID_MAX], buf[PAYLOAD_MAX];
 		size_t id_len = make_id(id, k), len = make_payload(buf, k);
@@ -159,7 +106,7 @@ make_pristine(void)
 		}
 	}
 	sessdb_close(db);
-	if (copy_file(path, pristine) != 0 || stat(pristine, &st) != 0)
+	if (tc_copy_file(path, pristine) != 0 || stat(pristine, &st) != 0)
 		return -1;
 	pristine_size = st.st_size;
 	return 0;
@@ -202,7 +149,7 @@ damage_file_as(const struct damage_case *c, int in_use)
 
 	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
 	unlink(lock_path);
-	if (copy_file(pristine, path) != 0)
+	if (tc_copy_file(pristine, path) != 0)
 		return -1;
 	if (in_use && adopt() == -1)
 		return -1;
@@ -222,7 +169,7 @@ damage_file_as(const struct damage_case *c, int in_use)
 		break;
 	case D_GARBAGE:
 		for (off_t off = 0; off < pristine_size; off += 8) {
-			uint64_t r = splitmix(&s);
+			uint64_t r = tc_splitmix(&s);
 
 			if (pwrite(fd, &r, 8, off) != 8)
 				goto fail;
@@ -230,7 +177,7 @@ damage_file_as(const struct damage_case *c, int in_use)
 		break;
 	case D_BYTES:
 		for (unsigned i = 0; i < c->nbytes; i++) {
-			uint64_t r = splitmix(&s);
+			uint64_t r = tc_splitmix(&s);
 			unsigned char b = (unsigned char)(r >> 56);
 			/* Half of the damage lands in the first 8 KiB (header,
 			 * directory, first bucket), the rest anywhere. */
@@ -389,7 +336,7 @@ run_case(const char *name)
 	printf("  %-28s open ok, %3u hits %3u misses %u errors, %llu recoveries, "
 	    "%llu corrupt records, %d log messages\n", name, hits, misses, errors,
 	    (unsigned long long)st.recoveries, (unsigned long long)st.corrupt,
-	    log_calls);
+	    tc_log_calls);
 	sessdb_close(db);
 	return failures;
 }
@@ -424,9 +371,9 @@ check_case(const char *name, const struct damage_case *c)
 
 		close(log_pipe[0]);
 		alarm(CASE_TIMEOUT_S);	/* a hang is a failure, not a stuck suite */
-		log_calls = 0;
+		tc_log_reset();
 		f = run_case(name);
-		if (write(log_pipe[1], &log_calls, sizeof(log_calls)) < 0)
+		if (write(log_pipe[1], &tc_log_calls, sizeof(tc_log_calls)) < 0)
 			f++;
 		_exit(f == 0 ? 0 : 1);
 	}
@@ -483,13 +430,13 @@ test_unvouched(void)
 	char lock_path[340], before[340], err[512];
 
 	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
-	snprintf(before, sizeof(before), "%s/before.db", dir);
+	snprintf(before, sizeof(before), "%s/before.db", tc_dir);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sessdb_options o = opts();
 		struct sessdb *db;
 
 		CU_ASSERT_EQUAL_FATAL(damage_file_as(&cases[i], 0), 0);
-		CU_ASSERT_EQUAL_FATAL(copy_file(path, before), 0);
+		CU_ASSERT_EQUAL_FATAL(tc_copy_file(path, before), 0);
 		err[0] = '\0';
 		db = sessdb_open(path, &o, err, sizeof(err));
 		if (db != NULL || strstr(err, "not a sessdb store") == NULL)
@@ -579,41 +526,26 @@ test_zeroed_blocks(void)
 	}
 }
 
+static const struct tc_case cases[] = {
+	{ "empty and truncated files", test_empty_and_truncated },
+	{ "garbage files", test_garbage },
+	{ "random bytes overwritten", test_random_bytes },
+	{ "zeroed blocks", test_zeroed_blocks },
+	{ "damaged file, no lock file", test_unvouched },
+};
+
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	const char *tmp = getenv("TMPDIR");
+	static const struct tc_suite suites[] = {
+		TC_SUITE("corrupt file", cases, NULL, NULL),
+	};
 
-	setvbuf(stdout, NULL, _IONBF, 0);
-	snprintf(dir, sizeof(dir), "%s/test_corrupt_file.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (tc_tmpdir_make("test_corrupt_file") != 0)
 		return 2;
-	}
 	if (make_pristine() != 0) {
 		fprintf(stderr, "cannot build the store to damage\n");
 		return 2;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("corrupt file", NULL, NULL);
-	CU_add_test(s, "empty and truncated files", test_empty_and_truncated);
-	CU_add_test(s, "garbage files", test_garbage);
-	CU_add_test(s, "random bytes overwritten", test_random_bytes);
-	CU_add_test(s, "zeroed blocks", test_zeroed_blocks);
-	CU_add_test(s, "damaged file, no lock file", test_unvouched);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	{
-		char cmd[300];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (failures == 0 && system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
-	}
-	return failures == 0 ? 0 : 1;
+	return tc_run(suites, TC_NELEM(suites));
 }

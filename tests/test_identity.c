@@ -2,7 +2,6 @@
  * NAME
  *	test_identity - the lock file and the database stay the ones every
  *	process uses: removing or replacing either while handles are open
- *	(issue 8, cases 4 and 5)
  *
  * DESCRIPTION
  *	lock file removed, one process: a handle is open, "<db>.lock" is
@@ -69,6 +68,7 @@
 #include <unistd.h>
 
 #include "record.h"
+#include "common.h"
 #include "sessdb.h"
 
 #define NS		SESSDB_NS_SERVER
@@ -86,7 +86,6 @@
 #define OWNER_B		0xbb	/* owner byte of the replacing store's records */
 #define PAYLOAD_MAX	1600
 
-static char dir[256];
 static char path[300];		/* the store under test */
 static char path_b[300];	/* the store that replaces it */
 static char lock_path[320];
@@ -94,17 +93,6 @@ static int print_budget;	/* lines expect_version may still print */
 static unsigned pause_ms = PAUSE_MS;	/* longer under valgrind */
 
 /* ---- keys and payloads that describe themselves ---- */
-
-/* splitmix - one step of the splitmix64 generator. */
-static uint64_t
-splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 /* make_id - the identifier of key `key` of `owner`: 8..32 bytes. */
 static size_t
@@ -129,7 +117,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned owner, unsigned key,
     uint32_t version)
 {
 	uint64_t s = (uint64_t)owner << 48 ^ (uint64_t)key << 32 ^ version;
-	uint64_t r = splitmix(&s);
+	uint64_t r = tc_splitmix(&s);
 	size_t len = 16 + ((r & 7) == 0 ? (r >> 8) % 1400 : (r >> 8) % 300);
 
 	buf[0] = 'P';
@@ -141,11 +129,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned owner, unsigned key,
 	buf[6] = (unsigned char)(version >> 8);
 	buf[7] = (unsigned char)version;
 	buf[8] = 'P';
-	for (size_t i = 9; i < len; i++) {
-		if ((i - 9) % 8 == 0)
-			r = splitmix(&s);
-		buf[i] = (unsigned char)(r >> (8 * ((i - 9) % 8)));
-	}
+	tc_random_bytes(buf + 9, len - 9, &s);
 	return len;
 }
 
@@ -231,46 +215,23 @@ expect_version(struct sessdb *db, unsigned owner, unsigned key, uint32_t want,
 
 /* ---- the file around the store ---- */
 
-static double
-mono_secs(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 /* fresh - name the stores of test `name` and remove what a run left. */
 static void
 fresh(const char *name)
 {
-	char cmd[1400];
+	char name_b[64];
 
 	print_budget = 10;
-	snprintf(path, sizeof(path), "%s/%s.db", dir, name);
-	snprintf(path_b, sizeof(path_b), "%s/%s-new.db", dir, name);
+	snprintf(name_b, sizeof(name_b), "%s-new", name);
+	CU_ASSERT_EQUAL(tc_fresh(path_b, sizeof(path_b), name_b), 0);
+	CU_ASSERT_EQUAL(tc_fresh(path, sizeof(path), name), 0);
 	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'/%s*", dir, name);
-	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
 static struct sessdb *
 open_store(const char *p)
 {
-	char err[512] = "";
-	struct sessdb *db = sessdb_open(p, NULL, err, sizeof(err));
-
-	if (db == NULL)
-		printf("\n  open %s: %s", p, err);
-	return db;
+	return tc_open(p, NULL);
 }
 
 /* corrupt_files - how many "<store>.corrupt-*" files the store under test
@@ -280,7 +241,7 @@ corrupt_files(void)
 {
 	const char *base = strrchr(path, '/') + 1;
 	size_t base_len = strlen(base);
-	DIR *d = opendir(dir);
+	DIR *d = opendir(tc_dir);
 	struct dirent *e;
 	int n = 0;
 
@@ -291,7 +252,7 @@ corrupt_files(void)
 		    strncmp(e->d_name + base_len, ".corrupt-", 9) != 0)
 			continue;
 		if (n++ < 3)
-			printf("\n  found %s/%s: a store was moved aside", dir, e->d_name);
+			printf("\n  found %s/%s: a store was moved aside", tc_dir, e->d_name);
 	}
 	closedir(d);
 	if (n > 3)
@@ -513,32 +474,10 @@ check_b(struct sessdb *db, unsigned first)
 	CU_ASSERT_EQUAL(missing, 0);
 }
 
-/* wait_ok - reap pid; 1 if it exited 0. */
-static int
-wait_ok(pid_t pid, const char *what)
-{
-	int status;
-
-	if (waitpid(pid, &status, 0) != pid) {
-		printf("\n  %s: waitpid: %s", what, strerror(errno));
-		return 0;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 1;
-	if (WIFEXITED(status))
-		printf("\n  %s (pid %d): exit status %d, want 0", what, (int)pid,
-		    WEXITSTATUS(status));
-	else
-		printf("\n  %s (pid %d): killed by signal %d", what, (int)pid,
-		    WTERMSIG(status));
-	return 0;
-}
-
 /* ---- shared memory between the parent and its children ---- */
 
 struct child_report {
-	unsigned	failures;
-	char		first[2][300];
+	struct tc_notes	notes;
 	uint64_t	ops, puts_ok, put_errors, gets, opens;
 	struct sessdb_stats st;		/* summed over the child's handles */
 };
@@ -568,26 +507,6 @@ struct shared {
 
 static struct shared *shm;
 
-static void rep_fail(struct child_report *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* rep_fail - a failure seen in a child: printed, and kept for the parent. */
-static void
-rep_fail(struct child_report *r, const char *fmt, ...)
-{
-	char msg[300];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (r->failures < 2)
-		snprintf(r->first[r->failures], sizeof(r->first[0]), "%s", msg);
-	if (r->failures < 5)
-		printf("\n  [child pid %d] %s", (int)getpid(), msg);
-	r->failures++;
-}
-
 /* add_stats - sum a handle's counters into the child's report. */
 static void
 add_stats(struct child_report *r, const struct sessdb *db)
@@ -609,7 +528,7 @@ park(void)
 	__atomic_add_fetch(&shm->parked, 1, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&shm->hold, __ATOMIC_SEQ_CST) &&
 	    !__atomic_load_n(&shm->stop, __ATOMIC_SEQ_CST))
-		sleep_ms(1);
+		tc_sleep_ms(1);
 	__atomic_sub_fetch(&shm->parked, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -630,7 +549,7 @@ writer_child(unsigned c, int short_lived)
 
 	for (unsigned i = 0; i < OPS_CAP &&
 	    !__atomic_load_n(&shm->stop, __ATOMIC_SEQ_CST); i++) {
-		unsigned key = (unsigned)(splitmix(&rng) % KEYS);
+		unsigned key = (unsigned)(tc_splitmix(&rng) % KEYS);
 		uint32_t cur = shm->ack[c][key], got;
 		int rc;
 
@@ -645,14 +564,14 @@ writer_child(unsigned c, int short_lived)
 			db = open_store(path);
 			r->opens++;
 			if (db == NULL) {
-				rep_fail(r, "child %u: open failed", c);
+				tc_note(&r->notes, "child %u: open failed", c);
 				return;
 			}
 		}
 		r->ops++;
 		if ((i & 3) == 0)
 			sched_yield();	/* interleave the processes finely */
-		if (splitmix(&rng) % 4 != 0) {
+		if (tc_splitmix(&rng) % 4 != 0) {
 			uint8_t gen = (uint8_t)__atomic_load_n(&shm->gen,
 			    __ATOMIC_SEQ_CST);
 
@@ -668,7 +587,7 @@ writer_child(unsigned c, int short_lived)
 				pn->version = i + 1;
 			} else {
 				r->put_errors++;
-				rep_fail(r, "put %u/%u: got %d (%s), want 0", c, key,
+				tc_note(&r->notes, "put %u/%u: got %d (%s), want 0", c, key,
 				    rc, sessdb_error(db));
 			}
 		} else {
@@ -684,12 +603,12 @@ writer_child(unsigned c, int short_lived)
 			if (gen != shm->ack_gen[c][key] || gen % 2 != 0)
 				cur = 0;
 			if (rc == -1)
-				rep_fail(r, "%s", why);
+				tc_note(&r->notes, "%s", why);
 			else if (cur != 0 && rc == SESSDB_MISS)
-				rep_fail(r, "get %u/%u: got a miss, want version %u "
+				tc_note(&r->notes, "get %u/%u: got a miss, want version %u "
 				    "(acknowledged)", c, key, (unsigned)cur);
 			else if (cur != 0 && got != cur)
-				rep_fail(r, "get %u/%u: got version %u, want %u", c, key,
+				tc_note(&r->notes, "get %u/%u: got version %u, want %u", c, key,
 				    (unsigned)got, (unsigned)cur);
 		}
 	}
@@ -717,13 +636,13 @@ reader_child(unsigned c)
 
 	r->opens++;
 	if (db == NULL) {
-		rep_fail(r, "reader %u: open failed", c);
+		tc_note(&r->notes, "reader %u: open failed", c);
 		return;
 	}
 	for (unsigned i = 0; i < OPS_CAP &&
 	    !__atomic_load_n(&shm->stop, __ATOMIC_SEQ_CST); i++) {
-		unsigned owner = (unsigned)(splitmix(&rng) % NWRITERS);
-		unsigned key = (unsigned)(splitmix(&rng) % KEYS);
+		unsigned owner = (unsigned)(tc_splitmix(&rng) % NWRITERS);
+		unsigned key = (unsigned)(tc_splitmix(&rng) % KEYS);
 
 		if (__atomic_load_n(&shm->hold, __ATOMIC_SEQ_CST))
 			park();
@@ -732,7 +651,7 @@ reader_child(unsigned c)
 		if ((i & 3) == 0)
 			sched_yield();
 		if (get_version(db, owner, key, &got, why, sizeof(why)) == -1)
-			rep_fail(r, "reader: %s", why);
+			tc_note(&r->notes, "reader: %s", why);
 	}
 	add_stats(r, db);
 	sessdb_close(db);
@@ -756,7 +675,7 @@ start_writers(pid_t pids[NPROC], unsigned short_lived, unsigned readers)
 			else
 				reader_child(c);
 			__atomic_sub_fetch(&shm->running, 1, __ATOMIC_SEQ_CST);
-			_exit(shm->rep[c].failures == 0 ? 0 : 1);
+			_exit(shm->rep[c].notes.failures == 0 ? 0 : 1);
 		}
 	}
 	return 0;
@@ -768,7 +687,7 @@ reap_writers(pid_t pids[NPROC], const char *what)
 {
 	__atomic_store_n(&shm->stop, 1, __ATOMIC_SEQ_CST);
 	for (unsigned c = 0; c < (unsigned)shm->nproc; c++)
-		CU_ASSERT(wait_ok(pids[c], c < NWRITERS ? what : "reader"));
+		CU_ASSERT(tc_wait_ok(pids[c], c < NWRITERS ? what : "reader"));
 	for (unsigned c = 0; c < (unsigned)shm->nproc; c++) {
 		struct child_report *r = &shm->rep[c];
 
@@ -780,9 +699,9 @@ reap_writers(pid_t pids[NPROC], const char *what)
 		    (unsigned long long)r->put_errors, (unsigned long long)r->opens,
 		    (unsigned long long)r->st.reopens,
 		    (unsigned long long)r->st.recoveries,
-		    (unsigned long long)r->st.corrupt, r->failures,
-		    r->failures ? "; first: " : "", r->failures ? r->first[0] : "");
-		CU_ASSERT_EQUAL(r->failures, 0);
+		    (unsigned long long)r->st.corrupt, r->notes.failures,
+		    r->notes.failures ? "; first: " : "", r->notes.failures ? r->notes.first[0] : "");
+		CU_ASSERT_EQUAL(r->notes.failures, 0);
 		CU_ASSERT_EQUAL(r->put_errors, 0);
 		CU_ASSERT_EQUAL(r->st.recoveries, 0);
 		CU_ASSERT_EQUAL(r->st.corrupt, 0);
@@ -852,19 +771,19 @@ test_lock_removed_single(void)
 static int
 remove_lock(int fresh_file)
 {
-	double deadline = mono_secs() + 20 * pause_ms / 1000.0;
+	double deadline = tc_mono_secs() + 20 * pause_ms / 1000.0;
 	char tmp[400];
 	int rc, tfd;
 
 	__atomic_store_n(&shm->hold, 1, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&shm->parked, __ATOMIC_SEQ_CST) <
 	    __atomic_load_n(&shm->running, __ATOMIC_SEQ_CST)) {
-		if (mono_secs() > deadline) {
+		if (tc_mono_secs() > deadline) {
 			printf("\n  not all writers parked: no removal this time");
 			__atomic_store_n(&shm->hold, 0, __ATOMIC_SEQ_CST);
 			return -1;
 		}
-		sleep_ms(1);
+		tc_sleep_ms(1);
 	}
 	if (fresh_file) {
 		snprintf(tmp, sizeof(tmp), "%s.fresh", lock_path);
@@ -897,16 +816,16 @@ test_lock_removed_multi(void)
 	sessdb_close(db);
 	CU_ASSERT_FATAL(start_writers(pids, 2, NREADERS) == 0);
 
-	t0 = mono_secs();
-	sleep_ms(pause_ms);
+	t0 = tc_mono_secs();
+	tc_sleep_ms(pause_ms);
 	for (unsigned n = 0; n < UNLINKS + 1; n++) {
 		if (remove_lock(n == UNLINKS / 2) == 0)
 			removed++;
-		sleep_ms(pause_ms);
+		tc_sleep_ms(pause_ms);
 	}
 	reap_writers(pids, "writer");
 	printf("\n  lock file removed or replaced %u times in %.2f s", removed,
-	    mono_secs() - t0);
+	    tc_mono_secs() - t0);
 	CU_ASSERT(removed >= 2);
 
 	db = open_store(path);
@@ -1075,7 +994,7 @@ test_db_replaced_lockstep(void)
 
 	for (unsigned c = 0; c < NSTEP; c++) {
 		close(cmd[c][1]);
-		CU_ASSERT(wait_ok(pids[c], "lock-step child"));
+		CU_ASSERT(tc_wait_ok(pids[c], "lock-step child"));
 		close(res[c][0]);
 	}
 	if (fd_hash(old_fd) != h_before)
@@ -1144,9 +1063,9 @@ test_db_replaced_concurrent(void)
 	sessdb_close(db);
 	CU_ASSERT_FATAL(start_writers(pids, 0, 0) == 0);
 
-	t0 = mono_secs();
+	t0 = tc_mono_secs();
 	for (unsigned r = 1; r <= REPLACES; r++) {
-		sleep_ms(pause_ms / 2);
+		tc_sleep_ms(pause_ms / 2);
 		CU_ASSERT_FATAL(build_b(r * B_KEYS));
 		old_fd[r] = open(path, O_RDONLY | O_CLOEXEC);	/* keeps it */
 		CU_ASSERT_FATAL(old_fd[r] != -1);
@@ -1154,10 +1073,10 @@ test_db_replaced_concurrent(void)
 		CU_ASSERT_EQUAL(rename(path_b, path), 0);
 		__atomic_store_n(&shm->gen, 2 * r, __ATOMIC_SEQ_CST);
 	}
-	sleep_ms(pause_ms);
+	tc_sleep_ms(pause_ms);
 	reap_writers(pids, "writer");
 	printf("\n  database replaced %d times in %.2f s", REPLACES,
-	    mono_secs() - t0);
+	    tc_mono_secs() - t0);
 
 	db = open_store(path);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
@@ -1185,50 +1104,33 @@ test_db_replaced_concurrent(void)
 	file_checks(path, "database replaced, many processes");
 }
 
+static const struct tc_case cases[] = {
+	{ "lock file removed, one process, two handles", test_lock_removed_single },
+	{ "lock file removed and replaced, 4 processes", test_lock_removed_multi },
+	{ "database replaced, one process", test_db_replaced_single },
+	{ "database replaced, processes told in turn", test_db_replaced_lockstep },
+	{ "database replaced, 4 processes at work", test_db_replaced_concurrent },
+};
+
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	const char *tmp = getenv("TMPDIR");
+	static const struct tc_suite suites[] = {
+		TC_SUITE("identity", cases, NULL, NULL),
+	};
+	int rc;
 
-	setvbuf(stdout, NULL, _IONBF, 0);	/* children print too */
-	if (getenv("SESSDB_UNDER_VALGRIND") != NULL)
+	if (tc_under_valgrind())
 		pause_ms *= 10;
-	snprintf(dir, sizeof(dir), "%s/test_identity.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (tc_tmpdir_make("test_identity") != 0)
 		return 2;
-	}
 	shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shm == MAP_FAILED) {
 		perror("mmap");
 		return 2;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("identity", NULL, NULL);
-	CU_add_test(s, "lock file removed, one process, two handles",
-	    test_lock_removed_single);
-	CU_add_test(s, "lock file removed and replaced, 4 processes",
-	    test_lock_removed_multi);
-	CU_add_test(s, "database replaced, one process", test_db_replaced_single);
-	CU_add_test(s, "database replaced, processes told in turn",
-	    test_db_replaced_lockstep);
-	CU_add_test(s, "database replaced, 4 processes at work",
-	    test_db_replaced_concurrent);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	rc = tc_run(suites, TC_NELEM(suites));
 	munmap(shm, sizeof(*shm));
-	{
-		char cmd[300];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (failures == 0 && system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
-	}
-	return failures == 0 ? 0 : 1;
+	return rc;
 }

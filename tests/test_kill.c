@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "sessdb.h"
 
 #define NS		SESSDB_NS_SERVER
@@ -70,34 +71,8 @@ struct msg {
 	uint32_t	got;	/* M_FAIL: the version the writer saw */
 };
 
-static char dir[256];
 static char path[300];
-static int under_valgrind;
-static int log_calls;
-static char last_log[512];
-static char round_log[8][512];	/* the first messages since log_calls = 0 */
 static uint32_t model[NKEYS + 1];	/* acknowledged version per key; 0 = absent */
-
-static void
-capture_log(void *arg, int level, const char *msg)
-{
-	(void)arg;
-	(void)level;
-	if (log_calls < 8)
-		snprintf(round_log[log_calls], sizeof(round_log[0]), "%s", msg);
-	log_calls++;
-	snprintf(last_log, sizeof(last_log), "%s", msg);
-}
-
-static uint64_t
-splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 /* make_id - 4..32 bytes: 'K', 0, key (big-endian), then filler. */
 static size_t
@@ -120,7 +95,7 @@ static size_t
 make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 {
 	uint64_t s = (uint64_t)key << 32 ^ version;
-	uint64_t r = splitmix(&s);
+	uint64_t r = tc_splitmix(&s);
 	size_t len = 8 + ((r & 7) == 0 ? (r >> 8) % 6000 : (r >> 8) % 900);
 
 	buf[0] = 'K';
@@ -131,11 +106,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 	buf[5] = (unsigned char)(version >> 8);
 	buf[6] = (unsigned char)version;
 	buf[7] = 'K';
-	for (size_t i = 8; i < len; i++) {
-		if ((i - 8) % 8 == 0)
-			r = splitmix(&s);
-		buf[i] = (unsigned char)(r >> (8 * ((i - 8) % 8)));
-	}
+	tc_random_bytes(buf + 8, len - 8, &s);
 	return len;
 }
 
@@ -163,31 +134,20 @@ opts(void)
 {
 	struct sessdb_options o = { 0 };
 
-	o.log = capture_log;
+	o.log = tc_log;
 	return o;
 }
 
 static struct sessdb *
 open_store(const struct sessdb_options *o)
 {
-	char err[512] = "";
-	struct sessdb *db = sessdb_open(path, o, err, sizeof(err));
-
-	if (db == NULL)
-		printf("\n  open %s: %s\n", path, err);
-	return db;
+	return tc_open(path, o);
 }
 
 static void
 fresh(const char *name)
 {
-	char cmd[1200];
-
-	snprintf(path, sizeof(path), "%s/%s.db", dir, name);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.lock' '%s'.corrupt-*", path, path, path);
-	CU_ASSERT_EQUAL(system(cmd), 0);
-	log_calls = 0;
-	last_log[0] = '\0';
+	CU_ASSERT_EQUAL(tc_fresh(path, sizeof(path), name), 0);
 }
 
 /* count_corrupt - how many "<db>.corrupt-*" files exist. */
@@ -198,7 +158,7 @@ count_corrupt(void)
 	char prefix[300];
 	unsigned n = 0;
 	struct dirent *de;
-	DIR *d = opendir(dir);
+	DIR *d = opendir(tc_dir);
 
 	snprintf(prefix, sizeof(prefix), "%s.corrupt-", base);
 	if (d == NULL)
@@ -208,32 +168,6 @@ count_corrupt(void)
 			n++;
 	closedir(d);
 	return n;
-}
-
-/* copy_file - copy the database as a killed writer left it (for a
- * post-mortem when a round fails).  Returns 0 or -1. */
-static int
-copy_file(const char *from, const char *to)
-{
-	char buf[65536];
-	ssize_t n;
-	int in = open(from, O_RDONLY | O_CLOEXEC), out, rc = 0;
-
-	if (in == -1)
-		return -1;
-	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out == -1) {
-		close(in);
-		return -1;
-	}
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			rc = -1;
-	if (n < 0)
-		rc = -1;
-	close(in);
-	close(out);
-	return rc;
 }
 
 static int
@@ -273,8 +207,8 @@ writer_child(int fd, uint32_t base, uint64_t seed)
 	send_msg(fd, M_READY, 0, 0, 0, 0, 0);
 	for (uint32_t i = 0; i < 0xffff; i++) {
 		uint32_t version = base + i, got = 0;
-		unsigned pick = (unsigned)(splitmix(&seed) % 100);
-		unsigned key = (unsigned)(splitmix(&seed) % NKEYS);
+		unsigned pick = (unsigned)(tc_splitmix(&seed) % 100);
+		unsigned key = (unsigned)(tc_splitmix(&seed) % NKEYS);
 		unsigned char id[SESSDB_ID_MAX];
 		size_t id_len = make_id(id, key), len;
 		uint8_t op = pick < 70 ? OP_PUT : pick < 82 ? OP_DELETE :
@@ -435,8 +369,8 @@ model_count(void)
 static void
 test_kill_rounds(void)
 {
-	int rounds = under_valgrind ? ROUNDS_VG : ROUNDS;
-	unsigned max_delay = under_valgrind ? 20 * MAX_DELAY_US : MAX_DELAY_US;
+	int rounds = tc_under_valgrind() ? ROUNDS_VG : ROUNDS;
+	unsigned max_delay = tc_under_valgrind() ? 20 * MAX_DELAY_US : MAX_DELAY_US;
 	struct sessdb_options o = opts();
 	struct sessdb *lived;
 	uint64_t rng = 0x6b696c6cu;
@@ -471,13 +405,13 @@ test_kill_rounds(void)
 		CU_ASSERT_FATAL(pipe2(p, O_CLOEXEC) == 0);
 		/* One round in eight kills the writer while it starts and opens
 		 * the store; the others let it open, then write for a while. */
-		early = splitmix(&rng) % 8 == 0;
-		delay = (unsigned)(splitmix(&rng) % (early ? max_delay / 2 : max_delay));
+		early = tc_splitmix(&rng) % 8 == 0;
+		delay = (unsigned)(tc_splitmix(&rng) % (early ? max_delay / 2 : max_delay));
 		pid = fork();
 		CU_ASSERT_FATAL(pid != -1);
 		if (pid == 0) {
 			close(p[0]);
-			writer_child(p[1], (uint32_t)(round + 1) << 16, splitmix(&rng));
+			writer_child(p[1], (uint32_t)(round + 1) << 16, tc_splitmix(&rng));
 			_exit(0);
 		}
 		close(p[1]);
@@ -548,10 +482,10 @@ test_kill_rounds(void)
 
 		/* Keep the file as the writer left it, for a post-mortem. */
 		snprintf(snap, sizeof(snap), "%s.as-killed", path);
-		copy_file(path, snap);
+		tc_copy_file(path, snap);
 
 		/* A fresh handle: the store opens, acknowledged records are there. */
-		log_calls = 0;
+		tc_log_reset();
 		db = open_store(&o);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 		check_keys(db, "fresh handle", &fl, seen, &t);
@@ -567,10 +501,10 @@ test_kill_rounds(void)
 			 * with what could be rebuilt).  Records may be lost; the
 			 * log says so and the store must work. */
 			moved++;
-			CU_ASSERT(log_calls > 0);
+			CU_ASSERT(tc_log_calls > 0);
 			CU_ASSERT(st.recoveries > 0);
 			printf("\n  round %d: damaged file moved aside (%s)\n", round,
-			    last_log);
+			    tc_last_log);
 			memcpy(model, seen, sizeof(model));
 			check_keys(db, "after move-aside", NULL, seen, &t);
 			wrong += t.wrong + t.missing;
@@ -584,7 +518,7 @@ test_kill_rounds(void)
 			 * missing.  A repair is said through the log callback. */
 			if (reported) {
 				recovered++;
-				CU_ASSERT(log_calls > 0);
+				CU_ASSERT(tc_log_calls > 0);
 			}
 			silent_loss += t.missing;
 		}
@@ -636,8 +570,8 @@ test_kill_rounds(void)
 				printf("  round %d: in flight at the kill: %s of key %u\n",
 				    round, fl.op == OP_PUT ? "put" : fl.op == OP_DELETE ?
 				    "delete" : fl.op == OP_TAKE ? "take" : "get", fl.key);
-			for (int i = 0; i < log_calls && i < 8; i++)
-				printf("  round %d log: %s\n", round, round_log[i]);
+			for (int i = 0; i < tc_log_calls && i < 8; i++)
+				printf("  round %d log: %s\n", round, tc_first_log[i]);
 		}
 		if (failures + child_errors + silent_loss + wrong + errors +
 		    bad_records + lived_bad > 30) {
@@ -689,52 +623,6 @@ test_kill_rounds(void)
 
 /* ---- a lock holder that hangs ---- */
 
-/* hold_lock - fork a child that holds flock(op) on the lock file and
- * sleeps until killed; returns its pid once the lock is held. */
-static pid_t
-hold_lock(int op)
-{
-	char lock_path[320], c;
-	int p[2];
-	pid_t pid;
-
-	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
-	if (pipe2(p, O_CLOEXEC) != 0)
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		int fd = open(lock_path, O_RDWR | O_CLOEXEC);
-
-		close(p[0]);
-		if (fd == -1 || flock(fd, op) != 0)
-			_exit(1);
-		if (write(p[1], "l", 1) != 1)
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	close(p[1]);
-	if (pid == -1 || read(p[0], &c, 1) != 1) {
-		close(p[0]);
-		if (pid > 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-		}
-		return -1;
-	}
-	close(p[0]);
-	return pid;
-}
-
-static double
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
-}
-
 /* expect_timeout - the call took about timeout_ms, failed, named the lock. */
 static void
 expect_timeout(struct sessdb *db, const char *what, int rc, double ms,
@@ -757,13 +645,13 @@ expect_timeout(struct sessdb *db, const char *what, int rc, double ms,
 static void
 test_hung_lock(void)
 {
-	unsigned timeout = under_valgrind ? 1000 : 200;
+	unsigned timeout = tc_under_valgrind() ? 1000 : 200;
 	struct sessdb_options o = opts();
 	unsigned char id[SESSDB_ID_MAX];
 	size_t id_len = make_id(id, 7), len;
 	struct sessdb_stats st;
 	struct sessdb *db;
-	char err[512] = "";
+	char err[512] = "", lock_path[320];
 	double t0;
 	void *data;
 	pid_t holder;
@@ -775,22 +663,23 @@ test_hung_lock(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	CU_ASSERT_EQUAL_FATAL(put_key(db, 7, 1), 0);
 	sessdb_stats_reset(db);
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
 
 	/* An exclusive holder blocks everyone. */
-	holder = hold_lock(LOCK_EX);
+	holder = tc_hold_lock(lock_path, LOCK_EX);
 	CU_ASSERT_FATAL(holder > 0);
-	t0 = mono_ms();
+	t0 = tc_mono_ms();
 	rc = sessdb_get(db, NS, id, id_len, &data, &len, NULL);
-	expect_timeout(db, "get", rc, mono_ms() - t0, timeout);
-	t0 = mono_ms();
+	expect_timeout(db, "get", rc, tc_mono_ms() - t0, timeout);
+	t0 = tc_mono_ms();
 	rc = put_key(db, 8, 1);
-	expect_timeout(db, "put", rc, mono_ms() - t0, timeout);
-	t0 = mono_ms();
+	expect_timeout(db, "put", rc, tc_mono_ms() - t0, timeout);
+	t0 = tc_mono_ms();
 	rc = sessdb_take(db, NS, id, id_len, &data, &len, NULL);
-	expect_timeout(db, "take", rc, mono_ms() - t0, timeout);
-	t0 = mono_ms();
+	expect_timeout(db, "take", rc, tc_mono_ms() - t0, timeout);
+	t0 = tc_mono_ms();
 	rc = sessdb_delete(db, NS, id, id_len);
-	expect_timeout(db, "delete", rc, mono_ms() - t0, timeout);
+	expect_timeout(db, "delete", rc, tc_mono_ms() - t0, timeout);
 	sessdb_stats(db, &st);
 	if (st.lock_timeouts != 4 || st.errors != 4)
 		printf("\n  stats: got lock_timeouts %llu errors %llu, want 4 4\n",
@@ -799,10 +688,10 @@ test_hung_lock(void)
 	CU_ASSERT_EQUAL(st.lock_timeouts, 4);
 	CU_ASSERT_EQUAL(st.errors, 4);
 	/* Opening another handle does not hang either. */
-	t0 = mono_ms();
+	t0 = tc_mono_ms();
 	{
 		struct sessdb *other = sessdb_open(path, &o, err, sizeof(err));
-		double ms = mono_ms() - t0;
+		double ms = tc_mono_ms() - t0;
 
 		CU_ASSERT_PTR_NULL(other);
 		sessdb_close(other);
@@ -812,8 +701,7 @@ test_hung_lock(void)
 		CU_ASSERT(strstr(err, "lock") != NULL);
 		CU_ASSERT(ms <= timeout * 3.0 + 500);
 	}
-	kill(holder, SIGKILL);
-	CU_ASSERT_EQUAL(waitpid(holder, NULL, 0), holder);
+	tc_release_lock(holder);
 
 	/* The holder is gone: everything works again, nothing was lost. */
 	rc = sessdb_get(db, NS, id, id_len, &data, &len, NULL);
@@ -824,51 +712,34 @@ test_hung_lock(void)
 	}
 
 	/* A shared holder blocks writers only. */
-	holder = hold_lock(LOCK_SH);
+	holder = tc_hold_lock(lock_path, LOCK_SH);
 	CU_ASSERT_FATAL(holder > 0);
 	rc = sessdb_get(db, NS, id, id_len, &data, &len, NULL);
 	CU_ASSERT_EQUAL(rc, SESSDB_OK);
 	sessdb_free(rc == SESSDB_OK ? data : NULL);
-	t0 = mono_ms();
+	t0 = tc_mono_ms();
 	rc = put_key(db, 8, 2);
-	expect_timeout(db, "put (shared holder)", rc, mono_ms() - t0, timeout);
-	kill(holder, SIGKILL);
-	CU_ASSERT_EQUAL(waitpid(holder, NULL, 0), holder);
+	expect_timeout(db, "put (shared holder)", rc, tc_mono_ms() - t0, timeout);
+	tc_release_lock(holder);
 	CU_ASSERT_EQUAL(put_key(db, 8, 3), 0);
 	sessdb_stats(db, &st);
 	CU_ASSERT_EQUAL(st.lock_timeouts, 5);
 	sessdb_close(db);
 }
 
+static const struct tc_case cases[] = {
+	{ "writer SIGKILLed at random moments", test_kill_rounds },
+	{ "hung lock holder", test_hung_lock },
+};
+
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	const char *tmp = getenv("TMPDIR");
+	static const struct tc_suite suites[] = {
+		TC_SUITE("kill", cases, NULL, NULL),
+	};
 
-	setvbuf(stdout, NULL, _IONBF, 0);
-	under_valgrind = getenv("SESSDB_UNDER_VALGRIND") != NULL;
-	snprintf(dir, sizeof(dir), "%s/test_kill.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (tc_tmpdir_make("test_kill") != 0)
 		return 2;
-	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("kill", NULL, NULL);
-	CU_add_test(s, "writer SIGKILLed at random moments", test_kill_rounds);
-	CU_add_test(s, "hung lock holder", test_hung_lock);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	{
-		char cmd[300];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (failures == 0 && system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
-	}
-	return failures == 0 ? 0 : 1;
+	return tc_run(suites, TC_NELEM(suites));
 }

@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "sessdb.h"
 
 #define NS		SESSDB_NS_SERVER
@@ -65,22 +66,9 @@
 #define SPACE_TOKEN	'k'
 #define OWNER_SHARED	0xff
 
-static char dir[256];
 static char path[300];
-static int under_valgrind;
 
 /* ---- deterministic keys and payloads ---- */
-
-/* splitmix64 - a small, good PRNG step. */
-static uint64_t
-splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 /* make_id - the identifier of key number `key` of `owner` in `space`:
  * 4..32 bytes, the length varying with the key. */
@@ -108,7 +96,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned writer, unsigned space,
 {
 	uint64_t s = (uint64_t)writer << 56 ^ (uint64_t)space << 48 ^
 	    (uint64_t)key << 32 ^ version;
-	uint64_t r = splitmix(&s);
+	uint64_t r = tc_splitmix(&s);
 	size_t len = 10 + ((r & 15) == 0 ? (r >> 8) % 4000 : (r >> 8) % 500);
 
 	buf[0] = 'M';
@@ -121,11 +109,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned writer, unsigned space,
 	buf[7] = (unsigned char)(version >> 8);
 	buf[8] = (unsigned char)version;
 	buf[9] = 'M';
-	for (size_t i = 10; i < len; i++) {
-		if ((i - 10) % 8 == 0)
-			r = splitmix(&s);
-		buf[i] = (unsigned char)(r >> (8 * ((i - 10) % 8)));
-	}
+	tc_random_bytes(buf + 10, len - 10, &s);
 	return len;
 }
 
@@ -173,8 +157,7 @@ struct slot {
 };
 
 struct child_report {
-	unsigned	failures;
-	char		first[4][240];
+	struct tc_notes	notes;
 	uint64_t	ops;
 	uint64_t	gets, takes, hits, misses;
 	uint64_t	puts_ok, deletes_removed, deletes_maybe;
@@ -196,54 +179,15 @@ struct shared {
 static struct shared *shm;
 
 static void
-rep_fail(struct child_report *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* rep_fail - record a failure seen in a child (printed, and kept for the parent). */
-static void
-rep_fail(struct child_report *r, const char *fmt, ...)
-{
-	char msg[240];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (r->failures < 4)
-		snprintf(r->first[r->failures], sizeof(r->first[0]), "%s", msg);
-	if (r->failures < 20)
-		printf("\n  [pid %d] %s\n", (int)getpid(), msg);
-	r->failures++;
-}
-
-static double
-mono_secs(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
 fresh(const char *name)
 {
-	char cmd[1200];
-
-	snprintf(path, sizeof(path), "%s/%s.db", dir, name);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.lock' '%s'.corrupt-*", path, path, path);
-	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(tc_fresh(path, sizeof(path), name), 0);
 }
 
 static struct sessdb *
 open_store(void)
 {
-	char err[512] = "";
-	struct sessdb *db = sessdb_open(path, NULL, err, sizeof(err));
-
-	if (db == NULL)
-		printf("\n  open %s: %s\n", path, err);
-	return db;
+	return tc_open(path, NULL);
 }
 
 /* put_payload - put writer's payload for (space, owner, key, version). */
@@ -256,27 +200,6 @@ put_payload(struct sessdb *db, unsigned writer, unsigned space, unsigned owner,
 	size_t len = make_payload(buf, writer, space, key, version);
 
 	return sessdb_put(db, NS, id, id_len, buf, len, time(NULL) + 3600);
-}
-
-/* wait_ok - reap pid; 1 if it exited 0 (valgrind errors exit 99). */
-static int
-wait_ok(pid_t pid, const char *what)
-{
-	int status;
-
-	if (waitpid(pid, &status, 0) != pid) {
-		printf("\n  %s: waitpid: %s\n", what, strerror(errno));
-		return 0;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 1;
-	if (WIFEXITED(status))
-		printf("\n  %s (pid %d): got exit status %d, want 0\n", what,
-		    (int)pid, WEXITSTATUS(status));
-	else
-		printf("\n  %s (pid %d): killed by signal %d\n", what, (int)pid,
-		    WTERMSIG(status));
-	return 0;
 }
 
 /* ---- mixed operations ---- */
@@ -306,7 +229,7 @@ lookup(struct sessdb *db, struct child_report *r, int take, unsigned space,
 		return rc;
 	}
 	if (rc != SESSDB_OK) {
-		rep_fail(r, "%s %c/%u/%u: got %d (%s), want a hit or a miss",
+		tc_note(&r->notes, "%s %c/%u/%u: got %d (%s), want a hit or a miss",
 		    take ? "take" : "get", space, owner, key, rc, sessdb_error(db));
 		return -1;
 	}
@@ -314,7 +237,7 @@ lookup(struct sessdb *db, struct child_report *r, int take, unsigned space,
 	rc = check_payload(data, len, space, key, writer, version, why, sizeof(why));
 	sessdb_free(data);
 	if (!rc) {
-		rep_fail(r, "%s %c/%u/%u: %s", take ? "take" : "get", space, owner,
+		tc_note(&r->notes, "%s %c/%u/%u: %s", take ? "take" : "get", space, owner,
 		    key, why);
 		return -1;
 	}
@@ -329,13 +252,13 @@ expect_state(struct child_report *r, int rc, const char *what, unsigned owner,
 	if (rc == -1)
 		return;		/* already reported */
 	if (want == 0 && rc != SESSDB_MISS)
-		rep_fail(r, "%s p/%u/%u: got version %u (writer %u), want a miss",
+		tc_note(&r->notes, "%s p/%u/%u: got version %u (writer %u), want a miss",
 		    what, owner, key, (unsigned)got, writer);
 	else if (want != 0 && rc != SESSDB_OK)
-		rep_fail(r, "%s p/%u/%u: got a miss, want version %u",
+		tc_note(&r->notes, "%s p/%u/%u: got a miss, want version %u",
 		    what, owner, key, (unsigned)want);
 	else if (want != 0 && (got != want || writer != owner))
-		rep_fail(r, "%s p/%u/%u: got version %u (writer %u), want version "
+		tc_note(&r->notes, "%s p/%u/%u: got version %u (writer %u), want version "
 		    "%u (writer %u)", what, owner, key, (unsigned)got, writer,
 		    (unsigned)want, owner);
 }
@@ -361,11 +284,11 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 	struct child_report *r = &shm->rep[c];
 	unsigned nb = (c + 1) % NCHILD;
 	uint64_t rng = 0x5e55db00u + c;
-	double t0 = mono_secs();
+	double t0 = tc_mono_secs();
 
 	for (unsigned i = 0; i < ops; i++) {
 		uint32_t version = i + 1, got = 0;
-		unsigned pick = (unsigned)(splitmix(&rng) % 100);
+		unsigned pick = (unsigned)(tc_splitmix(&rng) % 100);
 		unsigned key, writer = 0;
 		struct slot *s;
 		int rc;
@@ -376,7 +299,7 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 		if ((i & 3) == 0)
 			sched_yield();
 		if (pick < 60) {
-			key = (unsigned)(splitmix(&rng) % PRIV_KEYS);
+			key = (unsigned)(tc_splitmix(&rng) % PRIV_KEYS);
 			s = &shm->priv[c][key];
 			uint32_t cur = s->version;
 			if (pick < 28) {		/* put a private key */
@@ -385,7 +308,7 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 				if (rc == 0)
 					r->puts_ok++;
 				else
-					rep_fail(r, "put p/%u/%u: got %d (%s), want 0", c,
+					tc_note(&r->notes, "put p/%u/%u: got %d (%s), want 0", c,
 					    key, rc, sessdb_error(db));
 				seq_end(s, rc == 0 ? version : cur);
 			} else if (pick < 48) {		/* get a private key */
@@ -405,14 +328,14 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 				seq_begin(s);
 				rc = sessdb_delete(db, NS, id, id_len);
 				if (rc != 0)
-					rep_fail(r, "delete p/%u/%u: got %d (%s), want 0",
+					tc_note(&r->notes, "delete p/%u/%u: got %d (%s), want 0",
 					    c, key, rc, sessdb_error(db));
 				else if (cur != 0)
 					r->deletes_removed++;
 				seq_end(s, rc == 0 ? 0 : cur);
 			}
 		} else if (pick < 91) {
-			key = (unsigned)(splitmix(&rng) % SHARED_KEYS);
+			key = (unsigned)(tc_splitmix(&rng) % SHARED_KEYS);
 			if (pick < 74) {		/* put a shared key */
 				shm->shared_put[c][version] = (uint16_t)(key + 1);
 				rc = put_payload(db, c, SPACE_SHARED, OWNER_SHARED, key,
@@ -420,7 +343,7 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 				if (rc == 0)
 					r->puts_ok++;
 				else
-					rep_fail(r, "put s/%u: got %d (%s), want 0", key,
+					tc_note(&r->notes, "put s/%u: got %d (%s), want 0", key,
 					    rc, sessdb_error(db));
 			} else if (pick < 88) {		/* get or take a shared key */
 				int take = pick >= 84;
@@ -429,7 +352,7 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 				    &writer, &got);
 				if (rc == SESSDB_OK && (writer >= NCHILD || got == 0 ||
 				    got > OPS_MAX || shm->shared_put[writer][got] != key + 1))
-					rep_fail(r, "%s s/%u: got version %u of writer %u, "
+					tc_note(&r->notes, "%s s/%u: got version %u of writer %u, "
 					    "which that writer never put there",
 					    take ? "take" : "get", key, (unsigned)got, writer);
 				if (rc == SESSDB_OK && take)
@@ -440,14 +363,14 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 
 				rc = sessdb_delete(db, NS, id, id_len);
 				if (rc != 0)
-					rep_fail(r, "delete s/%u: got %d (%s), want 0",
+					tc_note(&r->notes, "delete s/%u: got %d (%s), want 0",
 					    key, rc, sessdb_error(db));
 				r->deletes_maybe++;
 			}
 		} else {
 			/* Read the neighbour's private key: if its owner settled
 			 * nothing during our call, we must see exactly that. */
-			key = (unsigned)(splitmix(&rng) % PRIV_KEYS);
+			key = (unsigned)(tc_splitmix(&rng) % PRIV_KEYS);
 			s = &shm->priv[nb][key];
 			uint32_t s1 = __atomic_load_n(&s->seq, __ATOMIC_SEQ_CST);
 			uint32_t want = __atomic_load_n(&s->version, __ATOMIC_SEQ_CST);
@@ -461,34 +384,34 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 			} else {
 				r->cross_skipped++;
 				if (rc == SESSDB_OK && writer != nb)
-					rep_fail(r, "get p/%u/%u: got writer %u, want %u",
+					tc_note(&r->notes, "get p/%u/%u: got writer %u, want %u",
 					    nb, key, writer, nb);
 			}
 		}
 	}
-	r->secs = mono_secs() - t0;
+	r->secs = tc_mono_secs() - t0;
 	sessdb_stats(db, &r->st);
 	/* The counters of this handle must match what the calls returned. */
 	if (r->st.hits != r->hits || r->st.misses != r->misses)
-		rep_fail(r, "stats: got hits %llu misses %llu, want %llu %llu",
+		tc_note(&r->notes, "stats: got hits %llu misses %llu, want %llu %llu",
 		    (unsigned long long)r->st.hits, (unsigned long long)r->st.misses,
 		    (unsigned long long)r->hits, (unsigned long long)r->misses);
 	if (r->st.hits + r->st.misses != r->gets + r->takes)
-		rep_fail(r, "stats: got hits+misses %llu, want gets+takes %llu",
+		tc_note(&r->notes, "stats: got hits+misses %llu, want gets+takes %llu",
 		    (unsigned long long)(r->st.hits + r->st.misses),
 		    (unsigned long long)(r->gets + r->takes));
 	if (r->st.stores != r->puts_ok)
-		rep_fail(r, "stats: got stores %llu, want %llu acknowledged puts",
+		tc_note(&r->notes, "stats: got stores %llu, want %llu acknowledged puts",
 		    (unsigned long long)r->st.stores, (unsigned long long)r->puts_ok);
 	if (r->st.deletes < r->deletes_removed ||
 	    r->st.deletes > r->deletes_removed + r->deletes_maybe)
-		rep_fail(r, "stats: got deletes %llu, want %llu..%llu",
+		tc_note(&r->notes, "stats: got deletes %llu, want %llu..%llu",
 		    (unsigned long long)r->st.deletes,
 		    (unsigned long long)r->deletes_removed,
 		    (unsigned long long)(r->deletes_removed + r->deletes_maybe));
 	if (r->st.errors != 0 || r->st.lock_timeouts != 0 || r->st.corrupt != 0 ||
 	    r->st.expired != 0 || r->st.declined != 0 || r->st.recoveries != 0)
-		rep_fail(r, "stats: got errors %llu lock_timeouts %llu corrupt %llu "
+		tc_note(&r->notes, "stats: got errors %llu lock_timeouts %llu corrupt %llu "
 		    "expired %llu declined %llu recoveries %llu, want all 0",
 		    (unsigned long long)r->st.errors,
 		    (unsigned long long)r->st.lock_timeouts,
@@ -547,11 +470,11 @@ census_fn(void *arg, const struct sessdb_record *rec)
 static void
 test_mixed(void)
 {
-	unsigned ops = under_valgrind ? OPS_VALGRIND : OPS_MAX;
+	unsigned ops = tc_under_valgrind() ? OPS_VALGRIND : OPS_MAX;
 	pid_t pids[NCHILD];
 	struct sessdb *db;
 	uint64_t total_ops = 0, cross = 0, reopens = 0, present = 0, shared_hits = 0;
-	double t0 = mono_secs(), wall;
+	double t0 = tc_mono_secs(), wall;
 
 	fresh("mixed");
 	memset(shm, 0, sizeof(*shm));
@@ -566,25 +489,25 @@ test_mixed(void)
 			struct sessdb *cdb = open_store();
 
 			if (cdb == NULL) {
-				rep_fail(&shm->rep[c], "child %u: open failed", c);
+				tc_note(&shm->rep[c].notes, "child %u: open failed", c);
 				_exit(1);
 			}
 			mixed_child(cdb, c, ops);
 			sessdb_close(cdb);
-			_exit(shm->rep[c].failures == 0 ? 0 : 1);
+			_exit(shm->rep[c].notes.failures == 0 ? 0 : 1);
 		}
 	}
 	for (unsigned c = 0; c < NCHILD; c++)
-		CU_ASSERT(wait_ok(pids[c], "mixed child"));
-	wall = mono_secs() - t0;
+		CU_ASSERT(tc_wait_ok(pids[c], "mixed child"));
+	wall = tc_mono_secs() - t0;
 
 	for (unsigned c = 0; c < NCHILD; c++) {
 		struct child_report *r = &shm->rep[c];
 
-		if (r->failures != 0)
-			printf("\n  child %u: %u failures, first: %s\n", c, r->failures,
-			    r->first[0]);
-		CU_ASSERT_EQUAL(r->failures, 0);
+		if (r->notes.failures != 0)
+			printf("\n  child %u: %u failures, first: %s\n", c, r->notes.failures,
+			    r->notes.first[0]);
+		CU_ASSERT_EQUAL(r->notes.failures, 0);
 		CU_ASSERT_EQUAL(r->ops, ops);
 		CU_ASSERT_EQUAL(r->st.hits + r->st.misses, r->gets + r->takes);
 		CU_ASSERT_EQUAL(r->st.stores, r->puts_ok);
@@ -626,12 +549,12 @@ test_mixed(void)
 
 			if (rc == SESSDB_OK && (writer >= NCHILD || got == 0 ||
 			    got > OPS_MAX || shm->shared_put[writer][got] != k + 1))
-				rep_fail(&check, "final get s/%u: got version %u of writer "
+				tc_note(&check.notes, "final get s/%u: got version %u of writer "
 				    "%u, which that writer never put there", k,
 				    (unsigned)got, writer);
 			shared_hits += rc == SESSDB_OK;
 		}
-		CU_ASSERT_EQUAL(check.failures, 0);
+		CU_ASSERT_EQUAL(check.notes.failures, 0);
 	}
 	/* foreach: nothing undecodable, nothing foreign, the right count. */
 	{
@@ -727,7 +650,7 @@ take_child(struct sessdb *db, int c, int go_fd, int res_fd)
 static void
 take_race(int inherited)
 {
-	int rounds = under_valgrind ? TAKE_ROUNDS_VG : TAKE_ROUNDS;
+	int rounds = tc_under_valgrind() ? TAKE_ROUNDS_VG : TAKE_ROUNDS;
 	int go[TAKERS][2], res[2];
 	pid_t pids[TAKERS];
 	struct sessdb *db;
@@ -807,7 +730,7 @@ take_race(int inherited)
 	for (int c = 0; c < TAKERS; c++)
 		close(go[c][1]);
 	for (int c = 0; c < TAKERS; c++)
-		CU_ASSERT(wait_ok(pids[c], "take child"));
+		CU_ASSERT(tc_wait_ok(pids[c], "take child"));
 	close(res[0]);
 	CU_ASSERT_EQUAL(bad_rounds, 0);
 	CU_ASSERT_EQUAL(errors, 0);
@@ -843,10 +766,10 @@ token_loop(struct sessdb *db, unsigned me, unsigned want)
 {
 	unsigned char id[SESSDB_ID_MAX];
 	size_t id_len = make_id(id, SPACE_TOKEN, 0, 0);
-	double deadline = mono_secs() + (under_valgrind ? 600 : 60);
+	double deadline = tc_mono_secs() + (tc_under_valgrind() ? 600 : 60);
 	int failures = 0;
 
-	while (shm->nwon[me] < want && mono_secs() < deadline) {
+	while (shm->nwon[me] < want && tc_mono_secs() < deadline) {
 		void *data;
 		size_t len;
 		unsigned writer;
@@ -891,7 +814,7 @@ token_loop(struct sessdb *db, unsigned me, unsigned want)
 static void
 test_token_inherited(void)
 {
-	unsigned want = under_valgrind ? TOKEN_WINS_VG : TOKEN_WINS;
+	unsigned want = tc_under_valgrind() ? TOKEN_WINS_VG : TOKEN_WINS;
 	unsigned total = want * (TAKERS + 1);
 	unsigned char seen[(TAKERS + 1) * TOKEN_WINS] = { 0 };
 	unsigned char id[SESSDB_ID_MAX];
@@ -920,7 +843,7 @@ test_token_inherited(void)
 	}
 	CU_ASSERT_EQUAL(token_loop(db, TAKERS, want), 0);
 	for (unsigned c = 0; c < TAKERS; c++)
-		CU_ASSERT(wait_ok(pids[c], "token child"));
+		CU_ASSERT(tc_wait_ok(pids[c], "token child"));
 
 	/* Every counter value 0..total-1 was won exactly once. */
 	for (unsigned p = 0; p <= TAKERS; p++) {
@@ -951,44 +874,30 @@ test_token_inherited(void)
 	sessdb_close(db);
 }
 
+static const struct tc_case cases[] = {
+	{ "mixed operations, 4 processes", test_mixed },
+	{ "take race, own handles", test_take_race_own },
+	{ "take race, handle opened before fork", test_take_race_inherited },
+	{ "token passing, handle opened before fork", test_token_inherited },
+};
+
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	const char *tmp = getenv("TMPDIR");
+	static const struct tc_suite suites[] = {
+		TC_SUITE("multiproc", cases, NULL, NULL),
+	};
+	int rc;
 
-	setvbuf(stdout, NULL, _IONBF, 0);	/* children print too */
-	under_valgrind = getenv("SESSDB_UNDER_VALGRIND") != NULL;
-	snprintf(dir, sizeof(dir), "%s/test_multiproc.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (tc_tmpdir_make("test_multiproc") != 0)
 		return 2;
-	}
 	shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shm == MAP_FAILED) {
 		perror("mmap");
 		return 2;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("multiproc", NULL, NULL);
-	CU_add_test(s, "mixed operations, 4 processes", test_mixed);
-	CU_add_test(s, "take race, own handles", test_take_race_own);
-	CU_add_test(s, "take race, handle opened before fork", test_take_race_inherited);
-	CU_add_test(s, "token passing, handle opened before fork", test_token_inherited);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	rc = tc_run(suites, TC_NELEM(suites));
 	munmap(shm, sizeof(*shm));
-	{
-		char cmd[300];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (failures == 0 && system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
-	}
-	return failures == 0 ? 0 : 1;
+	return rc;
 }

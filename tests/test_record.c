@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common.h"
 #include "record.h"
 
 static const unsigned char KEY[] = { SESSDB_NS_SERVER, 0xde, 0xad, 0xbe, 0xef };
@@ -220,26 +221,23 @@ test_strerror(void)
 	CU_ASSERT_STRING_EQUAL(rec_strerror((enum rec_status)999), "unknown record status");
 }
 
+static const struct tc_case cases[] = {
+	{ "roundtrip", test_roundtrip },
+	{ "layout", test_layout },
+	{ "negative times", test_negative_times },
+	{ "crc32c vectors", test_crc32c_vectors },
+	{ "malformed records", test_malformed },
+	{ "value under wrong key", test_wrong_key },
+	{ "keys", test_keys },
+	{ "strerror", test_strerror },
+};
+
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
+	static const struct tc_suite suites[] = {
+		TC_SUITE("record", cases, NULL, NULL),
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	s = CU_add_suite("record", NULL, NULL);
-	CU_add_test(s, "roundtrip", test_roundtrip);
-	CU_add_test(s, "layout", test_layout);
-	CU_add_test(s, "negative times", test_negative_times);
-	CU_add_test(s, "crc32c vectors", test_crc32c_vectors);
-	CU_add_test(s, "malformed records", test_malformed);
-	CU_add_test(s, "value under wrong key", test_wrong_key);
-	CU_add_test(s, "keys", test_keys);
-	CU_add_test(s, "strerror", test_strerror);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures == 0 ? 0 : 1;
+	return tc_run(suites, TC_NELEM(suites));
 }

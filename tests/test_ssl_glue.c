@@ -14,7 +14,6 @@
  *	Under valgrind (SESSDB_UNDER_VALGRIND set) the leak loop runs fewer
  *	rounds; valgrind or ASan then reports any leaked reference.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +28,14 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common.h"
 #include "sessdb.h"
 #include "sessdb_ssl.h"
 
 #define MAX_TICKETS 8
 
-static char tmpdir[64];
 static char datadir[4096];
 static int db_seq;
-static int64_t fake_now;	/* 0: the real clock */
 
 /* A finished handshake as seen by both ends. */
 struct hs {
@@ -81,23 +79,6 @@ struct srv_cfg {
 
 static struct hs *cur_hs;
 
-/* fake_clock - the stores' clock: fake_now when set, else the real time. */
-static int64_t
-fake_clock(void *arg)
-{
-	return fake_now != 0 ? fake_now : (int64_t)time(NULL);
-}
-
-static char last_log[512];	/* the stores' last log message */
-static int nlog;		/* and how many there were */
-
-/* quiet_log - keep the last store log message instead of printing it. */
-static void
-quiet_log(void *arg, int level, const char *msg)
-{
-	snprintf(last_log, sizeof(last_log), "%s", msg);
-	nlog++;
-}
 
 /* data_file - path of a file in the test data directory (static buffer). */
 static const char *
@@ -113,7 +94,7 @@ data_file(const char *name)
 static void
 new_db_path(char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/sess%d.db", tmpdir, ++db_seq);
+	snprintf(buf, len, "%s/sess%d.db", tc_dir, ++db_seq);
 }
 
 /* open_db - open path with the fake clock and a short lock timeout. */
@@ -125,10 +106,10 @@ open_db(const char *path, uint32_t max_ttl)
 	struct sessdb *db;
 
 	memset(&o, 0, sizeof(o));
-	o.clock = fake_clock;
+	o.clock = tc_clock;
 	o.lock_timeout_ms = 100;
 	o.max_ttl = max_ttl;
-	o.log = quiet_log;
+	o.log = tc_log;
 	db = sessdb_open(path, &o, err, sizeof(err));
 	if (db == NULL)
 		fprintf(stderr, "sessdb_open %s: %s\n", path, err);
@@ -451,7 +432,7 @@ done:
 
 /* Two "processes": two contexts on two handles of one file. */
 struct pair {
-	char		path[128];
+	char		path[300];
 	struct sessdb	*db[2];
 	SSL_CTX		*srv[2];
 	SSL_CTX		*cli;
@@ -650,13 +631,13 @@ test_no_sid_ctx_not_stored(void)
 	CU_ASSERT(h.ok);
 	CU_ASSERT(count_records(p.db[0]) == 0);
 	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 1);
-	CU_ASSERT(strstr(last_log, "no session-ID context") != NULL);
+	CU_ASSERT(strstr(tc_last_log, "no session-ID context") != NULL);
 	hs_clear(&h);
 	/* Logged once per context, not per handshake. */
-	nlog = 0;
+	tc_log_calls = 0;
 	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h) == 0);
 	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 2);
-	CU_ASSERT(nlog == 0);
+	CU_ASSERT(tc_log_calls == 0);
 	hs_clear(&h);
 	pair_close(&p);
 }
@@ -696,9 +677,9 @@ check_expired(int tls)
 	CU_ASSERT(meta.expires <= time(NULL) + 60);	/* capped by max_ttl */
 	CU_ASSERT(meta.expires >= t0 + 59);
 
-	fake_now = t0 + 61;
+	tc_now = t0 + 61;
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
-	fake_now = 0;
+	tc_now = 0;
 	CU_ASSERT(h2.ok);
 	CU_ASSERT(!h2.reused);
 	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
@@ -775,12 +756,12 @@ check_corrupt(const unsigned char *bad, size_t bad_len, int from_other,
 	CU_ASSERT(sessdb_put(p.db[0], SESSDB_NS_SERVER, id, id_len, bad,
 	    bad_len, 0) == SESSDB_OK);
 
-	last_log[0] = '\0';
+	tc_last_log[0] = '\0';
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0], .early = early ? "x" : NULL }, &h2) == 0);
 	CU_ASSERT(h2.ok);
 	CU_ASSERT(!h2.reused);
 	CU_ASSERT(stats_of(p.srv[1]).rejected == 1);
-	CU_ASSERT(strstr(last_log, "dropping a record") != NULL);
+	CU_ASSERT(strstr(tc_last_log, "dropping a record") != NULL);
 	CU_ASSERT(sessdb_get(p.db[0], SESSDB_NS_SERVER, id, id_len, &data,
 	    &len, NULL) == SESSDB_MISS);
 	sessdb_free(data);
@@ -825,14 +806,14 @@ test_store_full(void)
 {
 	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
 	struct sessdb_options o;
-	char path[128], err[256];
+	char path[300], err[256];
 	struct sessdb *db;
 	SSL_CTX *sctx, *cctx;
 	struct hs h1, h2, h3;
 
 	memset(&o, 0, sizeof(o));
 	o.max_entries = 1;
-	o.log = quiet_log;
+	o.log = tc_log;
 	new_db_path(path, sizeof(path));
 	db = sessdb_open(path, &o, err, sizeof(err));
 	CU_ASSERT_FATAL(db != NULL);
@@ -1121,7 +1102,7 @@ static void
 test_lock_timeout_is_miss(void)
 {
 	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
-	char lockpath[160];
+	char lockpath[320];
 	struct pair p;
 	struct hs h1, h2, h3;
 	int fd;
@@ -1157,7 +1138,7 @@ test_attach_detach(void)
 	struct sessdb_ssl_stats st;
 	SSL_CTX *cctx, *sctx;
 	struct sessdb *db;
-	char path[128];
+	char path[300];
 	struct hs h;
 	long mode;
 
@@ -1368,19 +1349,19 @@ check_identity(int tls, uint32_t early)
 		CU_ASSERT_FATAL(offer[i] != NULL);
 	}
 
-	nlog = 0;
+	tc_log_calls = 0;
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = offer[0], .early = edata }, &h2) == 0);
 	CU_ASSERT(h2.ok);
 	CU_ASSERT(!h2.reused);
 	CU_ASSERT(h2.early_got[0] == '\0');
 	CU_ASSERT(stats_of(p.srv[1]).foreign == 1);
 	CU_ASSERT(stats_of(p.srv[1]).hits == 0);
-	CU_ASSERT(nlog == 1);
-	CU_ASSERT(strstr(last_log, "another server identity") != NULL);
+	CU_ASSERT(tc_log_calls == 1);
+	CU_ASSERT(strstr(tc_last_log, "another server identity") != NULL);
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = offer[1], .early = edata }, &h3) == 0);
 	CU_ASSERT(h3.ok && !h3.reused);
 	CU_ASSERT(stats_of(p.srv[1]).foreign == 2);
-	CU_ASSERT(nlog == 1);	/* logged once, not per handshake */
+	CU_ASSERT(tc_log_calls == 1);	/* logged once, not per handshake */
 	/* A's record is still there (B's full handshakes added their own). */
 	CU_ASSERT(count_records(p.db[0]) == n + h2.nsess + h3.nsess);
 
@@ -1527,15 +1508,15 @@ test_identity_no_cert(void)
 	struct pair p;
 
 	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
-	nlog = 0;
+	tc_log_calls = 0;
 	CU_ASSERT_FATAL(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h1) == 0);
 	CU_ASSERT(h1.ok);
 	CU_ASSERT(count_records(p.db[0]) == 0);
 	CU_ASSERT(stats_of(p.srv[0]).skipped_unsafe == 1);
-	CU_ASSERT(nlog == 1);
-	CU_ASSERT(strstr(last_log, "no certificate") != NULL);
+	CU_ASSERT(tc_log_calls == 1);
+	CU_ASSERT(strstr(tc_last_log, "no certificate") != NULL);
 	CU_ASSERT(handshake(p.srv[0], p.cli, &(struct hs_opts){ 0 }, &h2) == 0);
-	CU_ASSERT(nlog == 1);
+	CU_ASSERT(tc_log_calls == 1);
 	CU_ASSERT_FATAL(h1.nsess == 1);
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
 	CU_ASSERT(h3.ok && !h3.reused);
@@ -1770,7 +1751,7 @@ test_payload_put(void)
 {
 	SSL_SESSION *sess = one_session(), *empty = SSL_SESSION_new();
 	struct sessdb_meta meta;
-	char path[128];
+	char path[300];
 	struct sessdb *db;
 	unsigned char *der;
 	const unsigned char *id;
@@ -1801,48 +1782,17 @@ test_payload_put(void)
 
 /* ---------------------------------------------------------------------- */
 
-/* rm_tmpdir - remove the test directory and its files. */
-static void
-rm_tmpdir(void)
-{
-	char path[512];
-	struct dirent *d;
-	DIR *dir;
-
-	if ((dir = opendir(tmpdir)) == NULL)
-		return;
-	while ((d = readdir(dir)) != NULL) {
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", tmpdir, d->d_name);
-		unlink(path);
-	}
-	closedir(dir);
-	rmdir(tmpdir);
-}
-
-/* suite_init - the temporary directory and the data directory. */
+/* suite_init - the data directory. */
 static int
 suite_init(void)
 {
 	const char *top = getenv("SESSDB_TOP_SRCDIR");
 
 	snprintf(datadir, sizeof(datadir), "%s/data", top != NULL ? top : "..");
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/sessdb-glue-XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int
-suite_clean(void)
-{
-	rm_tmpdir();
 	return 0;
 }
 
-static const struct {
-	const char	*name;
-	void		(*fn)(void);
-} tests[] = {
+static const struct tc_case tests[] = {
 	{ "TLS 1.2 session ID resumes from another ctx", test_tls12_resume_across_ctx },
 	{ "TLS 1.2 tickets are not stored", test_tls12_tickets_not_stored },
 	{ "TLS 1.3 stateful tickets resume from another ctx", test_tls13_stateful_resume_across_ctx },
@@ -1895,24 +1845,11 @@ static const struct {
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
+	static const struct tc_suite suites[] = {
+		TC_SUITE("ssl_glue", tests, suite_init, NULL),
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("ssl_glue", suite_init, suite_clean);
-	if (s == NULL)
-		goto fail;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures > 0 || CU_get_error() != CUE_SUCCESS;
-fail:
-	CU_cleanup_registry();
-	return 1;
+	if (tc_tmpdir_make("sessdb-glue") != 0)
+		return 2;
+	return tc_run(suites, TC_NELEM(suites));
 }

@@ -55,10 +55,15 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "common.h"
 #include "sessdb.h"
 #include "sessdb_ssl.h"
 
+#define PROG		"bench_handshake"
 #define MAX_RUNS 32
+
+/* die - OpenSSL's error queue, then the message; exits 1. */
+#define die(...)	(ERR_print_errors_fp(stderr), tc_die(PROG, __VA_ARGS__))
 
 static int quick;
 static int runs = 7;
@@ -67,42 +72,6 @@ static const char *dir = "/dev/shm";
 static int writer_modes = 3;	/* bit 0: off, bit 1: on */
 static double writer_rate;	/* 0 = as fast as possible */
 static char datadir[PATH_MAX];
-static int failures;
-
-static void
-check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok)
-		return;
-	failures++;
-	fprintf(stderr, "bench_handshake: SANITY FAILURE: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench_handshake: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	ERR_print_errors_fp(stderr);
-	exit(1);
-}
 
 static uint64_t
 thread_cpu_ns(void)
@@ -111,35 +80,6 @@ thread_cpu_ns(void)
 
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(const double *v, int n)
-{
-	double tmp[MAX_RUNS];
-
-	if (n == 0)
-		return 0;
-	memcpy(tmp, v, (size_t)n * sizeof(*v));
-	qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
-	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
 static const char *
@@ -283,7 +223,7 @@ start_writer(const char *path)
 	char err[512];
 	struct sessdb *db = sessdb_open(path, NULL, err, sizeof(err));
 	unsigned char id[32], payload[280];
-	uint64_t s = (uint64_t)getpid() * 0x9e3779b97f4a7c15u, t0 = mono_ns(), n = 0;
+	uint64_t s = (uint64_t)getpid() * 0x9e3779b97f4a7c15u, t0 = tc_mono_ns(), n = 0;
 
 	if (db == NULL)
 		_exit(1);
@@ -298,7 +238,7 @@ start_writer(const char *path)
 		n++;
 		if (writer_rate > 0) {
 			uint64_t due = t0 + (uint64_t)((double)n * 1e9 / writer_rate);
-			uint64_t now = mono_ns();
+			uint64_t now = tc_mono_ns();
 			if (due > now) {
 				struct timespec ts = { (time_t)((due - now) / 1000000000u),
 				    (long)((due - now) % 1000000000u) };
@@ -351,17 +291,17 @@ bench_run(int tls, enum cache cache, struct sessdb *db, struct result *res)
 		sessdb_ssl_stats(sctx, &gs);
 	for (int i = 0; i < handshakes; i++)
 		reused += handshake(sctx, cctx, tls == 12 ? first : latest, &ns);
-	check(reused == handshakes, "TLS %d %s: %d of %d handshakes resumed", tls,
+	tc_check(PROG, reused == handshakes, "TLS %d %s: %d of %d handshakes resumed", tls,
 	    cache_name[cache], reused, handshakes);
 	if (cache == SESSDB) {
 		struct sessdb_ssl_stats ge;
 
 		sessdb_ssl_stats(sctx, &ge);
-		check(ge.hits - gs.hits == (uint64_t)handshakes,
+		tc_check(PROG, ge.hits - gs.hits == (uint64_t)handshakes,
 		    "TLS %d sessdb: %llu glue hits for %d resumptions", tls,
 		    (unsigned long long)(ge.hits - gs.hits), handshakes);
 		if (tls == 13)
-			check(ge.stores - gs.stores >= (uint64_t)handshakes,
+			tc_check(PROG, ge.stores - gs.stores >= (uint64_t)handshakes,
 			    "TLS 1.3 sessdb: %llu stores for %d resumptions",
 			    (unsigned long long)(ge.stores - gs.stores), handshakes);
 	}
@@ -370,7 +310,7 @@ bench_run(int tls, enum cache cache, struct sessdb *db, struct result *res)
 	ns = 0;
 	for (int i = 0; i < full_n; i++)
 		if (handshake(sctx, cctx, NULL, &ns) != 0)
-			check(0, "a full handshake resumed");
+			tc_check(PROG, 0, "a full handshake resumed");
 	res->full_us[res->n] = (double)ns / 1e3 / full_n;
 	res->n++;
 	SSL_SESSION_free(first);
@@ -486,8 +426,8 @@ main(int argc, char **argv)
 					bench_run(tls, c, db, &res[c]);
 				}
 			stop_writer(wpid);
-			double mi = median(res[INTERNAL].resumed_us, res[INTERNAL].n);
-			double ms = median(res[SESSDB].resumed_us, res[SESSDB].n);
+			double mi = tc_median(res[INTERNAL].resumed_us, res[INTERNAL].n);
+			double ms = tc_median(res[SESSDB].resumed_us, res[SESSDB].n);
 			char wname[32];
 			if (!w)
 				snprintf(wname, sizeof(wname), "off");
@@ -498,8 +438,8 @@ main(int argc, char **argv)
 			printf("%-7s %-12s %10.1f %10.1f %8.1f%% %10.1f %10.1f\n",
 			    tls == 12 ? "1.2" : "1.3", wname, mi, ms,
 			    mi > 0 ? 100 * (ms / mi - 1) : 0,
-			    median(res[INTERNAL].full_us, res[INTERNAL].n),
-			    median(res[SESSDB].full_us, res[SESSDB].n));
+			    tc_median(res[INTERNAL].full_us, res[INTERNAL].n),
+			    tc_median(res[SESSDB].full_us, res[SESSDB].n));
 			if (!w) {
 				struct sizes sz = { 0 };
 				sessdb_foreach(db, SESSDB_ITER_LIVE, size_cb, &sz);
@@ -527,10 +467,10 @@ main(int argc, char **argv)
 	}
 	SSL_SESSION_free(latest);
 	rmdir(tmpl);
-	printf("targets (issue 5): overhead within 10%% (TLS 1.2) and 5%% (TLS 1.3) "
+	printf("targets (docs/PERFORMANCE.md): overhead within 10%% (TLS 1.2) and 5%% (TLS 1.3) "
 	    "while another process writes\n");
-	if (failures) {
-		printf("bench_handshake: %d sanity check(s) FAILED\n", failures);
+	if (tc_check_failures) {
+		printf("bench_handshake: %d sanity check(s) FAILED\n", tc_check_failures);
 		return 1;
 	}
 	printf("bench_handshake: all sanity checks passed\n");

@@ -82,8 +82,10 @@
 #include <gdbm.h>
 
 #include "record.h"
+#include "common.h"
 #include "sessdb.h"
 
+#define PROG		"bench_store"
 #define MAX_RUNS	32
 #define MAX_DIRS	4
 #define MAX_SIZES	8
@@ -107,18 +109,8 @@ static size_t size_records = 100000;
 static int do_matrix = 1, do_sweep = 1;
 static const char *only_ops;	/* --ops: comma-separated operation names */
 static int sessdb_only;		/* --sessdb-only: skip the baseline (profiling) */
-static int failures;
 
 /* ---- small helpers ---- */
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static double
 cpu_secs(void)
@@ -129,16 +121,6 @@ cpu_secs(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t
-splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
 /* make_id - the 32-byte session ID of record number i (looks random). */
 static void
 make_id(uint64_t i, unsigned char id[SESSDB_ID_MAX])
@@ -146,7 +128,7 @@ make_id(uint64_t i, unsigned char id[SESSDB_ID_MAX])
 	uint64_t s = i * 0x632be59bd9b4e019u + 17;
 
 	for (int k = 0; k < SESSDB_ID_MAX; k += 8) {
-		uint64_t v = splitmix64(&s);
+		uint64_t v = tc_splitmix(&s);
 		memcpy(id + k, &v, 8);
 	}
 }
@@ -156,41 +138,7 @@ static uint64_t rng_state;
 static uint64_t
 rnd(void)
 {
-	return splitmix64(&rng_state);
-}
-
-static void
-check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok)
-		return;
-	failures++;
-	fprintf(stderr, "bench_store: SANITY FAILURE: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench_store: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
+	return tc_splitmix(&rng_state);
 }
 
 static const char *
@@ -208,25 +156,6 @@ fs_name(const char *dir)
 	case 0x794c7630: return "overlay";
 	default: return "other";
 	}
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(const double *v, int n)
-{
-	double tmp[MAX_RUNS];
-
-	if (n == 0)
-		return 0;
-	memcpy(tmp, v, (size_t)n * sizeof(*v));
-	qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
-	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
 /* ---- the two targets: sessdb and the open-per-operation baseline ---- */
@@ -254,12 +183,12 @@ target_open(struct target *t)
 	if (t->kind == SESSDB) {
 		t->db = sessdb_open(t->path, NULL, err, sizeof(err));
 		if (t->db == NULL)
-			die("%s", err);
+			tc_die(PROG, "%s", err);
 		return;
 	}
 	t->lock_fd = open(t->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (t->lock_fd == -1)
-		die("%s: %s", t->lock_path, strerror(errno));
+		tc_die(PROG, "%s: %s", t->lock_path, strerror(errno));
 }
 
 static void
@@ -453,7 +382,7 @@ bulk(struct target *t, uint64_t lo, uint64_t hi, int insert)
 	if (t->kind == SESSDB) {
 		for (uint64_t i = lo; i < hi; i++)
 			if ((insert ? op_put(t, i) : op_delete(t, i)) != 1)
-				die("bulk %s: %s", insert ? "put" : "delete",
+				tc_die(PROG, "bulk %s: %s", insert ? "put" : "delete",
 				    sessdb_error(t->db));
 		return;
 	}
@@ -461,14 +390,14 @@ bulk(struct target *t, uint64_t lo, uint64_t hi, int insert)
 	 * which makes a large fill take minutes.  The file is the same. */
 	GDBM_FILE dbf = base_open_flags(t, 1, GDBM_NOMMAP);
 	if (dbf == NULL)
-		die("%s: %s", t->path, gdbm_strerror(gdbm_errno));
+		tc_die(PROG, "%s: %s", t->path, gdbm_strerror(gdbm_errno));
 	for (uint64_t i = lo; i < hi; i++) {
 		len = encode(i, buf, key, &key_len, expires_at);
 		datum k = { (char *)key, (int)key_len };
 		if (insert) {
 			if (gdbm_store(dbf, k, (datum){ (char *)buf, (int)len },
 			    GDBM_REPLACE) != 0)
-				die("%s: store: %s", t->path, gdbm_strerror(gdbm_errno));
+				tc_die(PROG, "%s: store: %s", t->path, gdbm_strerror(gdbm_errno));
 		} else {
 			gdbm_delete(dbf, k);
 		}
@@ -509,12 +438,12 @@ phase(struct target *t, enum op op, size_t n, uint64_t lo, uint64_t limit,
 	if (t->kind == SESSDB)
 		sessdb_stats(t->db, &st0);
 	c0 = cpu_secs();
-	t0 = now_ns();
+	t0 = tc_mono_ns();
 	deadline = t0 + (uint64_t)(secs * 1e9);
 	for (;; k++) {
 		if (limit != 0 && k >= limit)
 			break;
-		if ((k & 15) == 0 && now_ns() >= deadline)
+		if ((k & 15) == 0 && tc_mono_ns() >= deadline)
 			break;
 		switch (op) {
 		case OP_GET_HIT:
@@ -544,10 +473,10 @@ phase(struct target *t, enum op op, size_t n, uint64_t lo, uint64_t limit,
 		case OP_GET_REOPEN: {
 			/* another handle writes first, so this get finds its GDBM
 			 * state stale; only the get is timed (wall clock) */
-			uint64_t a = now_ns();
+			uint64_t a = tc_mono_ns();
 			if (op_put(t->peer != NULL ? t->peer : t, rnd() % n) != 1)
 				ty->errors++;
-			excluded += now_ns() - a;
+			excluded += tc_mono_ns() - a;
 			rc = op_get(t, rnd() % n);
 			is_get = 1;
 			break;
@@ -576,7 +505,7 @@ phase(struct target *t, enum op op, size_t n, uint64_t lo, uint64_t limit,
 		else
 			ty->errors++;
 	}
-	ty->secs = (double)(now_ns() - t0 - excluded) / 1e9;
+	ty->secs = (double)(tc_mono_ns() - t0 - excluded) / 1e9;
 	ty->cpu = cpu_secs() - c0;
 	if (op == OP_GET_REOPEN)
 		ty->cpu = ty->secs;	/* the writes cannot be taken out of it */
@@ -613,7 +542,7 @@ row_get(const char *fs, size_t n, const char *metric)
 			return &rows[i];
 	rows = realloc(rows, (nrows + 1) * sizeof(*rows));
 	if (rows == NULL)
-		die("out of memory");
+		tc_die(PROG, "out of memory");
 	memset(&rows[nrows], 0, sizeof(*rows));
 	snprintf(rows[nrows].fs, sizeof(rows[nrows].fs), "%s", fs);
 	rows[nrows].n = n;
@@ -641,7 +570,7 @@ row_median(const char *fs, size_t n, const char *metric, enum kind kind, int cpu
 	for (size_t i = 0; i < nrows; i++)
 		if (strcmp(rows[i].fs, fs) == 0 && rows[i].n == n &&
 		    strcmp(rows[i].metric, metric) == 0)
-			return median(cpu ? rows[i].c[kind] : rows[i].v[kind],
+			return tc_median(cpu ? rows[i].c[kind] : rows[i].v[kind],
 			    rows[i].cnt[kind]);
 	return 0;
 }
@@ -655,10 +584,10 @@ sanity_phase(const struct target *t, enum op op, const struct tally *ty,
 	const char *who = kind_name[t->kind];
 	uint64_t ops = ty->gets + ty->puts + ty->other;
 
-	check(ty->errors == 0, "%s %s n=%zu %s: %llu errors%s%s", fs, who, n,
+	tc_check(PROG, ty->errors == 0, "%s %s n=%zu %s: %llu errors%s%s", fs, who, n,
 	    op_name[op], (unsigned long long)ty->errors,
 	    t->kind == SESSDB ? ": " : "", t->kind == SESSDB ? sessdb_error(t->db) : "");
-	check(ops > 0, "%s %s n=%zu %s: no operation completed", fs, who, n,
+	tc_check(PROG, ops > 0, "%s %s n=%zu %s: no operation completed", fs, who, n,
 	    op_name[op]);
 	switch (op) {
 	case OP_GET_HIT:
@@ -668,13 +597,13 @@ sanity_phase(const struct target *t, enum op op, const struct tally *ty,
 	case OP_PUT_NEW:
 	case OP_PUT_REPLACE:
 	case OP_DELETE:
-		check(ty->hits == ops, "%s %s n=%zu %s: %llu of %llu hit/done", fs,
+		tc_check(PROG, ty->hits == ops, "%s %s n=%zu %s: %llu of %llu hit/done", fs,
 		    who, n, op_name[op], (unsigned long long)ty->hits,
 		    (unsigned long long)ops);
 		break;
 	case OP_GET_MISS:
 	default:
-		check(ty->misses == ops, "%s %s n=%zu %s: %llu of %llu missed", fs,
+		tc_check(PROG, ty->misses == ops, "%s %s n=%zu %s: %llu of %llu missed", fs,
 		    who, n, op_name[op], (unsigned long long)ty->misses,
 		    (unsigned long long)ops);
 		break;
@@ -748,11 +677,11 @@ two_proc(struct target *t, enum op op_a, enum op op_b, size_t n,
 	struct twop_result r;
 
 	if (pipe(go) == -1 || pipe(res) == -1)
-		die("pipe: %s", strerror(errno));
+		tc_die(PROG, "pipe: %s", strerror(errno));
 	fflush(NULL);
 	pid = fork();
 	if (pid == -1)
-		die("fork: %s", strerror(errno));
+		tc_die(PROG, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		struct target ct = *t;
 
@@ -776,13 +705,13 @@ two_proc(struct target *t, enum op op_a, enum op op_b, size_t n,
 	close(go[0]);
 	close(res[1]);
 	if (read(res[0], &c, 1) != 1)
-		die("two_proc: child did not start");
+		tc_die(PROG, "two_proc: child did not start");
 	if (write(go[1], "G", 1) != 1)
-		die("two_proc: write: %s", strerror(errno));
+		tc_die(PROG, "two_proc: write: %s", strerror(errno));
 	phase(t, op_a, n, 0, 0, phase2_secs, a);
 	memset(&r, 0, sizeof(r));
 	if (read(res[0], &r, sizeof(r)) != (ssize_t)sizeof(r) || !r.ok)
-		die("two_proc: child failed");
+		tc_die(PROG, "two_proc: child failed");
 	*b = r.ty;
 	waitpid(pid, NULL, 0);
 	close(go[1]);
@@ -813,7 +742,7 @@ two_proc_all(struct target *t, size_t n, const char *fs)
 	struct tally a, b;
 
 	two_proc(t, OP_GET_HIT, OP_PUT_REPLACE, n, &a, &b);
-	check(a.errors == 0 && b.errors == 0 && a.hits == a.gets && a.gets > 0 &&
+	tc_check(PROG, a.errors == 0 && b.errors == 0 && a.hits == a.gets && a.gets > 0 &&
 	    b.puts > 0, "%s %s n=%zu 2p-rw: gets %llu hits %llu puts %llu errors "
 	    "%llu+%llu", fs, kind_name[t->kind], n, (unsigned long long)a.gets,
 	    (unsigned long long)a.hits, (unsigned long long)b.puts,
@@ -822,7 +751,7 @@ two_proc_all(struct target *t, size_t n, const char *fs)
 	record_2p(fs, n, "2p-rw writer", t->kind, &b);
 
 	two_proc(t, OP_MIXED, OP_MIXED, n, &a, &b);
-	check(a.errors == 0 && b.errors == 0 && a.hits == a.gets + a.puts &&
+	tc_check(PROG, a.errors == 0 && b.errors == 0 && a.hits == a.gets + a.puts &&
 	    b.hits == b.gets + b.puts, "%s %s n=%zu 2p-mixed: errors %llu+%llu, "
 	    "not every get hit", fs, kind_name[t->kind], n,
 	    (unsigned long long)a.errors, (unsigned long long)b.errors);
@@ -833,11 +762,11 @@ two_proc_all(struct target *t, size_t n, const char *fs)
 static void
 fill(struct target *t, size_t n)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tc_mono_ns();
 
 	bulk(t, 0, n, 1);
 	printf("  filled %s with %zu records in %.2f s\n", kind_name[t->kind], n,
-	    (double)(now_ns() - t0) / 1e9);
+	    (double)(tc_mono_ns() - t0) / 1e9);
 	fflush(stdout);
 }
 
@@ -893,14 +822,14 @@ matrix(const char *dir, size_t n)
 			GDBM_FILE dbf = gdbm_open(s[k].t.path, 0, GDBM_WRCREAT |
 			    GDBM_NOLOCK, 0600, NULL);
 			if (dbf == NULL)
-				die("%s: %s", s[k].t.path, gdbm_strerror(gdbm_errno));
+				tc_die(PROG, "%s: %s", s[k].t.path, gdbm_strerror(gdbm_errno));
 			gdbm_close(dbf);
 		}
 		target_open(&s[k].t);
 		if (k == SESSDB) {
 			s[k].t.peer = calloc(1, sizeof(*s[k].t.peer));
 			if (s[k].t.peer == NULL)
-				die("out of memory");
+				tc_die(PROG, "out of memory");
 			*s[k].t.peer = s[k].t;
 			s[k].t.peer->peer = NULL;
 			target_open(s[k].t.peer);
@@ -949,14 +878,14 @@ file_size(const char *dir)
 	target_open(&t);
 	bulk(&t, 0, size_records, 1);
 	if (sessdb_info(t.db, &info) == -1)
-		die("info: %s", sessdb_error(t.db));
+		tc_die(PROG, "info: %s", sessdb_error(t.db));
 	printf("== %s (%s): file size for %zu records of %zu-byte payload: "
 	    "%.1f MB (%llu bytes, %.0f bytes/record; key+value %llu bytes)\n",
 	    dir, fs_name(dir), size_records, payload_len,
 	    (double)info.file_size / 1048576.0, (unsigned long long)info.file_size,
 	    (double)info.file_size / (double)size_records,
 	    (unsigned long long)info.bytes);
-	check(info.entries == size_records, "size: %llu entries, want %zu",
+	tc_check(PROG, info.entries == size_records, "size: %llu entries, want %zu",
 	    (unsigned long long)info.entries, size_records);
 	target_close(&t);
 	remove_files(t.path);
@@ -999,11 +928,11 @@ reader(const char *path, size_t n, struct reader_shared *sh)
 		;
 	for (int ph; (ph = sh->phase) != 3;) {
 		sessdb_stats(db, &st0);
-		uint64_t t0 = now_ns();
+		uint64_t t0 = tc_mono_ns();
 		make_id((rnd() % (n / 2)) * 2 + 1, id);
 		int rc = sessdb_get(db, SESSDB_NS_SERVER, id, sizeof(id), &data, &len,
 		    NULL);
-		uint64_t dt = now_ns() - t0;
+		uint64_t dt = tc_mono_ns() - t0;
 		sessdb_stats(db, &st1);
 		sessdb_free(data);
 		if (ph < 1 || ph > 2)
@@ -1043,31 +972,31 @@ sweep_bench(const char *dir)
 	o.clock_arg = &fixed_now;
 	db = sessdb_open(path, &o, err, sizeof(err));
 	if (db == NULL)
-		die("%s", err);
-	t0 = now_ns();
+		tc_die(PROG, "%s", err);
+	t0 = tc_mono_ns();
 	for (size_t i = 0; i < sweep_records; i++) {
 		make_id(i, id);
 		if (sessdb_put(db, SESSDB_NS_SERVER, id, sizeof(id), payload,
 		    payload_len, i % 2 ? now + TTL : now - 1000) != 0)
-			die("sweep fill: %s", sessdb_error(db));
+			tc_die(PROG, "sweep fill: %s", sessdb_error(db));
 	}
 	sessdb_close(db);
 	printf("== %s (%s): sweep of %zu records, half expired (filled in %.2f s)\n",
-	    dir, fs_name(dir), sweep_records, (double)(now_ns() - t0) / 1e9);
+	    dir, fs_name(dir), sweep_records, (double)(tc_mono_ns() - t0) / 1e9);
 	fflush(stdout);
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED |
 	    MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
-		die("mmap: %s", strerror(errno));
+		tc_die(PROG, "mmap: %s", strerror(errno));
 	memset(sh, 0, sizeof(*sh));
 	db = sessdb_open(path, NULL, err, sizeof(err));
 	if (db == NULL)
-		die("%s", err);
+		tc_die(PROG, "%s", err);
 	fflush(NULL);
 	pid = fork();
 	if (pid == -1)
-		die("fork: %s", strerror(errno));
+		tc_die(PROG, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		rng_state ^= (uint64_t)getpid() << 17;
 		reader(path, sweep_records, sh);
@@ -1076,23 +1005,23 @@ sweep_bench(const char *dir)
 		usleep(1000);
 	/* Quiet period first: the reader's longest call with nobody writing. */
 	__atomic_store_n(&sh->phase, 1, __ATOMIC_SEQ_CST);
-	t0 = now_ns();
+	t0 = tc_mono_ns();
 	usleep(quick ? 200000 : 2000000);
-	quiet_ns = now_ns() - t0;
+	quiet_ns = tc_mono_ns() - t0;
 	__atomic_store_n(&sh->phase, 2, __ATOMIC_SEQ_CST);
-	t0 = now_ns();
+	t0 = tc_mono_ns();
 	int rc = sessdb_sweep(db, 0, NULL, NULL, &res);
-	sweep_ns = now_ns() - t0;
+	sweep_ns = tc_mono_ns() - t0;
 	__atomic_store_n(&sh->phase, 3, __ATOMIC_SEQ_CST);
 	int status;
 	waitpid(pid, &status, 0);
-	check(rc == 0, "sweep: %s", sessdb_error(db));
-	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sweep reader failed");
-	check(res.expired == sweep_records / 2 && res.live == sweep_records / 2,
+	tc_check(PROG, rc == 0, "sweep: %s", sessdb_error(db));
+	tc_check(PROG, WIFEXITED(status) && WEXITSTATUS(status) == 0, "sweep reader failed");
+	tc_check(PROG, res.expired == sweep_records / 2 && res.live == sweep_records / 2,
 	    "sweep removed %llu expired, kept %llu live, want %zu each",
 	    (unsigned long long)res.expired, (unsigned long long)res.live,
 	    sweep_records / 2);
-	check(sh->gets[2] > 0 && sh->hits[2] == sh->gets[2] && sh->errors[2] == 0 &&
+	tc_check(PROG, sh->gets[2] > 0 && sh->hits[2] == sh->gets[2] && sh->errors[2] == 0 &&
 	    sh->hits[1] == sh->gets[1],
 	    "sweep reader: %llu gets, %llu hits, %llu errors during the sweep",
 	    (unsigned long long)sh->gets[2], (unsigned long long)sh->hits[2],
@@ -1135,7 +1064,7 @@ syscall_floor(const char *d)
 	snprintf(path, sizeof(path), "%s/floor", d);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1 || write(fd, payload, payload_len) != (ssize_t)payload_len)
-		die("%s: %s", path, strerror(errno));
+		tc_die(PROG, "%s: %s", path, strerror(errno));
 	t0 = cpu_secs();
 	for (int i = 0; i < n; i++) {
 		flock(fd, LOCK_SH | LOCK_NB);
@@ -1145,12 +1074,12 @@ syscall_floor(const char *d)
 	t0 = cpu_secs();
 	for (int i = 0; i < n; i++)
 		if (lseek(fd, 0, SEEK_SET) != 0 || read(fd, buf, payload_len) < 1)
-			die("read: %s", strerror(errno));
+			tc_die(PROG, "read: %s", strerror(errno));
 	t[1] = cpu_secs() - t0;
 	t0 = cpu_secs();
 	for (int i = 0; i < n; i++)
 		if (pread(fd, buf, payload_len, 0) < 1)
-			die("pread: %s", strerror(errno));
+			tc_die(PROG, "pread: %s", strerror(errno));
 	t[2] = cpu_secs() - t0;
 	t0 = cpu_secs();
 	for (int i = 0; i < n; i++)
@@ -1177,7 +1106,7 @@ static void
 report(void)
 {
 	static const char *targets =
-	    "targets (issue 5): get-hit >= 500k/s per process with no writer; "
+	    "targets (docs/PERFORMANCE.md): get-hit >= 500k/s per process with no writer; "
 	    "with 2 processes get >= 100k/s and put >= 50k/s per process; "
 	    ">= 10x the baseline; get at 1M within 1.5x of 1k";
 
@@ -1189,14 +1118,14 @@ report(void)
 	    "base op/cpu", "ratio", "reopen/op");
 	for (size_t i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
-		double s = median(r->v[SESSDB], r->cnt[SESSDB]);
-		double b = median(r->v[BASE], r->cnt[BASE]);
-		double sc = median(r->c[SESSDB], r->cnt[SESSDB]);
-		double bc = median(r->c[BASE], r->cnt[BASE]);
+		double s = tc_median(r->v[SESSDB], r->cnt[SESSDB]);
+		double b = tc_median(r->v[BASE], r->cnt[BASE]);
+		double sc = tc_median(r->c[SESSDB], r->cnt[SESSDB]);
+		double bc = tc_median(r->c[BASE], r->cnt[BASE]);
 
 		printf("%-6s %8zu %-19s %11.0f %11.0f %7.1f %12.0f %12.0f %7.1f %9.3f\n",
 		    r->fs, r->n, r->metric, s, b, b > 0 ? s / b : 0, sc, bc,
-		    bc > 0 ? sc / bc : 0, median(r->reopen, r->nreopen));
+		    bc > 0 ? sc / bc : 0, tc_median(r->reopen, r->nreopen));
 	}
 	/* scaling: get-hit cost at the largest size vs the smallest */
 	if (nsizes >= 2) {
@@ -1321,11 +1250,11 @@ main(int argc, char **argv)
 	rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	payload = malloc(payload_len);
 	if (payload == NULL)
-		die("out of memory");
+		tc_die(PROG, "out of memory");
 	{
 		uint64_t s = 42;
 		for (size_t i = 0; i < payload_len; i++)
-			payload[i] = (unsigned char)splitmix64(&s);
+			payload[i] = (unsigned char)tc_splitmix(&s);
 	}
 	expires_at = (int64_t)time(NULL) + TTL;
 
@@ -1342,14 +1271,14 @@ main(int argc, char **argv)
 		}
 		snprintf(tmpl, sizeof(tmpl), "%s/sessdb-bench.XXXXXX", dirs[d]);
 		if (mkdtemp(tmpl) == NULL)
-			die("mkdtemp %s: %s", tmpl, strerror(errno));
+			tc_die(PROG, "mkdtemp %s: %s", tmpl, strerror(errno));
 		tmpdirs[nd] = strdup(tmpl);
 		dirs[nd] = tmpdirs[nd];
 		nd++;
 	}
 	ndirs = nd;
 	if (ndirs == 0)
-		die("no usable directory");
+		tc_die(PROG, "no usable directory");
 	printf("bench_store: %s mode, %d run(s), %.2f s per phase (%.2f s with 2 "
 	    "processes), payload %zu bytes (pseudo-random, TLS 1.3 DER-sized)\n",
 	    quick ? "quick" : "full", runs, phase_secs, phase2_secs, payload_len);
@@ -1376,8 +1305,8 @@ main(int argc, char **argv)
 	}
 	free(payload);
 	free(rows);
-	if (failures) {
-		printf("bench_store: %d sanity check(s) FAILED\n", failures);
+	if (tc_check_failures) {
+		printf("bench_store: %d sanity check(s) FAILED\n", tc_check_failures);
 		return 1;
 	}
 	printf("bench_store: all sanity checks passed\n");

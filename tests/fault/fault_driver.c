@@ -86,6 +86,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "lock.h"
 #include "record.h"
 #include "sessdb.h"
@@ -102,7 +103,6 @@
 #define FAULT_MARK_BEGIN "/.sessdb-fault-mark-begin"
 #define FAULT_MARK_END	"/.sessdb-fault-mark-end"
 
-static int64_t now_value = T0;
 static const char *log_prefix = "LOG";
 
 /* A check's own log lines, searched for loss reports like the op logs. */
@@ -138,13 +138,6 @@ out(int fd, const char *fmt, ...)
 	}
 }
 
-static int64_t
-fake_clock(void *arg)
-{
-	(void)arg;
-	return now_value;
-}
-
 /* log_line - the store's log callback: one line on stderr (newlines folded). */
 static void
 log_line(void *arg, int level, const char *msg)
@@ -167,16 +160,6 @@ log_line(void *arg, int level, const char *msg)
 			check_log = n;
 		}
 	}
-}
-
-static uint64_t
-mix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
 }
 
 /* make_id - the session ID of key: 'F', the key big-endian, filler; 3..14 bytes. */
@@ -214,7 +197,7 @@ static size_t
 make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, unsigned version)
 {
 	uint64_t s = (uint64_t)key << 32 ^ version ^ 0x5eed;
-	uint64_t r = mix(&s);
+	uint64_t r = tc_splitmix(&s);
 	size_t len = 6 + ((r & 7) == 0 ? (r >> 8) % 4000 : (r >> 8) % 600);
 
 	buf[0] = 'P';
@@ -223,11 +206,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, unsigned version)
 	buf[3] = (unsigned char)(version >> 8);
 	buf[4] = (unsigned char)version;
 	buf[5] = 'P';
-	for (size_t i = 6; i < len; i++) {
-		if ((i - 6) % 8 == 0)
-			r = mix(&s);
-		buf[i] = (unsigned char)(r >> (8 * ((i - 6) % 8)));
-	}
+	tc_random_bytes(buf + 6, len - 6, &s);
 	return len;
 }
 
@@ -257,7 +236,7 @@ open_store(const char *path, unsigned sweep_batch, void *log_arg, char *err,
 	memset(&o, 0, sizeof(o));
 	o.log = log_line;
 	o.log_arg = log_arg;
-	o.clock = fake_clock;
+	o.clock = tc_clock;
 	o.sweep_batch = sweep_batch;
 	o.max_ttl = 200000;
 	return sessdb_open(path, &o, err, errlen);
@@ -283,7 +262,7 @@ cmd_prepare(const char *path, unsigned n)
 	unsigned char id[SESSDB_ID_MAX];
 	unsigned k;
 
-	now_value = T0;
+	tc_now = T0;
 	db = open_store(path, 0, NULL, err, sizeof(err));
 	if (db == NULL) {
 		out(2, "prepare: open %s: %s\n", path, err);
@@ -442,7 +421,7 @@ cmd_op(const char *path, const char *op, unsigned round)
 	unsigned nexp_base = EXP_KEY + half;
 	int rc;
 
-	now_value = T_OP;
+	tc_now = T_OP;
 	if (strcmp(op, "rebuild") == 0 && kill_writer(path) == -1)
 		return 2;
 	/* From here on the system calls are the operation's. */
@@ -906,7 +885,7 @@ cmd_check(const char *path, const char *expected, int nlogs, char **logs)
 	int fail;
 
 	memset(&t, 0, sizeof(t));
-	now_value = T_OP;
+	tc_now = T_OP;
 	log_prefix = "CHECKLOG";
 	if (load_expected(expected, &t) == -1)
 		return 2;
@@ -1015,7 +994,7 @@ cmd_plant(const char *path, const char *kind)
 	struct sessdb *db;
 	int rc;
 
-	now_value = T_OP;
+	tc_now = T_OP;
 	if (strcmp(kind, "aside") == 0) {
 		snprintf(aside, sizeof(aside), "%s.corrupt-1", path);
 		return rename(path, aside) == 0 ? 0 : 1;
@@ -1049,6 +1028,7 @@ int
 main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	tc_now = T0;
 	if (argc == 4 && strcmp(argv[1], "prepare") == 0) {
 		int n = atoi(argv[3]);
 		if (n < 30 || n > EXP_KEY) {
