@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 NAME
-    diskfull.py - sessdemo with its cache on a full file system (issue 8, case 2)
+    diskfull.py - sessdemo with its cache on a full file system
 
 SYNOPSIS
     diskfull.py

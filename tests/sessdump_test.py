@@ -654,7 +654,7 @@ def case_progress(tmp):
                     re.M), "compaction summary on stdout")
 
 
-# ---- secrets in freed memory (issue 8, case 7) ----
+# ---- secrets in freed memory ----
 
 def freescan(args, needles):
     """Run sessdump under tests/freescan.c; return {object: blocks freed
@@ -715,7 +715,7 @@ def case_wipe(tmp):
         print("%-24s freed blocks with a master key: %s" % (cmd, counts or 0))
 
 
-# ---- files that are not sessdb stores (issue 8, case 1) ----
+# ---- files that are not sessdb stores ----
 
 def make_foreign_gdbm(path):
     """A GDBM database that is not a sessdb store, with a few foreign keys

@@ -18,7 +18,7 @@
 #	connections divided by the run's seconds), all connections/s, and the
 #	resumed fraction, as medians over RUNS runs, and the ratio of each
 #	cache to nocache.  The client runs on the same machine and competes
-#	for the same CPUs: figures are for the pair, as in issue 5's table.
+#	for the same CPUs: figures are for the pair (docs/PERFORMANCE.md).
 #	At the end the servers' own counters give the store reopens per
 #	connection.
 #
@@ -202,7 +202,7 @@ for tls in 1.2 1.3; do
 		esac
 	done
 done
-echo "targets (issue 5): resumed conn/s at least Apache shmcb / nginx shared:" \
+echo "targets (docs/PERFORMANCE.md): resumed conn/s at least Apache shmcb / nginx shared:" \
     "TLS 1.2 2581 / 2449, TLS 1.3 1200 / 1129, with 100% resumption"
 
 # Stop the servers and read their counters.
