@@ -365,6 +365,298 @@ model_count(void)
 	return n;
 }
 
+/* What the kill rounds counted. */
+struct totals {
+	unsigned	acked;		/* operations the writers acknowledged */
+	unsigned	inflight_kills;	/* kills with an operation in flight */
+	unsigned	early_kills;	/* kills before the writer said a word */
+	unsigned	recovered;	/* rounds repaired in place */
+	unsigned	moved;		/* rounds that moved a damaged file aside */
+	unsigned	debris;		/* undecodable leftovers of those, swept */
+	unsigned	inflight_lost;	/* puts in flight that lost both versions */
+	/* failures: */
+	unsigned	failures;	/* the writer misbehaved or saw wrong data */
+	unsigned	child_errors;	/* a writer's call returned -1 */
+	unsigned	silent_loss;	/* acknowledged, lost, nothing moved aside */
+	unsigned	wrong;		/* bytes never written under the key */
+	unsigned	errors;		/* a fresh handle's get returned -1 */
+	unsigned	bad_records;	/* undecodable or unexpected in foreach */
+	unsigned	lived_bad;	/* the long-lived handle disagreed */
+};
+
+/* bad_count - the failures counted so far. */
+static unsigned
+bad_count(const struct totals *tot)
+{
+	return tot->failures + tot->child_errors + tot->silent_loss +
+	    tot->wrong + tot->errors + tot->bad_records + tot->lived_bad;
+}
+
+/* read_writer - take the writer's messages: the model follows what it
+ * acknowledged, fl what it had begun and not finished. */
+static int
+read_writer(int fd, int round, struct inflight *fl, struct totals *tot)
+{
+	struct msg m;
+	int msgs = 0;
+
+	while (read(fd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+		msgs++;
+		switch (m.type) {
+		case M_BEGIN:
+			fl->active = 1;
+			fl->op = m.op;
+			fl->key = m.key;
+			fl->alt = m.op == OP_PUT ? m.version :
+			    m.op == OP_GET ? model[m.key] : 0;
+			break;
+		case M_DONE:
+			if (m.rc == -1) {
+				/* Failed: its effect is unknown; keep it "in flight". */
+				tot->child_errors++;
+				printf("\n  round %d: writer op %u on key %u returned -1\n",
+				    round, m.op, m.key);
+				break;
+			}
+			fl->active = 0;
+			tot->acked++;
+			if (m.op == OP_PUT && m.rc == 0)
+				model[m.key] = m.version;
+			else if ((m.op == OP_DELETE && m.rc == 0) ||
+			    (m.op == OP_TAKE && m.rc == SESSDB_OK))
+				model[m.key] = 0;
+			break;
+		case M_READY:
+			break;
+		case M_FAIL:
+			tot->failures++;
+			printf("\n  round %d: writer %s key %u: got rc %d version %u, "
+			    "want version %u\n", round, m.op == OP_TAKE ? "take" :
+			    m.op == OP_GET ? "get" : "open", m.key, m.rc,
+			    (unsigned)m.got, (unsigned)m.version);
+			break;
+		default:
+			tot->failures++;
+			break;
+		}
+	}
+	return msgs;
+}
+
+/* kill_writer - act: fork a writer, let it run delay_us (one round in
+ * eight it dies while it starts and opens the store), SIGKILL it, and
+ * learn what it acknowledged. */
+static void
+kill_writer(int round, uint64_t *rng, unsigned max_delay, struct inflight *fl,
+    struct totals *tot)
+{
+	int early = tc_splitmix(rng) % 8 == 0;
+	unsigned delay = (unsigned)(tc_splitmix(rng) %
+	    (early ? max_delay / 2 : max_delay));
+	int p[2], status;
+	struct msg m;
+	pid_t pid;
+
+	CU_ASSERT_FATAL(pipe2(p, O_CLOEXEC) == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid != -1);
+	if (pid == 0) {
+		close(p[0]);
+		writer_child(p[1], (uint32_t)(round + 1) << 16, tc_splitmix(rng));
+		_exit(0);
+	}
+	close(p[1]);
+	if (!early && (read(p[0], &m, sizeof(m)) != (ssize_t)sizeof(m) ||
+	    m.type != M_READY)) {
+		printf("\n  round %d: writer did not start\n", round);
+		tot->failures++;
+	}
+	if (delay > 0) {
+		struct timespec ts = { 0, (long)delay * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status)) {
+		printf("\n  round %d: writer exited with status %d before the "
+		    "kill\n", round, WEXITSTATUS(status));
+		tot->failures++;
+	}
+	if (read_writer(p[0], round, fl, tot) == 0 && early)
+		tot->early_kills++;
+	close(p[0]);
+	if (fl->active)
+		tot->inflight_kills++;
+}
+
+/* check_census - nothing undecodable, nothing unexpected, nothing left
+ * out.  A repair may leave undecodable debris (never handed out by get);
+ * a sweep must remove it. */
+static void
+check_census(struct sessdb *db, int round, int moved_now, struct totals *tot)
+{
+	struct census cs;
+
+	memset(&cs, 0, sizeof(cs));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
+	if (cs.bad > 0) {
+		/* Allowed only from a rebuild that moved the damaged file
+		 * aside; swept either way, so that one failure does not
+		 * repeat in every later round. */
+		if (moved_now)
+			tot->debris += cs.bad;
+		else
+			tot->bad_records += cs.bad;
+		CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, NULL), 0);
+		memset(&cs, 0, sizeof(cs));
+		CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
+	}
+	if (cs.records != model_count()) {
+		printf("\n  round %d: foreach: got %u records as expected, want "
+		    "%u\n", round, cs.records, model_count());
+		cs.bad++;
+	}
+	tot->bad_records += cs.bad;
+}
+
+/* check_fresh - a fresh handle: the store opens, acknowledged records are
+ * there (unless a damaged file was moved aside, which the log must say),
+ * and foreach agrees. */
+static void
+check_fresh(int round, const struct inflight *fl, unsigned corrupt_before,
+    uint32_t seen[NKEYS + 1], struct totals *tot)
+{
+	struct sessdb_options o = opts();
+	struct sessdb_stats st;
+	struct sessdb *db;
+	struct tally t;
+	int moved_now;
+
+	tc_log_reset();
+	db = open_store(&o);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	check_keys(db, "fresh handle", fl, seen, &t);
+	sessdb_stats(db, &st);
+	moved_now = count_corrupt() > corrupt_before;
+	tot->wrong += t.wrong;		/* never acceptable */
+	tot->errors += t.errors;
+	tot->inflight_lost += t.inflight_lost;
+	if (moved_now) {
+		/* GDBM could not recover everything: the damaged file was
+		 * moved aside (and the store started empty, or carries on
+		 * with what could be rebuilt).  Records may be lost; the
+		 * log says so and the store must work. */
+		tot->moved++;
+		CU_ASSERT(tc_log_calls > 0);
+		CU_ASSERT(st.recoveries > 0);
+		printf("\n  round %d: damaged file moved aside (%s)\n", round,
+		    tc_last_log);
+		memcpy(model, seen, sizeof(model));
+		check_keys(db, "after move-aside", NULL, seen, &t);
+		tot->wrong += t.wrong + t.missing;
+		CU_ASSERT_EQUAL(put_key(db, PARENT_KEY, 0xfffffff0u), 0);
+		model[PARENT_KEY] = 0xfffffff0u;
+		check_keys(db, "fresh store", NULL, seen, &t);
+		tot->wrong += t.wrong + t.missing;
+	} else {
+		/* Intact, or repaired in place (gdbm_recover) without keeping
+		 * a damaged copy: nothing acknowledged may be missing.  A
+		 * repair is said through the log callback. */
+		if (st.recoveries > 0) {
+			tot->recovered++;
+			CU_ASSERT(tc_log_calls > 0);
+		}
+		tot->silent_loss += t.missing;
+	}
+	memcpy(model, seen, sizeof(model));
+	check_census(db, round, moved_now, tot);
+	sessdb_close(db);
+}
+
+/* check_lived - the long-lived handle agrees, and can write. */
+static void
+check_lived(struct sessdb *lived, int round, uint32_t seen[NKEYS + 1],
+    struct totals *tot)
+{
+	struct tally t;
+
+	check_keys(lived, "long-lived handle", NULL, seen, &t);
+	tot->lived_bad += t.missing + t.wrong + t.errors;
+	memcpy(model, seen, sizeof(model));
+	if (put_key(lived, PARENT_KEY, (uint32_t)round + 1) == 0) {
+		model[PARENT_KEY] = (uint32_t)round + 1;
+	} else {
+		printf("\n  round %d: long-lived put: %s\n", round,
+		    sessdb_error(lived));
+		tot->lived_bad++;
+	}
+}
+
+/* keep_evidence - a round failed: keep the file as the writer left it and
+ * say what was in flight and what the store logged. */
+static void
+keep_evidence(int round, const char *snap, const struct inflight *fl)
+{
+	char keep[400];
+
+	snprintf(keep, sizeof(keep), "%s.as-killed-round-%d", path, round);
+	if (rename(snap, keep) == 0)
+		printf("\n  round %d failed: the file as the writer left it is %s\n",
+		    round, keep);
+	if (fl->active)
+		printf("  round %d: in flight at the kill: %s of key %u\n", round,
+		    fl->op == OP_PUT ? "put" : fl->op == OP_DELETE ? "delete" :
+		    fl->op == OP_TAKE ? "take" : "get", fl->key);
+	for (int i = 0; i < tc_log_calls && i < TC_LOG_KEEP; i++)
+		printf("  round %d log: %s\n", round, tc_first_log[i]);
+}
+
+/* check_totals - after the rounds: no failure of any kind, and a sweep
+ * recounts the entry counter (which may drift when a writer dies between
+ * its GDBM call and the counter update, as sessdb.h says). */
+static void
+check_totals(struct sessdb *lived, int rounds, const struct totals *tot)
+{
+	struct sessdb_info info;
+	struct census cs = { 0, 0 };
+	long long drift;
+	struct stat sb;
+
+	CU_ASSERT_EQUAL(tot->failures, 0);
+	CU_ASSERT_EQUAL(tot->child_errors, 0);
+	CU_ASSERT_EQUAL(tot->wrong, 0);
+	CU_ASSERT_EQUAL(tot->errors, 0);
+	CU_ASSERT_EQUAL(tot->bad_records, 0);
+	CU_ASSERT_EQUAL(tot->lived_bad, 0);
+	/* Only a round that moved a damaged file aside may lose records. */
+	if (tot->silent_loss != 0)
+		printf("\n  got %u acknowledged records lost with no damaged file "
+		    "moved aside, want 0\n", tot->silent_loss);
+	CU_ASSERT_EQUAL(tot->silent_loss, 0);
+
+	CU_ASSERT_EQUAL(sessdb_info(lived, &info), 0);
+	CU_ASSERT_EQUAL(sessdb_sweep(lived, 0, NULL, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(sessdb_foreach(lived, 0, census_fn, &cs), 0);
+	drift = (long long)info.entries - (long long)cs.records;
+	CU_ASSERT_EQUAL(sessdb_info(lived, &info), 0);
+	if (info.entries != cs.records)
+		printf("\n  entry counter after a sweep: got %llu, want %u "
+		    "records\n", (unsigned long long)info.entries, cs.records);
+	CU_ASSERT_EQUAL(info.entries, cs.records);
+
+	if (stat(path, &sb) != 0)
+		sb.st_size = 0;
+	printf("\n  %d kill rounds: %u operations acknowledged; %u kills with an "
+	    "operation in flight, %u while opening; %u repaired in place, %u "
+	    "moved a damaged file aside (%u undecodable leftovers swept); %u "
+	    "puts in flight lost both versions; entry counter drift %lld; %u "
+	    "records, file %lld bytes\n", rounds, tot->acked,
+	    tot->inflight_kills, tot->early_kills, tot->recovered, tot->moved,
+	    tot->debris, tot->inflight_lost, drift, model_count(),
+	    (long long)sb.st_size);
+}
+
 /* Many rounds: write, kill, check. */
 static void
 test_kill_rounds(void)
@@ -372,252 +664,36 @@ test_kill_rounds(void)
 	int rounds = tc_under_valgrind() ? ROUNDS_VG : ROUNDS;
 	unsigned max_delay = tc_under_valgrind() ? 20 * MAX_DELAY_US : MAX_DELAY_US;
 	struct sessdb_options o = opts();
+	struct totals tot = { 0 };
 	struct sessdb *lived;
 	uint64_t rng = 0x6b696c6cu;
 	uint32_t seen[NKEYS + 1];
-	unsigned acked = 0, inflight_kills = 0, early_kills = 0, recovered = 0,
-	    moved = 0, failures = 0, child_errors = 0, silent_loss = 0, wrong = 0,
-	    errors = 0, bad_records = 0, lived_bad = 0, inflight_lost = 0,
-	    debris = 0;
-	long long drift;
-	struct stat sb;
+	char snap[400];
 
 	fresh("kill");
 	memset(model, 0, sizeof(model));
 	lived = open_store(&o);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lived);
+	snprintf(snap, sizeof(snap), "%s.as-killed", path);
 
 	for (int round = 0; round < rounds; round++) {
 		struct inflight fl = { 0 };
-		struct msg m;
-		struct tally t;
-		struct census cs;
-		struct sessdb_stats st;
-		struct sessdb *db;
-		unsigned corrupt_before = count_corrupt(), delay;
-		int p[2], status, msgs = 0, early;
-		unsigned bad_before = failures + child_errors + silent_loss + wrong +
-		    errors + bad_records + lived_bad;
-		int moved_now, reported;
-		char snap[400], keep[400];
-		pid_t pid;
+		unsigned corrupt_before = count_corrupt();
+		unsigned bad_before = bad_count(&tot);
 
-		CU_ASSERT_FATAL(pipe2(p, O_CLOEXEC) == 0);
-		/* One round in eight kills the writer while it starts and opens
-		 * the store; the others let it open, then write for a while. */
-		early = tc_splitmix(&rng) % 8 == 0;
-		delay = (unsigned)(tc_splitmix(&rng) % (early ? max_delay / 2 : max_delay));
-		pid = fork();
-		CU_ASSERT_FATAL(pid != -1);
-		if (pid == 0) {
-			close(p[0]);
-			writer_child(p[1], (uint32_t)(round + 1) << 16, tc_splitmix(&rng));
-			_exit(0);
-		}
-		close(p[1]);
-		if (!early) {
-			if (read(p[0], &m, sizeof(m)) != (ssize_t)sizeof(m) ||
-			    m.type != M_READY) {
-				printf("\n  round %d: writer did not start\n", round);
-				failures++;
-			}
-		}
-		if (delay > 0) {
-			struct timespec ts = { 0, (long)delay * 1000 };
-
-			nanosleep(&ts, NULL);
-		}
-		kill(pid, SIGKILL);
-		CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
-		if (!WIFSIGNALED(status)) {
-			printf("\n  round %d: writer exited with status %d before the "
-			    "kill\n", round, WEXITSTATUS(status));
-			failures++;
-		}
-		while (read(p[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
-			msgs++;
-			switch (m.type) {
-			case M_BEGIN:
-				fl.active = 1;
-				fl.op = m.op;
-				fl.key = m.key;
-				fl.alt = m.op == OP_PUT ? m.version :
-				    m.op == OP_GET ? model[m.key] : 0;
-				break;
-			case M_DONE:
-				if (m.rc == -1) {
-					/* Failed: its effect is unknown; keep it "in flight". */
-					child_errors++;
-					printf("\n  round %d: writer op %u on key %u returned -1\n",
-					    round, m.op, m.key);
-					break;
-				}
-				fl.active = 0;
-				acked++;
-				if (m.op == OP_PUT && m.rc == 0)
-					model[m.key] = m.version;
-				else if ((m.op == OP_DELETE && m.rc == 0) ||
-				    (m.op == OP_TAKE && m.rc == SESSDB_OK))
-					model[m.key] = 0;
-				break;
-			case M_READY:
-				break;
-			case M_FAIL:
-				failures++;
-				printf("\n  round %d: writer %s key %u: got rc %d version %u, "
-				    "want version %u\n", round, m.op == OP_TAKE ? "take" :
-				    m.op == OP_GET ? "get" : "open", m.key, m.rc,
-				    (unsigned)m.got, (unsigned)m.version);
-				break;
-			default:
-				failures++;
-				break;
-			}
-		}
-		close(p[0]);
-		if (msgs == 0 && early)
-			early_kills++;
-		if (fl.active)
-			inflight_kills++;
-
-		/* Keep the file as the writer left it, for a post-mortem. */
-		snprintf(snap, sizeof(snap), "%s.as-killed", path);
-		tc_copy_file(path, snap);
-
-		/* A fresh handle: the store opens, acknowledged records are there. */
-		tc_log_reset();
-		db = open_store(&o);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-		check_keys(db, "fresh handle", &fl, seen, &t);
-		sessdb_stats(db, &st);
-		moved_now = count_corrupt() > corrupt_before;
-		reported = moved_now || st.recoveries > 0;
-		wrong += t.wrong;		/* never acceptable */
-		errors += t.errors;
-		inflight_lost += t.inflight_lost;
-		if (moved_now) {
-			/* GDBM could not recover everything: the damaged file was
-			 * moved aside (and the store started empty, or carries on
-			 * with what could be rebuilt).  Records may be lost; the
-			 * log says so and the store must work. */
-			moved++;
-			CU_ASSERT(tc_log_calls > 0);
-			CU_ASSERT(st.recoveries > 0);
-			printf("\n  round %d: damaged file moved aside (%s)\n", round,
-			    tc_last_log);
-			memcpy(model, seen, sizeof(model));
-			check_keys(db, "after move-aside", NULL, seen, &t);
-			wrong += t.wrong + t.missing;
-			CU_ASSERT_EQUAL(put_key(db, PARENT_KEY, 0xfffffff0u), 0);
-			model[PARENT_KEY] = 0xfffffff0u;
-			check_keys(db, "fresh store", NULL, seen, &t);
-			wrong += t.wrong + t.missing;
-		} else {
-			/* Intact, or repaired in place (gdbm_recover) without
-			 * keeping a damaged copy: nothing acknowledged may be
-			 * missing.  A repair is said through the log callback. */
-			if (reported) {
-				recovered++;
-				CU_ASSERT(tc_log_calls > 0);
-			}
-			silent_loss += t.missing;
-		}
-		memcpy(model, seen, sizeof(model));
-
-		/* Nothing undecodable, nothing unexpected, nothing left out.
-		 * A repair may leave undecodable debris (never handed out by
-		 * get); a sweep must remove it. */
-		memset(&cs, 0, sizeof(cs));
-		CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
-		if (cs.bad > 0) {
-			/* Allowed only from a rebuild that moved the damaged
-			 * file aside; swept either way, so that one failure
-			 * does not repeat in every later round. */
-			if (moved_now)
-				debris += cs.bad;
-			else
-				bad_records += cs.bad;
-			CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, NULL), 0);
-			memset(&cs, 0, sizeof(cs));
-			CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
-		}
-		if (cs.records != model_count()) {
-			printf("\n  round %d: foreach: got %u records as expected, want "
-			    "%u\n", round, cs.records, model_count());
-			cs.bad++;
-		}
-		bad_records += cs.bad;
-		sessdb_close(db);
-
-		/* The long-lived handle agrees, and can write. */
-		check_keys(lived, "long-lived handle", NULL, seen, &t);
-		lived_bad += t.missing + t.wrong + t.errors;
-		memcpy(model, seen, sizeof(model));
-		if (put_key(lived, PARENT_KEY, (uint32_t)round + 1) == 0) {
-			model[PARENT_KEY] = (uint32_t)round + 1;
-		} else {
-			printf("\n  round %d: long-lived put: %s\n", round,
-			    sessdb_error(lived));
-			lived_bad++;
-		}
-		if (failures + child_errors + silent_loss + wrong + errors +
-		    bad_records + lived_bad != bad_before) {
-			snprintf(keep, sizeof(keep), "%s.as-killed-round-%d", path, round);
-			if (rename(snap, keep) == 0)
-				printf("\n  round %d failed: the file as the writer left it "
-				    "is %s\n", round, keep);
-			if (fl.active)
-				printf("  round %d: in flight at the kill: %s of key %u\n",
-				    round, fl.op == OP_PUT ? "put" : fl.op == OP_DELETE ?
-				    "delete" : fl.op == OP_TAKE ? "take" : "get", fl.key);
-			for (int i = 0; i < tc_log_calls && i < 8; i++)
-				printf("  round %d log: %s\n", round, tc_first_log[i]);
-		}
-		if (failures + child_errors + silent_loss + wrong + errors +
-		    bad_records + lived_bad > 30) {
+		kill_writer(round, &rng, max_delay, &fl, &tot);
+		tc_copy_file(path, snap);	/* for a post-mortem */
+		check_fresh(round, &fl, corrupt_before, seen, &tot);
+		check_lived(lived, round, seen, &tot);
+		if (bad_count(&tot) != bad_before)
+			keep_evidence(round, snap, &fl);
+		if (bad_count(&tot) > 30) {
 			printf("\n  too many failures; stopping after round %d\n", round);
 			rounds = round + 1;
 			break;
 		}
 	}
-
-	CU_ASSERT_EQUAL(failures, 0);
-	CU_ASSERT_EQUAL(child_errors, 0);
-	CU_ASSERT_EQUAL(wrong, 0);
-	CU_ASSERT_EQUAL(errors, 0);
-	CU_ASSERT_EQUAL(bad_records, 0);
-	CU_ASSERT_EQUAL(lived_bad, 0);
-	/* Only a round that moved a damaged file aside may lose records. */
-	if (silent_loss != 0)
-		printf("\n  got %u acknowledged records lost with no damaged file "
-		    "moved aside, want 0\n", silent_loss);
-	CU_ASSERT_EQUAL(silent_loss, 0);
-	{
-		struct sessdb_info info;
-		struct census cs = { 0, 0 };
-
-		/* The entry counter may drift when a writer dies between its
-		 * GDBM call and the counter update; sessdb.h promises the
-		 * next sweep recounts. */
-		CU_ASSERT_EQUAL(sessdb_info(lived, &info), 0);
-		CU_ASSERT_EQUAL(sessdb_sweep(lived, 0, NULL, NULL, NULL), 0);
-		CU_ASSERT_EQUAL(sessdb_foreach(lived, 0, census_fn, &cs), 0);
-		drift = (long long)info.entries - (long long)cs.records;
-		CU_ASSERT_EQUAL(sessdb_info(lived, &info), 0);
-		if (info.entries != cs.records)
-			printf("\n  entry counter after a sweep: got %llu, want %u "
-			    "records\n", (unsigned long long)info.entries, cs.records);
-		CU_ASSERT_EQUAL(info.entries, cs.records);
-	}
-	if (stat(path, &sb) != 0)
-		sb.st_size = 0;
-	printf("\n  %d kill rounds: %u operations acknowledged; %u kills with an "
-	    "operation in flight, %u while opening; %u repaired in place, %u "
-	    "moved a damaged file aside (%u undecodable leftovers swept); %u "
-	    "puts in flight lost both versions; entry counter drift %lld; %u "
-	    "records, file %lld bytes\n", rounds, acked, inflight_kills,
-	    early_kills, recovered, moved, debris, inflight_lost, drift,
-	    model_count(), (long long)sb.st_size);
+	check_totals(lived, rounds, &tot);
 	sessdb_close(lived);
 }
 

@@ -277,121 +277,124 @@ seq_end(struct slot *s, uint32_t version)
 	__atomic_add_fetch(&s->seq, 1, __ATOMIC_SEQ_CST);	/* even: settled */
 }
 
-/* mixed_child - process c's share of the mixed workload. */
+/* op_private - put, get, take or delete (by pick) own private key `key`:
+ * the owner knows exactly what each call must return. */
 static void
-mixed_child(struct sessdb *db, unsigned c, unsigned ops)
+op_private(struct sessdb *db, struct child_report *r, unsigned c, unsigned key,
+    unsigned pick, uint32_t version)
 {
-	struct child_report *r = &shm->rep[c];
-	unsigned nb = (c + 1) % NCHILD;
-	uint64_t rng = 0x5e55db00u + c;
-	double t0 = tc_mono_secs();
+	struct slot *s = &shm->priv[c][key];
+	uint32_t cur = s->version, got = 0;
+	unsigned writer = 0;
+	int rc;
 
-	for (unsigned i = 0; i < ops; i++) {
-		uint32_t version = i + 1, got = 0;
-		unsigned pick = (unsigned)(tc_splitmix(&rng) % 100);
-		unsigned key, writer = 0;
-		struct slot *s;
-		int rc;
+	if (pick < 28) {		/* put */
+		seq_begin(s);
+		rc = put_payload(db, c, SPACE_PRIV, c, key, version);
+		if (rc == 0)
+			r->puts_ok++;
+		else
+			tc_note(&r->notes, "put p/%u/%u: got %d (%s), want 0", c,
+			    key, rc, sessdb_error(db));
+		seq_end(s, rc == 0 ? version : cur);
+	} else if (pick < 48) {		/* get */
+		rc = lookup(db, r, 0, SPACE_PRIV, c, key, &writer, &got);
+		expect_state(r, rc, "get", c, key, cur, writer, got);
+	} else if (pick < 54) {		/* take */
+		seq_begin(s);
+		rc = lookup(db, r, 1, SPACE_PRIV, c, key, &writer, &got);
+		expect_state(r, rc, "take", c, key, cur, writer, got);
+		if (rc == SESSDB_OK)
+			r->deletes_removed++;
+		seq_end(s, rc == SESSDB_OK ? 0 : cur);
+	} else {			/* delete */
+		unsigned char id[SESSDB_ID_MAX];
+		size_t id_len = make_id(id, SPACE_PRIV, c, key);
 
-		r->ops++;
-		/* Hand the CPU over now and then, so that the processes
-		 * interleave finely (every switch makes the others reopen). */
-		if ((i & 3) == 0)
-			sched_yield();
-		if (pick < 60) {
-			key = (unsigned)(tc_splitmix(&rng) % PRIV_KEYS);
-			s = &shm->priv[c][key];
-			uint32_t cur = s->version;
-			if (pick < 28) {		/* put a private key */
-				seq_begin(s);
-				rc = put_payload(db, c, SPACE_PRIV, c, key, version);
-				if (rc == 0)
-					r->puts_ok++;
-				else
-					tc_note(&r->notes, "put p/%u/%u: got %d (%s), want 0", c,
-					    key, rc, sessdb_error(db));
-				seq_end(s, rc == 0 ? version : cur);
-			} else if (pick < 48) {		/* get a private key */
-				rc = lookup(db, r, 0, SPACE_PRIV, c, key, &writer, &got);
-				expect_state(r, rc, "get", c, key, cur, writer, got);
-			} else if (pick < 54) {		/* take a private key */
-				seq_begin(s);
-				rc = lookup(db, r, 1, SPACE_PRIV, c, key, &writer, &got);
-				expect_state(r, rc, "take", c, key, cur, writer, got);
-				if (rc == SESSDB_OK)
-					r->deletes_removed++;
-				seq_end(s, rc == SESSDB_OK ? 0 : cur);
-			} else {			/* delete a private key */
-				unsigned char id[SESSDB_ID_MAX];
-				size_t id_len = make_id(id, SPACE_PRIV, c, key);
-
-				seq_begin(s);
-				rc = sessdb_delete(db, NS, id, id_len);
-				if (rc != 0)
-					tc_note(&r->notes, "delete p/%u/%u: got %d (%s), want 0",
-					    c, key, rc, sessdb_error(db));
-				else if (cur != 0)
-					r->deletes_removed++;
-				seq_end(s, rc == 0 ? 0 : cur);
-			}
-		} else if (pick < 91) {
-			key = (unsigned)(tc_splitmix(&rng) % SHARED_KEYS);
-			if (pick < 74) {		/* put a shared key */
-				shm->shared_put[c][version] = (uint16_t)(key + 1);
-				rc = put_payload(db, c, SPACE_SHARED, OWNER_SHARED, key,
-				    version);
-				if (rc == 0)
-					r->puts_ok++;
-				else
-					tc_note(&r->notes, "put s/%u: got %d (%s), want 0", key,
-					    rc, sessdb_error(db));
-			} else if (pick < 88) {		/* get or take a shared key */
-				int take = pick >= 84;
-
-				rc = lookup(db, r, take, SPACE_SHARED, OWNER_SHARED, key,
-				    &writer, &got);
-				if (rc == SESSDB_OK && (writer >= NCHILD || got == 0 ||
-				    got > OPS_MAX || shm->shared_put[writer][got] != key + 1))
-					tc_note(&r->notes, "%s s/%u: got version %u of writer %u, "
-					    "which that writer never put there",
-					    take ? "take" : "get", key, (unsigned)got, writer);
-				if (rc == SESSDB_OK && take)
-					r->deletes_removed++;
-			} else {			/* delete a shared key */
-				unsigned char id[SESSDB_ID_MAX];
-				size_t id_len = make_id(id, SPACE_SHARED, OWNER_SHARED, key);
-
-				rc = sessdb_delete(db, NS, id, id_len);
-				if (rc != 0)
-					tc_note(&r->notes, "delete s/%u: got %d (%s), want 0",
-					    key, rc, sessdb_error(db));
-				r->deletes_maybe++;
-			}
-		} else {
-			/* Read the neighbour's private key: if its owner settled
-			 * nothing during our call, we must see exactly that. */
-			key = (unsigned)(tc_splitmix(&rng) % PRIV_KEYS);
-			s = &shm->priv[nb][key];
-			uint32_t s1 = __atomic_load_n(&s->seq, __ATOMIC_SEQ_CST);
-			uint32_t want = __atomic_load_n(&s->version, __ATOMIC_SEQ_CST);
-
-			rc = lookup(db, r, 0, SPACE_PRIV, nb, key, &writer, &got);
-			uint32_t s2 = __atomic_load_n(&s->seq, __ATOMIC_SEQ_CST);
-			if (s1 == s2 && (s1 & 1) == 0) {
-				r->cross_checked++;
-				expect_state(r, rc, "get (neighbour)", nb, key, want,
-				    writer, got);
-			} else {
-				r->cross_skipped++;
-				if (rc == SESSDB_OK && writer != nb)
-					tc_note(&r->notes, "get p/%u/%u: got writer %u, want %u",
-					    nb, key, writer, nb);
-			}
-		}
+		seq_begin(s);
+		rc = sessdb_delete(db, NS, id, id_len);
+		if (rc != 0)
+			tc_note(&r->notes, "delete p/%u/%u: got %d (%s), want 0",
+			    c, key, rc, sessdb_error(db));
+		else if (cur != 0)
+			r->deletes_removed++;
+		seq_end(s, rc == 0 ? 0 : cur);
 	}
-	r->secs = tc_mono_secs() - t0;
-	sessdb_stats(db, &r->st);
-	/* The counters of this handle must match what the calls returned. */
+}
+
+/* op_shared - put, get, take or delete (by pick) shared key `key`: a
+ * value read must be one some process really put there. */
+static void
+op_shared(struct sessdb *db, struct child_report *r, unsigned c, unsigned key,
+    unsigned pick, uint32_t version)
+{
+	unsigned writer = 0;
+	uint32_t got = 0;
+	int rc;
+
+	if (pick < 74) {		/* put */
+		shm->shared_put[c][version] = (uint16_t)(key + 1);
+		rc = put_payload(db, c, SPACE_SHARED, OWNER_SHARED, key, version);
+		if (rc == 0)
+			r->puts_ok++;
+		else
+			tc_note(&r->notes, "put s/%u: got %d (%s), want 0", key,
+			    rc, sessdb_error(db));
+	} else if (pick < 88) {		/* get or take */
+		int take = pick >= 84;
+
+		rc = lookup(db, r, take, SPACE_SHARED, OWNER_SHARED, key,
+		    &writer, &got);
+		if (rc == SESSDB_OK && (writer >= NCHILD || got == 0 ||
+		    got > OPS_MAX || shm->shared_put[writer][got] != key + 1))
+			tc_note(&r->notes, "%s s/%u: got version %u of writer %u, "
+			    "which that writer never put there",
+			    take ? "take" : "get", key, (unsigned)got, writer);
+		if (rc == SESSDB_OK && take)
+			r->deletes_removed++;
+	} else {			/* delete */
+		unsigned char id[SESSDB_ID_MAX];
+		size_t id_len = make_id(id, SPACE_SHARED, OWNER_SHARED, key);
+
+		rc = sessdb_delete(db, NS, id, id_len);
+		if (rc != 0)
+			tc_note(&r->notes, "delete s/%u: got %d (%s), want 0",
+			    key, rc, sessdb_error(db));
+		r->deletes_maybe++;
+	}
+}
+
+/* op_neighbour - read neighbour nb's private key: if its owner settled
+ * nothing during our call, we must see exactly that. */
+static void
+op_neighbour(struct sessdb *db, struct child_report *r, unsigned nb,
+    unsigned key)
+{
+	struct slot *s = &shm->priv[nb][key];
+	uint32_t s1 = __atomic_load_n(&s->seq, __ATOMIC_SEQ_CST);
+	uint32_t want = __atomic_load_n(&s->version, __ATOMIC_SEQ_CST);
+	uint32_t s2, got = 0;
+	unsigned writer = 0;
+	int rc;
+
+	rc = lookup(db, r, 0, SPACE_PRIV, nb, key, &writer, &got);
+	s2 = __atomic_load_n(&s->seq, __ATOMIC_SEQ_CST);
+	if (s1 == s2 && (s1 & 1) == 0) {
+		r->cross_checked++;
+		expect_state(r, rc, "get (neighbour)", nb, key, want, writer, got);
+	} else {
+		r->cross_skipped++;
+		if (rc == SESSDB_OK && writer != nb)
+			tc_note(&r->notes, "get p/%u/%u: got writer %u, want %u",
+			    nb, key, writer, nb);
+	}
+}
+
+/* check_child_stats - the counters of this handle match what the calls
+ * returned. */
+static void
+check_child_stats(struct child_report *r)
+{
 	if (r->st.hits != r->hits || r->st.misses != r->misses)
 		tc_note(&r->notes, "stats: got hits %llu misses %llu, want %llu %llu",
 		    (unsigned long long)r->st.hits, (unsigned long long)r->st.misses,
@@ -418,6 +421,40 @@ mixed_child(struct sessdb *db, unsigned c, unsigned ops)
 		    (unsigned long long)r->st.corrupt, (unsigned long long)r->st.expired,
 		    (unsigned long long)r->st.declined,
 		    (unsigned long long)r->st.recoveries);
+}
+
+/* mixed_child - ops operations: 60% on own private keys, 31% on shared
+ * keys, 9% reads of the neighbour's private keys. */
+static void
+mixed_child(struct sessdb *db, unsigned c, unsigned ops)
+{
+	struct child_report *r = &shm->rep[c];
+	unsigned nb = (c + 1) % NCHILD;
+	uint64_t rng = 0x5e55db00u + c;
+	double t0 = tc_mono_secs();
+
+	for (unsigned i = 0; i < ops; i++) {
+		uint32_t version = i + 1;
+		unsigned pick = (unsigned)(tc_splitmix(&rng) % 100);
+
+		r->ops++;
+		/* Hand the CPU over now and then, so that the processes
+		 * interleave finely (every switch makes the others reopen). */
+		if ((i & 3) == 0)
+			sched_yield();
+		if (pick < 60)
+			op_private(db, r, c, (unsigned)(tc_splitmix(&rng) % PRIV_KEYS),
+			    pick, version);
+		else if (pick < 91)
+			op_shared(db, r, c, (unsigned)(tc_splitmix(&rng) % SHARED_KEYS),
+			    pick, version);
+		else
+			op_neighbour(db, r, nb,
+			    (unsigned)(tc_splitmix(&rng) % PRIV_KEYS));
+	}
+	r->secs = tc_mono_secs() - t0;
+	sessdb_stats(db, &r->st);
+	check_child_stats(r);
 }
 
 struct census {
@@ -466,21 +503,19 @@ census_fn(void *arg, const struct sessdb_record *rec)
 	return 0;
 }
 
-/* NCHILD processes, OPS operations each, then a full check. */
-static void
-test_mixed(void)
-{
-	unsigned ops = tc_under_valgrind() ? OPS_VALGRIND : OPS_MAX;
-	pid_t pids[NCHILD];
-	struct sessdb *db;
-	uint64_t total_ops = 0, cross = 0, reopens = 0, present = 0, shared_hits = 0;
-	double t0 = tc_mono_secs(), wall;
+/* What the parent learns from a mixed run. */
+struct mixed_sum {
+	uint64_t	ops, cross, reopens;	/* summed over the children */
+	uint64_t	present, shared_hits;	/* records a fresh handle finds */
+	double		wall;
+};
 
-	fresh("mixed");
-	memset(shm, 0, sizeof(*shm));
-	db = open_store();	/* create the file before the race */
-	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-	sessdb_close(db);
+/* run_mixed - act: NCHILD children, each on its own handle, ops each. */
+static void
+run_mixed(unsigned ops, struct mixed_sum *sum)
+{
+	pid_t pids[NCHILD];
+	double t0 = tc_mono_secs();
 
 	for (unsigned c = 0; c < NCHILD; c++) {
 		pids[c] = fork();
@@ -499,14 +534,19 @@ test_mixed(void)
 	}
 	for (unsigned c = 0; c < NCHILD; c++)
 		CU_ASSERT(tc_wait_ok(pids[c], "mixed child"));
-	wall = tc_mono_secs() - t0;
+	sum->wall = tc_mono_secs() - t0;
+}
 
+/* check_reports - every child saw what it must and counted it right. */
+static void
+check_reports(unsigned ops, struct mixed_sum *sum)
+{
 	for (unsigned c = 0; c < NCHILD; c++) {
 		struct child_report *r = &shm->rep[c];
 
 		if (r->notes.failures != 0)
-			printf("\n  child %u: %u failures, first: %s\n", c, r->notes.failures,
-			    r->notes.first[0]);
+			printf("\n  child %u: %u failures, first: %s\n", c,
+			    r->notes.failures, r->notes.first[0]);
 		CU_ASSERT_EQUAL(r->notes.failures, 0);
 		CU_ASSERT_EQUAL(r->ops, ops);
 		CU_ASSERT_EQUAL(r->st.hits + r->st.misses, r->gets + r->takes);
@@ -517,80 +557,110 @@ test_mixed(void)
 		printf("\n  child %u: %.2f s, %llu reopens, %llu exact neighbour reads",
 		    c, r->secs, (unsigned long long)r->st.reopens,
 		    (unsigned long long)r->cross_checked);
-		total_ops += r->ops;
-		cross += r->cross_checked;
-		reopens += r->st.reopens;
+		sum->ops += r->ops;
+		sum->cross += r->cross_checked;
+		sum->reopens += r->st.reopens;
 	}
 	/* Enough neighbour reads were checked exactly to mean something. */
-	CU_ASSERT(cross > total_ops / 20);
+	CU_ASSERT(sum->cross > sum->ops / 20);
+}
 
-	/* A fresh handle: every private key as its owner last acknowledged it. */
+/* check_final_keys - a fresh handle finds every private key as its owner
+ * last acknowledged it, and only values some process put in shared keys. */
+static void
+check_final_keys(struct sessdb *db, struct mixed_sum *sum)
+{
+	struct child_report check;
+
+	memset(&check, 0, sizeof(check));
+	for (unsigned c = 0; c < NCHILD; c++) {
+		for (unsigned k = 0; k < PRIV_KEYS; k++) {
+			uint32_t want = shm->priv[c][k].version, got = 0;
+			unsigned writer = 0;
+			int rc = lookup(db, &check, 0, SPACE_PRIV, c, k, &writer, &got);
+
+			expect_state(&check, rc, "final get", c, k, want, writer, got);
+			sum->present += want != 0;
+		}
+	}
+	for (unsigned k = 0; k < SHARED_KEYS; k++) {
+		uint32_t got = 0;
+		unsigned writer = 0;
+		int rc = lookup(db, &check, 0, SPACE_SHARED, OWNER_SHARED, k,
+		    &writer, &got);
+
+		if (rc == SESSDB_OK && (writer >= NCHILD || got == 0 ||
+		    got > OPS_MAX || shm->shared_put[writer][got] != k + 1))
+			tc_note(&check.notes, "final get s/%u: got version %u of writer "
+			    "%u, which that writer never put there", k,
+			    (unsigned)got, writer);
+		sum->shared_hits += rc == SESSDB_OK;
+	}
+	CU_ASSERT_EQUAL(check.notes.failures, 0);
+}
+
+/* check_foreach - nothing undecodable, nothing foreign, the right count;
+ * info and a sweep agree.  Returns the records found. */
+static uint64_t
+check_foreach(struct sessdb *db, const struct mixed_sum *sum)
+{
+	struct census cs;
+	struct sessdb_info info;
+	struct sessdb_sweep_result sw;
+
+	memset(&cs, 0, sizeof(cs));
+	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
+	CU_ASSERT_EQUAL(cs.bad, 0);
+	if (cs.priv != sum->present || cs.shared != sum->shared_hits)
+		printf("\n  foreach: got %llu private %llu shared records, want "
+		    "%llu %llu\n", (unsigned long long)cs.priv,
+		    (unsigned long long)cs.shared, (unsigned long long)sum->present,
+		    (unsigned long long)sum->shared_hits);
+	CU_ASSERT_EQUAL(cs.priv, sum->present);
+	CU_ASSERT_EQUAL(cs.shared, sum->shared_hits);
+	memset(&info, 0, sizeof(info));
+	CU_ASSERT_EQUAL(sessdb_info(db, &info), 0);
+	if (info.entries != cs.records || info.bytes != cs.bytes)
+		printf("\n  info: got %llu entries %llu bytes, want %llu %llu\n",
+		    (unsigned long long)info.entries,
+		    (unsigned long long)info.bytes,
+		    (unsigned long long)cs.records, (unsigned long long)cs.bytes);
+	CU_ASSERT_EQUAL(info.entries, cs.records);
+	CU_ASSERT_EQUAL(info.bytes, cs.bytes);
+	CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &sw), 0);
+	CU_ASSERT_EQUAL(sw.examined, cs.records);
+	CU_ASSERT_EQUAL(sw.expired, 0);
+	CU_ASSERT_EQUAL(sw.corrupt, 0);
+	return cs.records;
+}
+
+/* NCHILD processes, OPS operations each, then a full check. */
+static void
+test_mixed(void)
+{
+	unsigned ops = tc_under_valgrind() ? OPS_VALGRIND : OPS_MAX;
+	struct mixed_sum sum;
+	struct sessdb *db;
+	uint64_t records;
+
+	fresh("mixed");
+	memset(shm, 0, sizeof(*shm));
+	memset(&sum, 0, sizeof(sum));
+	db = open_store();	/* create the file before the race */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	sessdb_close(db);
+
+	run_mixed(ops, &sum);
+	check_reports(ops, &sum);
 	db = open_store();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-	{
-		struct child_report check;
-
-		memset(&check, 0, sizeof(check));
-		for (unsigned c = 0; c < NCHILD; c++) {
-			for (unsigned k = 0; k < PRIV_KEYS; k++) {
-				uint32_t want = shm->priv[c][k].version, got = 0;
-				unsigned writer = 0;
-				int rc = lookup(db, &check, 0, SPACE_PRIV, c, k, &writer, &got);
-
-				expect_state(&check, rc, "final get", c, k, want, writer, got);
-				present += want != 0;
-			}
-		}
-		for (unsigned k = 0; k < SHARED_KEYS; k++) {
-			uint32_t got = 0;
-			unsigned writer = 0;
-			int rc = lookup(db, &check, 0, SPACE_SHARED, OWNER_SHARED, k,
-			    &writer, &got);
-
-			if (rc == SESSDB_OK && (writer >= NCHILD || got == 0 ||
-			    got > OPS_MAX || shm->shared_put[writer][got] != k + 1))
-				tc_note(&check.notes, "final get s/%u: got version %u of writer "
-				    "%u, which that writer never put there", k,
-				    (unsigned)got, writer);
-			shared_hits += rc == SESSDB_OK;
-		}
-		CU_ASSERT_EQUAL(check.notes.failures, 0);
-	}
-	/* foreach: nothing undecodable, nothing foreign, the right count. */
-	{
-		struct census cs;
-		struct sessdb_info info;
-		struct sessdb_sweep_result sw;
-
-		memset(&cs, 0, sizeof(cs));
-		CU_ASSERT_EQUAL(sessdb_foreach(db, 0, census_fn, &cs), 0);
-		CU_ASSERT_EQUAL(cs.bad, 0);
-		if (cs.priv != present || cs.shared != shared_hits)
-			printf("\n  foreach: got %llu private %llu shared records, want "
-			    "%llu %llu\n", (unsigned long long)cs.priv,
-			    (unsigned long long)cs.shared, (unsigned long long)present,
-			    (unsigned long long)shared_hits);
-		CU_ASSERT_EQUAL(cs.priv, present);
-		CU_ASSERT_EQUAL(cs.shared, shared_hits);
-		memset(&info, 0, sizeof(info));
-		CU_ASSERT_EQUAL(sessdb_info(db, &info), 0);
-		if (info.entries != cs.records || info.bytes != cs.bytes)
-			printf("\n  info: got %llu entries %llu bytes, want %llu %llu\n",
-			    (unsigned long long)info.entries,
-			    (unsigned long long)info.bytes,
-			    (unsigned long long)cs.records, (unsigned long long)cs.bytes);
-		CU_ASSERT_EQUAL(info.entries, cs.records);
-		CU_ASSERT_EQUAL(info.bytes, cs.bytes);
-		CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &sw), 0);
-		CU_ASSERT_EQUAL(sw.examined, cs.records);
-		CU_ASSERT_EQUAL(sw.expired, 0);
-		CU_ASSERT_EQUAL(sw.corrupt, 0);
-		printf("\n  %u processes x %u ops = %llu ops in %.2f s (%.0f ops/s), "
-		    "%llu exact cross-process reads, %llu reopens; %llu records left\n",
-		    NCHILD, ops, (unsigned long long)total_ops, wall,
-		    (double)total_ops / wall, (unsigned long long)cross,
-		    (unsigned long long)reopens, (unsigned long long)cs.records);
-	}
+	check_final_keys(db, &sum);
+	records = check_foreach(db, &sum);
+	printf("\n  %u processes x %u ops = %llu ops in %.2f s (%.0f ops/s), "
+	    "%llu exact cross-process reads, %llu reopens; %llu records left\n",
+	    NCHILD, ops, (unsigned long long)sum.ops, sum.wall,
+	    (double)sum.ops / sum.wall, (unsigned long long)sum.cross,
+	    (unsigned long long)sum.reopens, (unsigned long long)records);
 	sessdb_close(db);
 }
 
