@@ -3,7 +3,7 @@
  *	sessdemo - a pre-fork TLS demo server whose workers share one sessdb cache
  *
  * SYNOPSIS
- *	sessdemo [--port P] [--workers N] [--cache PATH | --no-cache]
+ *	sessdemo [--port P] [--workers N] [--cache PATH|URL | --no-cache]
  *	    [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]
  *	    [--access-log FILE] [--bind ADDR] [--ready-file FILE]
  *	    [--timeout SECS] [--tickets N] [--session-timeout SECS]
@@ -27,6 +27,10 @@
  *	ignores SIGINT (the parent relays a terminal's ^C as SIGTERM) and
  *	keeps SIGTERM blocked except while it waits in accept() for the next
  *	connection, so a connection in progress is always finished.
+ *
+ *	The cache is a file, or a Redis store named by a URL
+ *	(redis://HOST[:PORT][/DB][?prefix=P], unix:/SOCKET) that servers on
+ *	several machines share; the URL is printed without its password.
  *
  *	Session-ID context: a SHA-256 digest of the server certificate and
  *	of the client-certificate policy, so that servers with other
@@ -98,6 +102,8 @@ struct config {
 	int		port;
 	int		workers;
 	const char	*cache;		/* NULL with --no-cache */
+	char		cache_name[512]; /* cache as printed: a URL's password
+					   replaced by "****" */
 	const char	*cert;
 	const char	*key;
 	int		tls_min;
@@ -163,7 +169,7 @@ struct slot {
 static volatile sig_atomic_t worker_stop;
 
 static const char usage_text[] =
-"usage: sessdemo [--port P] [--workers N] [--cache PATH | --no-cache]\n"
+"usage: sessdemo [--port P] [--workers N] [--cache PATH|URL | --no-cache]\n"
 "                [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]\n"
 "                [--access-log FILE] [--bind ADDR] [--ready-file FILE]\n"
 "                [--timeout SECS] [--tickets N] [--session-timeout SECS]\n"
@@ -307,6 +313,9 @@ parse_args(int argc, char **argv, struct config *cfg)
 	}
 	if (no_cache)
 		cfg->cache = NULL;
+	else
+		tool_store_display(cfg->cache, cfg->cache_name,
+		    sizeof cfg->cache_name);
 	if (cfg->cert == NULL) {
 		cfg->cert = find_data_file(CERT_NAME, certbuf, sizeof certbuf);
 		cfg->key = find_data_file(KEY_NAME, keybuf, sizeof keybuf);
@@ -435,7 +444,7 @@ open_store(const struct config *cfg, unsigned flags)
 	struct sessdb *db = sessdb_open(cfg->cache, &o, err, sizeof err);
 
 	if (db == NULL)
-		logmsg("cannot open cache %s: %s", cfg->cache, err);
+		logmsg("cannot open cache %s: %s", cfg->cache_name, err);
 	return db;
 }
 
@@ -989,7 +998,7 @@ write_ready(const struct config *cfg, int port)
 	FILE *f;
 
 	printf("sessdemo: ready on %s:%d, %d workers, cache %s, TLS %s, early data %s\n",
-	    cfg->bind_addr, port, cfg->workers, cfg->cache ? cfg->cache : "none",
+	    cfg->bind_addr, port, cfg->workers, cfg->cache ? cfg->cache_name : "none",
 	    cfg->tls_min == cfg->tls_max ?
 	    (cfg->tls_min == TLS1_2_VERSION ? "1.2" : "1.3") : "1.2-1.3",
 	    cfg->early_data ? "on" : "off");
@@ -1073,12 +1082,13 @@ list_cache(const struct config *cfg)
 	if (db == NULL)
 		return 1;
 	if (sessdb_foreach(db, 0, list_record, NULL) < 0) {
-		logmsg("%s: %s", cfg->cache, sessdb_error(db));
+		logmsg("%s: %s", cfg->cache_name, sessdb_error(db));
 		goto done;
 	}
 	if (sessdb_info(db, &info) == 0)
 		printf("%s: %" PRIu64 " records, %" PRIu64 " bytes, generation %" PRIu64
-		    "\n", cfg->cache, info.entries, info.file_size, info.generation);
+		    "\n", cfg->cache_name, info.entries, info.file_size,
+		    info.generation);
 	rc = 0;
 done:
 	sessdb_close(db);

@@ -90,8 +90,10 @@ main_usage(FILE *fp)
 {
 	fputs("usage: sessdump [--db PATH] [--lock-timeout MS] [--no-progress] "
 	    "COMMAND [OPTIONS] [ARGS]\n\n"
-	    "The database is --db PATH, or $SESSDB_PATH.  The global options\n"
-	    "may also follow the command.\n\ncommands:\n", fp);
+	    "The database is --db PATH, or $SESSDB_PATH: a file, or a Redis\n"
+	    "store, redis://HOST[:PORT][/DB][?prefix=P] or unix:/SOCKET (its\n"
+	    "password from $SESSDB_REDIS_PASSWORD).  The global options may\n"
+	    "also follow the command.\n\ncommands:\n", fp);
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(fp, "  %s\n", cmds[i].synopsis);
 	fputs("\n'sessdump COMMAND --help' describes a command's options.\n", fp);
@@ -187,12 +189,14 @@ sd_open(const struct sd_global *g, unsigned flags,
 		memset(&o, 0, sizeof o);
 	o.flags |= flags;
 	o.lock_timeout_ms = g->lock_timeout_ms;
-	if ((o.flags & (SESSDB_RDONLY | SESSDB_NOCREATE)) && precheck(g->db_path))
+	if ((o.flags & (SESSDB_RDONLY | SESSDB_NOCREATE)) && !g->remote &&
+	    precheck(g->db_path))
 		return NULL;
 	db = sessdb_open(g->db_path, &o, err, sizeof err);
 	if (db == NULL)
-		sd_err("%s: cannot open database: %s", g->db_path,
-		    err[0] ? strip_path(err, g->db_path) : "unknown error");
+		sd_err("%s: cannot open database: %s", g->db_name,
+		    err[0] ? strip_path(strip_path(err, g->db_path), g->db_name) :
+		    "unknown error");
 	return db;
 }
 
@@ -205,14 +209,15 @@ void
 sd_close(struct sessdb *db)
 {
 	struct sessdb_stats st;
+	char name[512];
 
 	if (db == NULL)
 		return;
 	sessdb_stats(db, &st);
+	tool_store_display(sessdb_path(db), name, sizeof name);
 	if (st.recoveries > 0)
 		sd_err("warning: %s was damaged and has been recovered (look for "
-		    "%s.corrupt-* if it was moved aside)", sessdb_path(db),
-		    sessdb_path(db));
+		    "%s.corrupt-* if it was moved aside)", name, name);
 	sessdb_close(db);
 }
 
@@ -335,6 +340,8 @@ sd_getopt(struct sd_global *g, int argc, char **argv, const char *shortopts,
 		    "command) or set SESSDB_PATH");
 		return '?';
 	}
+	g->remote = tool_store_is_url(g->db_path);
+	tool_store_display(g->db_path, g->db_name, sizeof g->db_name);
 	return -1;
 }
 

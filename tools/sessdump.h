@@ -39,7 +39,9 @@ enum sd_exit {
 
 /* Global options: before the command name or among its options. */
 struct sd_global {
-	const char	*db_path;
+	const char	*db_path;		/* a file, or a redis:// or unix: URL */
+	char		db_name[512];		/* db_path as printed: no password */
+	int		remote;			/* db_path is a URL (Redis) */
 	unsigned	lock_timeout_ms;	/* 0 = library default */
 	int		progress;		/* show progress on stderr */
 };

@@ -92,7 +92,7 @@ verify_pass(struct sessdb *db, const struct sd_global *g, struct verify *v,
 	sd_progress_end(&v->prog);
 	if (rc == 0)
 		return 0;
-	sd_err("%s: %s", g->db_path, rc == -2 ? "out of memory" : sessdb_error(db));
+	sd_err("%s: %s", g->db_name, rc == -2 ? "out of memory" : sessdb_error(db));
 	return SD_EXIT_DB;
 }
 
@@ -256,13 +256,13 @@ maybe_compact(struct sessdb *db, const struct sd_global *g, struct sweep *sw)
 			return 0;
 	}
 	if (g->progress)
-		fprintf(stderr, "sweep: compacting %s (%s) ...", g->db_path,
+		fprintf(stderr, "sweep: compacting %s (%s) ...", g->db_name,
 		    fmt_size(before.file_size, size, sizeof size));
 	t0 = tool_now_s();
 	if (sessdb_compact(db) == -1 || sessdb_info(db, &after) == -1) {
 		if (g->progress)
 			fputs(" failed\n", stderr);
-		sd_err("%s: compact: %s", g->db_path, sessdb_error(db));
+		sd_err("%s: compact: %s", g->db_name, sessdb_error(db));
 		return SD_EXIT_DB;
 	}
 	secs = tool_now_s() - t0;
@@ -321,7 +321,8 @@ sweep_args(struct sd_global *g, struct sweep *sw, struct sessdb_options *o,
 	return -1;
 }
 
-/* sd_cmd_sweep - remove expired records in batches, then maybe compact. */
+/* sd_cmd_sweep - remove expired records in batches, then maybe compact
+ * (a file; on Redis both are no-ops and say so). */
 int
 sd_cmd_sweep(struct sd_global *g, int argc, char **argv)
 {
@@ -343,7 +344,7 @@ sd_cmd_sweep(struct sd_global *g, int argc, char **argv)
 	    &sw, &res);
 	sd_progress_end(&sw.prog);
 	if (rc == -1) {
-		sd_err("%s: sweep: %s", g->db_path, sessdb_error(db));
+		sd_err("%s: sweep: %s", g->db_name, sessdb_error(db));
 		sd_close(db);
 		return SD_EXIT_DB;
 	}
@@ -352,6 +353,17 @@ sd_cmd_sweep(struct sd_global *g, int argc, char **argv)
 	    sw.dry ? "would remove" : "removed",
 	    (unsigned long long)res.expired, (unsigned long long)res.corrupt,
 	    (unsigned long long)res.live, (unsigned long long)res.batches);
+	if (g->remote) {
+		/* Redis drops a record at the expiry its SET carried, and
+		 * gives its memory back itself: neither step has work. */
+		printf("sweep: Redis expires records itself; only records that "
+		    "fail to decode are removed\n");
+		if (sw.compact > 0)
+			printf("compact: a no-op on Redis (it frees memory "
+			    "itself)\n");
+		sd_close(db);
+		return 0;
+	}
 	rc = sw.dry ? 0 : maybe_compact(db, g, &sw);
 	sd_close(db);
 	return rc;

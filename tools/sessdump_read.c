@@ -99,7 +99,7 @@ collect_all(struct sessdb *db, const struct sd_global *g, struct collect *c)
 		return SD_EXIT_DB;
 	}
 	if (rc != 0) {
-		sd_err("%s: %s", g->db_path, sessdb_error(db));
+		sd_err("%s: %s", g->db_name, sessdb_error(db));
 		return SD_EXIT_DB;
 	}
 	return 0;
@@ -324,7 +324,7 @@ sd_cmd_list(struct sd_global *g, int argc, char **argv)
 		if (rev)
 			reverse(c.v, c.n);
 		if (json)
-			list_json(&c, g->db_path);
+			list_json(&c, g->db_name);
 		else
 			list_text(&c);
 	}
@@ -611,12 +611,12 @@ sd_cmd_show(struct sd_global *g, int argc, char **argv)
 	if ((rc = show_get(db, &sh)) == SESSDB_MISS)
 		rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
 	if (rc == -1)
-		sd_err("%s: %s", g->db_path, sessdb_error(db));
+		sd_err("%s: %s", g->db_name, sessdb_error(db));
 	sd_close(db);
 	if (rc == -1)
 		return SD_EXIT_DB;
 	if (!sh.found) {
-		sd_err("show: no session %s in %s", argv[optind], g->db_path);
+		sd_err("show: no session %s in %s", argv[optind], g->db_name);
 		return SD_EXIT_NOTFOUND;
 	}
 	return SD_EXIT_OK;

@@ -142,15 +142,24 @@ stats_text_tally(const char *title, const struct tallies *t)
 /* stats_text - the readable report. */
 static void
 stats_text(const struct stats *st, const struct sessdb_info *info,
-    const char *path)
+    const struct sd_global *g)
 {
 	char t[32];
 
-	printf("database:     %s\n", path);
-	printf("file size:    %llu bytes\n", (unsigned long long)info->file_size);
-	printf("bytes used:   %llu bytes (%llu%% of the file)\n",
-	    (unsigned long long)st->bytes, (unsigned long long)(info->file_size ?
-	    st->bytes * 100 / info->file_size : 0));
+	printf("database:     %s\n", g->db_name);
+	if (g->remote) {
+		/* No file: Redis keeps the records, and expires them. */
+		printf("backend:      redis\n");
+		printf("bytes used:   %llu bytes\n",
+		    (unsigned long long)st->bytes);
+	} else {
+		printf("file size:    %llu bytes\n",
+		    (unsigned long long)info->file_size);
+		printf("bytes used:   %llu bytes (%llu%% of the file)\n",
+		    (unsigned long long)st->bytes,
+		    (unsigned long long)(info->file_size ?
+		    st->bytes * 100 / info->file_size : 0));
+	}
 	printf("records:      %llu (live %llu, expired %llu, corrupt %llu)\n",
 	    (unsigned long long)st->total, (unsigned long long)st->live,
 	    (unsigned long long)st->expired, (unsigned long long)st->corrupt);
@@ -203,10 +212,11 @@ stats_json_end(const char *key, const char *id, int64_t created)
 /* stats_json - the document for stats --json. */
 static void
 stats_json(const struct stats *st, const struct sessdb_info *info,
-    const char *path)
+    const struct sd_global *g)
 {
 	fputs("{", stdout);
-	sd_json_kstr(stdout, "database", path, 0);
+	sd_json_kstr(stdout, "database", g->db_name, 0);
+	sd_json_kstr(stdout, "backend", g->remote ? "redis" : "gdbm", 1);
 	sd_json_kint(stdout, "now", st->now, 1);
 	sd_json_kint(stdout, "file_size", (int64_t)info->file_size, 1);
 	sd_json_kint(stdout, "bytes_used", (int64_t)st->bytes, 1);
@@ -274,7 +284,7 @@ sd_cmd_stats(struct sd_global *g, int argc, char **argv)
 	memset(&st, 0, sizeof st);
 	st.now = sessdb_now(db);
 	if (sessdb_info(db, &info) == -1) {
-		sd_err("%s: %s", g->db_path, sessdb_error(db));
+		sd_err("%s: %s", g->db_name, sessdb_error(db));
 		rc = SD_EXIT_DB;
 		goto out;
 	}
@@ -282,13 +292,13 @@ sd_cmd_stats(struct sd_global *g, int argc, char **argv)
 	ch = sessdb_foreach(db, 0, stats_one, &st);
 	sd_progress_end(&st.prog);
 	if (ch != 0) {
-		sd_err("%s: %s", g->db_path, ch == -2 ? "out of memory" :
+		sd_err("%s: %s", g->db_name, ch == -2 ? "out of memory" :
 		    sessdb_error(db));
 		rc = SD_EXIT_DB;
 	} else if (json) {
-		stats_json(&st, &info, g->db_path);
+		stats_json(&st, &info, g);
 	} else {
-		stats_text(&st, &info, g->db_path);
+		stats_text(&st, &info, g);
 	}
 out:
 	stats_free(&st);

@@ -3,7 +3,8 @@
  *	sessload - TLS resumption load client for sessdemo
  *
  * SYNOPSIS
- *	sessload --connect HOST:PORT [--connections K] [--parallel C]
+ *	sessload --connect HOST:PORT [--connect HOST:PORT ...]
+ *	    [--connections K] [--parallel C]
  *	    [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE] [--path PATH]
  *	    [--timeout SECS] [--json]
  *
@@ -17,6 +18,12 @@
  *	sessdemo names the worker pid, which the lane compares with the pid
  *	of its previous connection: a resumption on another pid proves the
  *	session crossed processes.
+ *
+ *	With several --connect targets (servers on several machines that
+ *	share one store), connections go round-robin: lane i's connection j
+ *	goes to target (i + j) mod T, so each connection offers a session
+ *	that another target issued, and a resumption proves the session
+ *	crossed hosts.  The report gives each target's own counts.
  *
  *	Lanes write their results and each connection's latency into a
  *	shared anonymous mapping; the parent times the whole run, merges the
@@ -51,10 +58,19 @@
 #define MAX_PARALLEL	1024
 #define MAX_PIDS	256		/* distinct server pids remembered per lane */
 #define RESP_MAX	4096
+#define MAX_TARGETS	16
 
-struct options {
+/* One --connect target. */
+struct target {
 	char		host[256];
 	char		port[16];
+	const char	*spec;		/* as given */
+	struct addrinfo	*ai;
+};
+
+struct options {
+	struct target	targets[MAX_TARGETS];
+	int		ntargets;
 	long		connections;
 	int		parallel;
 	int		tls_min;
@@ -67,6 +83,14 @@ struct options {
 	const char	*path;
 };
 
+/* One target's share of a lane's results. */
+struct tcount {
+	uint64_t	ok;
+	uint64_t	failed;
+	uint64_t	offered;
+	uint64_t	resumed;
+};
+
 /* One lane's results, in the shared mapping. */
 struct lane {
 	uint64_t	ok;
@@ -74,6 +98,9 @@ struct lane {
 	uint64_t	offered;	/* connections that offered a session */
 	uint64_t	resumed;	/* SSL_session_reused on the client */
 	uint64_t	cross;		/* resumed on a pid other than the previous one */
+	uint64_t	cross_target;	/* resumed on another target than the
+					   previous connection */
+	struct tcount	per[MAX_TARGETS];
 	uint64_t	server_resumed;	/* the server's response said resumed=1 */
 	uint64_t	tls12;
 	uint64_t	tls13;
@@ -89,6 +116,7 @@ struct lane {
 
 /* What one connection found out. */
 struct result {
+	int	offered;	/* a session was offered */
 	int	pid;		/* server worker pid from the response, 0 unknown */
 	int	server_resumed;
 	int	resumed;
@@ -96,9 +124,10 @@ struct result {
 };
 
 static const char usage_text[] =
-"usage: sessload --connect HOST:PORT [--connections K] [--parallel C]\n"
-"                [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE]\n"
-"                [--path PATH] [--timeout SECS] [--json]\n";
+"usage: sessload --connect HOST:PORT [--connect HOST:PORT ...]\n"
+"                [--connections K] [--parallel C] [--tls 1.2|1.3] [--new]\n"
+"                [--early-data] [--ca FILE] [--path PATH] [--timeout SECS]\n"
+"                [--json]\n";
 
 /* want_long - parse option name's value arg into *out, in [lo, hi];
  * -1 after saying what was wanted */
@@ -150,7 +179,8 @@ parse_args(int argc, char **argv, struct options *o)
 		{ "help",	 no_argument,	    NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int ch, bad = 0, have_connect = 0;
+	struct target *t;
+	int ch, bad = 0;
 	long v;
 
 	*o = (struct options){ .connections = 100, .parallel = 1, .path = "/",
@@ -158,10 +188,17 @@ parse_args(int argc, char **argv, struct options *o)
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			if (tool_parse_hostport(optarg, o->host, sizeof o->host,
-			    o->port, sizeof o->port) == -1)
+			if (o->ntargets == MAX_TARGETS) {
+				bad = bad_arg("connect", optarg, "at most 16 "
+				    "targets");
+				break;
+			}
+			t = &o->targets[o->ntargets];
+			if (tool_parse_hostport(optarg, t->host, sizeof t->host,
+			    t->port, sizeof t->port) == -1)
 				bad = bad_arg("connect", optarg, "HOST:PORT");
-			have_connect = 1;
+			t->spec = optarg;
+			o->ntargets++;
 			break;
 		case 'k':
 			bad |= want_long("connections", optarg, 1, 10000000,
@@ -196,7 +233,7 @@ parse_args(int argc, char **argv, struct options *o)
 		default: bad = -1; break;	/* getopt named the option */
 		}
 	}
-	if (!bad && !have_connect) {
+	if (!bad && o->ntargets == 0) {
 		fputs("sessload: --connect HOST:PORT is required\n", stderr);
 		bad = -1;
 	}
@@ -352,7 +389,7 @@ is_numeric_host(const char *host)
 /* one_conn - one connection offering *sess; on success *sess is replaced
  * by the connection's session (unless fresh).  0 or -1. */
 static int
-one_conn(const struct options *o, SSL_CTX *ctx, const struct addrinfo *ai,
+one_conn(const struct options *o, SSL_CTX *ctx, const struct target *t,
     SSL_SESSION **sess, struct result *r, struct lane *l)
 {
 	char req[512], resp[RESP_MAX];
@@ -360,8 +397,8 @@ one_conn(const struct options *o, SSL_CTX *ctx, const struct addrinfo *ai,
 	int fd, rc = -1, try_early;
 
 	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n"
-	    "Connection: close\r\n\r\n", o->path, o->host);
-	if ((fd = tcp_connect(ai, o->timeout_s)) < 0) {
+	    "Connection: close\r\n\r\n", o->path, t->host);
+	if ((fd = tcp_connect(t->ai, o->timeout_s)) < 0) {
 		lane_error(l, "connect");
 		return -1;
 	}
@@ -369,14 +406,15 @@ one_conn(const struct options *o, SSL_CTX *ctx, const struct addrinfo *ai,
 		lane_error(l, "SSL_new");
 		goto done;
 	}
-	if (!is_numeric_host(o->host)) {
-		SSL_set_tlsext_host_name(ssl, o->host);
+	if (!is_numeric_host(t->host)) {
+		SSL_set_tlsext_host_name(ssl, t->host);
 		if (o->ca != NULL)
-			SSL_set1_host(ssl, o->host);
+			SSL_set1_host(ssl, t->host);
 	}
 	if (*sess != NULL && !o->fresh) {
 		SSL_set_session(ssl, *sess);
 		l->offered++;
+		r->offered = 1;
 	}
 	try_early = o->early && *sess != NULL && !o->fresh &&
 	    SSL_SESSION_get_max_early_data(*sess) > 0;
@@ -425,15 +463,15 @@ note_pid(struct lane *l, int pid)
 	l->pids[l->npids++] = pid;
 }
 
-/* run_lane - n connections in a row, each offering the previous session;
- * lat[i] gets connection i's latency in microseconds (0 if it failed) */
+/* run_lane - n connections in a row, each offering the previous session,
+ * lane number k's connection i to target (k + i) mod T; lat[i] gets
+ * connection i's latency in microseconds (0 if it failed) */
 static void
-run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane *l,
-    uint32_t *lat)
+run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 {
 	SSL_CTX *ctx = make_ctx(o);
 	SSL_SESSION *sess = NULL;
-	int prev_pid = 0;
+	int prev_pid = 0, prev_target = -1;
 	long i;
 
 	if (ctx == NULL) {
@@ -443,19 +481,29 @@ run_lane(const struct options *o, const struct addrinfo *ai, long n, struct lane
 	}
 	for (i = 0; i < n; i++) {
 		struct result r = { 0 };
+		int ti = (int)((k + i) % o->ntargets);
+		struct tcount *tc = &l->per[ti];
 		double t0 = tool_now_s();
-		int rc = one_conn(o, ctx, ai, &sess, &r, l);
+		int rc = one_conn(o, ctx, &o->targets[ti], &sess, &r, l);
 		uint64_t us = (uint64_t)((tool_now_s() - t0) * 1e6);
 
 		lat[i] = rc < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : us < 1 ? 1 : (uint32_t)us;
+		tc->offered += (uint64_t)r.offered;
 		if (rc < 0) {
 			l->failed++;
+			tc->failed++;
 			SSL_SESSION_free(sess);
 			sess = NULL;
 			prev_pid = 0;
+			prev_target = -1;
 			continue;
 		}
 		l->ok++;
+		tc->ok++;
+		tc->resumed += (uint64_t)r.resumed;
+		if (r.resumed && prev_target >= 0 && ti != prev_target)
+			l->cross_target++;
+		prev_target = ti;
 		l->lat_sum_us += lat[i];
 		l->resumed += (uint64_t)r.resumed;
 		l->server_resumed += (uint64_t)r.server_resumed;
@@ -482,6 +530,13 @@ merge(struct lane *a, const struct lane *b)
 	a->offered += b->offered;
 	a->resumed += b->resumed;
 	a->cross += b->cross;
+	a->cross_target += b->cross_target;
+	for (i = 0; i < MAX_TARGETS; i++) {
+		a->per[i].ok += b->per[i].ok;
+		a->per[i].failed += b->per[i].failed;
+		a->per[i].offered += b->per[i].offered;
+		a->per[i].resumed += b->per[i].resumed;
+	}
 	a->server_resumed += b->server_resumed;
 	a->tls12 += b->tls12;
 	a->tls13 += b->tls13;
@@ -536,6 +591,33 @@ pct(uint64_t a, uint64_t b)
 	return b ? 100.0 * (double)a / (double)b : 0.0;
 }
 
+/* report_targets_json - the end of the JSON object: each target's counts
+ * and the resumptions that crossed targets */
+static void
+report_targets_json(const struct options *o, const struct lane *t)
+{
+	int i;
+
+	printf(",\"cross_target_resumed\":%" PRIu64 ",\"targets\":[",
+	    t->cross_target);
+	for (i = 0; i < o->ntargets; i++) {
+		const struct tcount *c = &t->per[i];
+
+		/* HOST:PORT as parsed: no quote or backslash can reach it
+		 * through getaddrinfo, but escape them all the same */
+		printf("%s{\"connect\":\"", i ? "," : "");
+		for (const char *p = o->targets[i].spec; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				putchar('\\');
+			putchar((unsigned char)*p < 0x20 ? '?' : *p);
+		}
+		printf("\",\"ok\":%" PRIu64 ",\"failed\":%" PRIu64
+		    ",\"offered\":%" PRIu64 ",\"resumed\":%" PRIu64 "}",
+		    c->ok, c->failed, c->offered, c->resumed);
+	}
+	printf("]}\n");
+}
+
 /* report - print the merged results, as text or one JSON object */
 static void
 report(const struct options *o, const struct lane *t, const struct latency *lt,
@@ -543,6 +625,7 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 {
 	double rate = secs > 0 ? (double)t->ok / secs : 0;
 	uint64_t conns = t->ok + t->failed;
+	int i;
 
 	if (o->json) {
 		printf("{\"connections\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%"
@@ -553,12 +636,13 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 		    ",\"early_sent\":%" PRIu64 ",\"early_accepted\":%" PRIu64
 		    ",\"lost_lanes\":%ld,\"parallel\":%d,\"new\":%s,"
 		    "\"latency_ms\":{\"avg\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
-		    "\"p99\":%.3f,\"max\":%.3f}}\n",
+		    "\"p99\":%.3f,\"max\":%.3f}",
 		    conns, t->ok, t->failed, secs, rate, t->offered, t->resumed,
 		    conns ? (double)t->resumed / (double)conns : 0.0, t->server_resumed,
 		    t->cross, t->npids, t->tls12, t->tls13, t->early_sent,
 		    t->early_accepted, lost, o->parallel, o->fresh ? "true" : "false",
 		    lt->avg, lt->p50, lt->p90, lt->p99, lt->max);
+		report_targets_json(o, t);
 		return;
 	}
 	printf("sessload: %" PRIu64 " connections (%d parallel%s): %" PRIu64 " ok, %"
@@ -576,32 +660,57 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 	if (o->early)
 		printf("sessload: early data sent %" PRIu64 ", accepted %" PRIu64 "\n",
 		    t->early_sent, t->early_accepted);
+	for (i = 0; o->ntargets > 1 && i < o->ntargets; i++) {
+		const struct tcount *c = &t->per[i];
+
+		printf("sessload: target %s: %" PRIu64 " ok, %" PRIu64 " failed, "
+		    "resumed %" PRIu64 "/%" PRIu64 " offered = %.1f%%\n",
+		    o->targets[i].spec, c->ok, c->failed, c->resumed, c->offered,
+		    pct(c->resumed, c->offered));
+	}
+	if (o->ntargets > 1)
+		printf("sessload: %" PRIu64 " resumed on another target than the "
+		    "previous connection\n", t->cross_target);
 	if (t->error[0] != '\0')
 		printf("sessload: first error: %s\n", t->error);
 }
 
-/* resolve - the first address of host:port */
-static struct addrinfo *
-resolve(const struct options *o)
+/* resolve - each target's addresses (the first is used); 0, or -1 */
+static int
+resolve(struct options *o)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *ai = NULL;
-	int rc = getaddrinfo(o->host, o->port, &hints, &ai);
+	struct target *t;
+	int i, rc;
 
-	if (rc != 0) {
-		fprintf(stderr, "sessload: %s:%s: %s\n", o->host, o->port,
-		    gai_strerror(rc));
-		return NULL;
+	for (i = 0; i < o->ntargets; i++) {
+		t = &o->targets[i];
+		if ((rc = getaddrinfo(t->host, t->port, &hints, &t->ai)) != 0) {
+			fprintf(stderr, "sessload: %s:%s: %s\n", t->host,
+			    t->port, gai_strerror(rc));
+			t->ai = NULL;
+			return -1;
+		}
 	}
-	return ai;
+	return 0;
+}
+
+/* unresolve - free the targets' addresses */
+static void
+unresolve(struct options *o)
+{
+	for (int i = 0; i < o->ntargets; i++) {
+		if (o->targets[i].ai != NULL)
+			freeaddrinfo(o->targets[i].ai);
+		o->targets[i].ai = NULL;
+	}
 }
 
 /* run_lanes - fork the lanes, wait for them; returns lanes that died.
  * Lane i makes connections [start, start + n) and writes their latencies
  * to lat[start...]. */
 static long
-run_lanes(const struct options *o, const struct addrinfo *ai, struct lane *lanes,
-    uint32_t *lat)
+run_lanes(const struct options *o, struct lane *lanes, uint32_t *lat)
 {
 	long share = o->connections / o->parallel, extra = o->connections % o->parallel;
 	long lost = 0, start = 0, n;
@@ -618,7 +727,7 @@ run_lanes(const struct options *o, const struct addrinfo *ai, struct lane *lanes
 			continue;
 		}
 		if (pid == 0) {
-			run_lane(o, ai, n, &lanes[i], lat + start);
+			run_lane(o, i, n, &lanes[i], lat + start);
 			_exit(0);
 		}
 	}
@@ -634,7 +743,6 @@ int
 main(int argc, char **argv)
 {
 	struct options o;
-	struct addrinfo *ai;
 	struct lane *lanes, total = { 0 };
 	struct latency lt;
 	size_t lanes_len, lat_len;
@@ -646,8 +754,10 @@ main(int argc, char **argv)
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	if ((ai = resolve(&o)) == NULL)
+	if (resolve(&o) == -1) {
+		unresolve(&o);
 		return 1;
+	}
 	/* results and latencies are written by the lane processes */
 	lanes_len = sizeof *lanes * (size_t)o.parallel;
 	lat_len = sizeof *lat * (size_t)o.connections;
@@ -655,18 +765,18 @@ main(int argc, char **argv)
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (lanes == MAP_FAILED) {
 		fprintf(stderr, "sessload: mmap: %s\n", strerror(errno));
-		freeaddrinfo(ai);
+		unresolve(&o);
 		return 1;
 	}
 	lat = (uint32_t *)(void *)((char *)lanes + lanes_len);
 	t0 = tool_now_s();
-	lost = run_lanes(&o, ai, lanes, lat);
+	lost = run_lanes(&o, lanes, lat);
 	secs = tool_now_s() - t0;
 	for (i = 0; i < o.parallel; i++)
 		merge(&total, &lanes[i]);
 	latency_summary(lat, o.connections, &total, &lt);
 	report(&o, &total, &lt, secs, lost);
 	munmap(lanes, lanes_len + lat_len);
-	freeaddrinfo(ai);
+	unresolve(&o);
 	return total.failed == 0 && lost == 0 && total.ok > 0 ? 0 : 1;
 }

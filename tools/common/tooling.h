@@ -9,7 +9,8 @@
  *	One home for what the three programs would otherwise each write
  *	again: number and host:port parsing (num.c, hostport.c), a
  *	monotonic clock (clock.c), hex (hex.c), X509 name printing
- *	(x509name.c), and wiping frees (wipe.c).  Built as a static
+ *	(x509name.c), wiping frees (wipe.c), and store names as they may be
+	shown, without a URL's password (storename.c).  Built as a static
  *	library in tools/meson.build; nothing here is part of libsessdb.
  *
  * RETURN VALUES
@@ -51,5 +52,10 @@ char *tool_x509_name(const X509_NAME *name);
 /* wipe.c */
 void tool_wipe_free(void *p, size_t len);
 int tool_wipe_openssl_frees(void);
+
+/* storename.c: a file path or a network store's URL (redis://, unix:);
+ * the name to print, its password (if any) replaced by "****". */
+int tool_store_is_url(const char *name);
+const char *tool_store_display(const char *name, char *buf, size_t len);
 
 #endif /* TOOLING_H */
