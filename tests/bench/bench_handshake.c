@@ -348,12 +348,11 @@ usage(void)
 	exit(2);
 }
 
-int
-main(int argc, char **argv)
+/* parse_args - the options; the quick mode's sizes. */
+static void
+parse_args(int argc, char **argv)
 {
 	const char *q = getenv("SESSDB_BENCH_QUICK");
-	const char *top = getenv("SESSDB_TOP_SRCDIR");
-	char tmpl[PATH_MAX], path[PATH_MAX + 32], err[512];
 
 	quick = q != NULL && *q != '\0' && strcmp(q, "0") != 0;
 	for (int i = 1; i < argc; i++) {
@@ -386,6 +385,85 @@ main(int argc, char **argv)
 	}
 	if (runs < 1 || runs > MAX_RUNS || handshakes < 1 || writer_modes == 0)
 		usage();
+}
+
+/* print_row - one line of the table, and the details under it. */
+static void
+print_row(int tls, int w, struct result res[2], struct sessdb *db)
+{
+	double mi = tc_median(res[INTERNAL].resumed_us, res[INTERNAL].n);
+	double ms = tc_median(res[SESSDB].resumed_us, res[SESSDB].n);
+	char wname[32];
+
+	if (!w)
+		snprintf(wname, sizeof(wname), "off");
+	else if (writer_rate > 0)
+		snprintf(wname, sizeof(wname), "%.0f/s", writer_rate);
+	else
+		snprintf(wname, sizeof(wname), "full speed");
+	printf("%-7s %-12s %10.1f %10.1f %8.1f%% %10.1f %10.1f\n",
+	    tls == 12 ? "1.2" : "1.3", wname, mi, ms,
+	    mi > 0 ? 100 * (ms / mi - 1) : 0,
+	    tc_median(res[INTERNAL].full_us, res[INTERNAL].n),
+	    tc_median(res[SESSDB].full_us, res[SESSDB].n));
+	if (!w) {
+		struct sizes sz = { 0 };
+		sessdb_foreach(db, SESSDB_ITER_LIVE, size_cb, &sz);
+		if (sz.n > 0)
+			printf("        stored DER session sizes (TLS %s): %zu "
+			    "records, min %zu, mean %zu, max %zu bytes\n",
+			    tls == 12 ? "1.2" : "1.3", sz.n, sz.min,
+			    sz.sum / sz.n, sz.max);
+	}
+	if (!quick) {
+		printf("        per-run resumed: internal");
+		for (int r = 0; r < res[INTERNAL].n; r++)
+			printf(" %.1f", res[INTERNAL].resumed_us[r]);
+		printf(" | sessdb");
+		for (int r = 0; r < res[SESSDB].n; r++)
+			printf(" %.1f", res[SESSDB].resumed_us[r]);
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+/* bench_case - TLS version tls, another process writing (w) or not: the
+ * two caches in alternate runs on a fresh store. */
+static void
+bench_case(const char *tmpl, int tls, int w)
+{
+	char path[PATH_MAX + 32], err[512];
+	struct result res[2];
+	struct sessdb *db;
+	pid_t wpid = 0;
+
+	memset(res, 0, sizeof(res));
+	snprintf(path, sizeof(path), "%s/tls%d-w%d.db", tmpl, tls, w);
+	db = sessdb_open(path, NULL, err, sizeof(err));
+	if (db == NULL)
+		die("%s", err);
+	if (w)
+		wpid = start_writer(path);
+	for (int r = 0; r < runs; r++)
+		for (int j = 0; j < 2; j++) {
+			enum cache c = (enum cache)((r + j) % 2);
+			bench_run(tls, c, db, &res[c]);
+		}
+	stop_writer(wpid);
+	print_row(tls, w, res, db);
+	sessdb_close(db);
+	unlink(path);
+	snprintf(path + strlen(path), 8, ".lock");
+	unlink(path);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *top = getenv("SESSDB_TOP_SRCDIR");
+	char tmpl[PATH_MAX];
+
+	parse_args(argc, argv);
 	snprintf(datadir, sizeof(datadir), "%s/data", top != NULL ? top : ".");
 	if (access(data_file("server.key"), R_OK) != 0)
 		die("%s: %s (set SESSDB_TOP_SRCDIR)", data_file("server.key"),
@@ -404,73 +482,19 @@ main(int argc, char **argv)
 	printf("%-7s %-12s %10s %10s %9s %10s %10s\n", "TLS", "writer",
 	    "internal", "sessdb", "overhead", "full int.", "full sdb");
 	fflush(stdout);
-
 	for (int w = 0; w < 2; w++) {
 		if (!(writer_modes & (1 << w)))
 			continue;
-		for (int tls = 12; tls <= 13; tls++) {
-			struct result res[2];
-			struct sessdb *db;
-			pid_t wpid = 0;
-
-			memset(res, 0, sizeof(res));
-			snprintf(path, sizeof(path), "%s/tls%d-w%d.db", tmpl, tls, w);
-			db = sessdb_open(path, NULL, err, sizeof(err));
-			if (db == NULL)
-				die("%s", err);
-			if (w)
-				wpid = start_writer(path);
-			for (int r = 0; r < runs; r++)
-				for (int j = 0; j < 2; j++) {
-					enum cache c = (enum cache)((r + j) % 2);
-					bench_run(tls, c, db, &res[c]);
-				}
-			stop_writer(wpid);
-			double mi = tc_median(res[INTERNAL].resumed_us, res[INTERNAL].n);
-			double ms = tc_median(res[SESSDB].resumed_us, res[SESSDB].n);
-			char wname[32];
-			if (!w)
-				snprintf(wname, sizeof(wname), "off");
-			else if (writer_rate > 0)
-				snprintf(wname, sizeof(wname), "%.0f/s", writer_rate);
-			else
-				snprintf(wname, sizeof(wname), "full speed");
-			printf("%-7s %-12s %10.1f %10.1f %8.1f%% %10.1f %10.1f\n",
-			    tls == 12 ? "1.2" : "1.3", wname, mi, ms,
-			    mi > 0 ? 100 * (ms / mi - 1) : 0,
-			    tc_median(res[INTERNAL].full_us, res[INTERNAL].n),
-			    tc_median(res[SESSDB].full_us, res[SESSDB].n));
-			if (!w) {
-				struct sizes sz = { 0 };
-				sessdb_foreach(db, SESSDB_ITER_LIVE, size_cb, &sz);
-				if (sz.n > 0)
-					printf("        stored DER session sizes (TLS %s): %zu "
-					    "records, min %zu, mean %zu, max %zu bytes\n",
-					    tls == 12 ? "1.2" : "1.3", sz.n, sz.min,
-					    sz.sum / sz.n, sz.max);
-			}
-			if (!quick) {
-				printf("        per-run resumed: internal");
-				for (int r = 0; r < res[INTERNAL].n; r++)
-					printf(" %.1f", res[INTERNAL].resumed_us[r]);
-				printf(" | sessdb");
-				for (int r = 0; r < res[SESSDB].n; r++)
-					printf(" %.1f", res[SESSDB].resumed_us[r]);
-				printf("\n");
-			}
-			fflush(stdout);
-			sessdb_close(db);
-			unlink(path);
-			snprintf(path + strlen(path), 8, ".lock");
-			unlink(path);
-		}
+		for (int tls = 12; tls <= 13; tls++)
+			bench_case(tmpl, tls, w);
 	}
 	SSL_SESSION_free(latest);
 	rmdir(tmpl);
-	printf("targets (docs/PERFORMANCE.md): overhead within 10%% (TLS 1.2) and 5%% (TLS 1.3) "
-	    "while another process writes\n");
+	printf("targets (docs/PERFORMANCE.md): overhead within 10%% (TLS 1.2) "
+	    "and 5%% (TLS 1.3) while another process writes\n");
 	if (tc_check_failures) {
-		printf("bench_handshake: %d sanity check(s) FAILED\n", tc_check_failures);
+		printf("bench_handshake: %d sanity check(s) FAILED\n",
+		    tc_check_failures);
 		return 1;
 	}
 	printf("bench_handshake: all sanity checks passed\n");

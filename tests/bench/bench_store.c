@@ -1162,10 +1162,11 @@ usage(void)
 	exit(2);
 }
 
-int
-main(int argc, char **argv)
+/* parse_args - the options; the quick mode's sizes first, so that options
+ * given with --quick still count. */
+static void
+parse_args(int argc, char **argv)
 {
-	char *tmpdirs[MAX_DIRS];
 	const char *q = getenv("SESSDB_BENCH_QUICK");
 
 	quick = q != NULL && *q != '\0' && strcmp(q, "0") != 0;
@@ -1246,20 +1247,15 @@ main(int argc, char **argv)
 		dirs[ndirs++] = "/dev/shm";
 		dirs[ndirs++] = "/var/tmp";
 	}
-	signal(SIGPIPE, SIG_IGN);
-	rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-	payload = malloc(payload_len);
-	if (payload == NULL)
-		tc_die(PROG, "out of memory");
-	{
-		uint64_t s = 42;
-		for (size_t i = 0; i < payload_len; i++)
-			payload[i] = (unsigned char)tc_splitmix(&s);
-	}
-	expires_at = (int64_t)time(NULL) + TTL;
+}
 
-	/* a private directory under each base directory */
+/* make_dirs - a private directory under each base directory that is a
+ * writable directory; dirs[] then names those, tmpdirs[] owns them. */
+static void
+make_dirs(char *tmpdirs[MAX_DIRS])
+{
 	int nd = 0;
+
 	for (int d = 0; d < ndirs; d++) {
 		char tmpl[PATH_MAX];
 		struct stat st;
@@ -1279,6 +1275,26 @@ main(int argc, char **argv)
 	ndirs = nd;
 	if (ndirs == 0)
 		tc_die(PROG, "no usable directory");
+}
+
+int
+main(int argc, char **argv)
+{
+	char *tmpdirs[MAX_DIRS];
+
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	payload = malloc(payload_len);
+	if (payload == NULL)
+		tc_die(PROG, "out of memory");
+	{
+		uint64_t s = 42;
+		for (size_t i = 0; i < payload_len; i++)
+			payload[i] = (unsigned char)tc_splitmix(&s);
+	}
+	expires_at = (int64_t)time(NULL) + TTL;
+	make_dirs(tmpdirs);
 	printf("bench_store: %s mode, %d run(s), %.2f s per phase (%.2f s with 2 "
 	    "processes), payload %zu bytes (pseudo-random, TLS 1.3 DER-sized)\n",
 	    quick ? "quick" : "full", runs, phase_secs, phase2_secs, payload_len);

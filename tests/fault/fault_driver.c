@@ -874,14 +874,94 @@ probe(struct sessdb *db)
 	return rc;
 }
 
+/* judge_key - what a get of key k gives against what was acknowledged:
+ * counted in t (lost ones in *lost), a PROBLEM or LOSS line if wrong. */
+static void
+judge_key(struct sessdb *db, unsigned k, struct tally *t, unsigned *lost)
+{
+	struct want *w = &model[k];
+	unsigned char id[SESSDB_ID_MAX];
+	void *data;
+	size_t len;
+	unsigned v = 0;
+	int rc;
+
+	t->keys++;
+	rc = sessdb_get(db, NS, id, make_id(id, k), &data, &len, NULL);
+	if (rc == -1) {
+		printf("PROBLEM get %u: %s\n", k, sessdb_error(db));
+		t->unusable = 1;
+		return;
+	}
+	if (rc == SESSDB_OK) {
+		v = payload_version(data, len, k);
+		sessdb_free(data);
+		if (v == 0) {
+			printf("PROBLEM get %u handed out %zu bytes never "
+			    "written under it\n", k, len);
+			t->wrong++;
+			return;
+		}
+	}
+	if (w->state == ST_EXPIRED) {
+		if (v != 0) {
+			printf("PROBLEM get %u handed out an expired record\n", k);
+			t->wrong++;
+		} else {
+			t->ok++;
+		}
+	} else if (v == 0 ? w->absent_ok : version_ok(w, v)) {
+		t->ok++;
+		if (v == 0 && w->uncertain && !w->deleted)
+			t->inflight_lost++;
+	} else if (v == 0) {
+		printf("LOSS key %u: version %u acknowledged, absent\n",
+		    k, w->latest);
+		(*lost)++;
+	} else if (w->deleted) {
+		printf("PROBLEM key %u: removed, back at version %u\n", k, v);
+		t->resurrected++;
+	} else if (v < w->latest) {
+		printf("LOSS key %u: version %u acknowledged, %u found\n",
+		    k, w->latest, v);
+		(*lost)++;
+	} else {
+		printf("PROBLEM key %u: version %u never acknowledged "
+		    "(latest %u)\n", k, v, w->latest);
+		t->wrong++;
+	}
+}
+
+/* judge_store - every key, a walk over the records, and a probe that the
+ * store still takes writes. */
+static void
+judge_store(struct sessdb *db, struct tally *t)
+{
+	struct walk_ctx wc;
+	unsigned lost_here = 0;
+
+	for (unsigned k = 0; k < NKEYS; k++)
+		if (model[k].state != ST_NONE)
+			judge_key(db, k, t, &lost_here);
+	t->lost = lost_here;
+	wc.t = t;
+	if (sessdb_foreach(db, 0, walk_record, &wc) == -1) {
+		printf("PROBLEM foreach: %s\n", sessdb_error(db));
+		t->unusable = 1;
+	}
+	if (probe(db) == -1) {
+		printf("PROBLEM probe put/get/delete: %s\n", sessdb_error(db));
+		t->unusable = 1;
+	}
+}
+
+/* cmd_check - judge what a fault left: see DESCRIPTION. */
 static int
 cmd_check(const char *path, const char *expected, int nlogs, char **logs)
 {
 	struct tally t;
-	struct walk_ctx wc;
 	char err[512] = "";
 	struct sessdb *db;
-	unsigned lost_here = 0;
 	int fail;
 
 	memset(&t, 0, sizeof(t));
@@ -895,72 +975,7 @@ cmd_check(const char *path, const char *expected, int nlogs, char **logs)
 		printf("PROBLEM the store does not open: %s\n", err);
 		t.openfail = 1;
 	} else {
-		for (unsigned k = 0; k < NKEYS; k++) {
-			struct want *w = &model[k];
-			unsigned char id[SESSDB_ID_MAX];
-			void *data;
-			size_t len;
-			unsigned v = 0;
-			int rc;
-
-			if (w->state == ST_NONE)
-				continue;
-			t.keys++;
-			rc = sessdb_get(db, NS, id, make_id(id, k), &data, &len, NULL);
-			if (rc == -1) {
-				printf("PROBLEM get %u: %s\n", k, sessdb_error(db));
-				t.unusable = 1;
-				continue;
-			}
-			if (rc == SESSDB_OK) {
-				v = payload_version(data, len, k);
-				sessdb_free(data);
-				if (v == 0) {
-					printf("PROBLEM get %u handed out %zu bytes never "
-					    "written under it\n", k, len);
-					t.wrong++;
-					continue;
-				}
-			}
-			if (w->state == ST_EXPIRED) {
-				if (v != 0) {
-					printf("PROBLEM get %u handed out an expired "
-					    "record\n", k);
-					t.wrong++;
-				} else {
-					t.ok++;
-				}
-			} else if (v == 0 ? w->absent_ok : version_ok(w, v)) {
-				t.ok++;
-				if (v == 0 && w->uncertain && !w->deleted)
-					t.inflight_lost++;
-			} else if (v == 0) {
-				printf("LOSS key %u: version %u acknowledged, absent\n",
-				    k, w->latest);
-				lost_here++;
-			} else if (w->deleted) {
-				printf("PROBLEM key %u: removed, back at version %u\n", k, v);
-				t.resurrected++;
-			} else if (v < w->latest) {
-				printf("LOSS key %u: version %u acknowledged, %u found\n",
-				    k, w->latest, v);
-				lost_here++;
-			} else {
-				printf("PROBLEM key %u: version %u never acknowledged "
-				    "(latest %u)\n", k, v, w->latest);
-				t.wrong++;
-			}
-		}
-		t.lost = lost_here;
-		wc.t = &t;
-		if (sessdb_foreach(db, 0, walk_record, &wc) == -1) {
-			printf("PROBLEM foreach: %s\n", sessdb_error(db));
-			t.unusable = 1;
-		}
-		if (probe(db) == -1) {
-			printf("PROBLEM probe put/get/delete: %s\n", sessdb_error(db));
-			t.unusable = 1;
-		}
+		judge_store(db, &t);
 		sessdb_close(db);
 	}
 	scan_dir(path, &t.strays_after, &t, 1);
