@@ -185,6 +185,24 @@ tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s)
 	}
 }
 
+/* tc_put_be32 - store v big-endian. */
+void
+tc_put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+/* tc_get_be32 - read a big-endian 32-bit number. */
+uint32_t
+tc_get_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
 /* tc_copy_file - copy a file byte for byte. */
 int
 tc_copy_file(const char *from, const char *to)

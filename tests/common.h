@@ -77,6 +77,11 @@ uint64_t tc_splitmix(uint64_t *s);
 /* tc_random_bytes - fill buf with len bytes from the generator at s. */
 void tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s);
 
+/* tc_put_be32, tc_get_be32 - a 32-bit number at p, big-endian (the
+ * self-describing payloads of the tests carry their version so). */
+void tc_put_be32(unsigned char *p, uint32_t v);
+uint32_t tc_get_be32(const unsigned char *p);
+
 /* tc_copy_file - copy from to to (created 0600, truncated); 0 or -1. */
 int tc_copy_file(const char *from, const char *to);
 

@@ -124,10 +124,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned owner, unsigned key,
 	buf[1] = (unsigned char)owner;
 	buf[2] = (unsigned char)(key >> 8);
 	buf[3] = (unsigned char)key;
-	buf[4] = (unsigned char)(version >> 24);
-	buf[5] = (unsigned char)(version >> 16);
-	buf[6] = (unsigned char)(version >> 8);
-	buf[7] = (unsigned char)version;
+	tc_put_be32(buf + 4, version);
 	buf[8] = 'P';
 	tc_random_bytes(buf + 9, len - 9, &s);
 	return len;
@@ -175,8 +172,7 @@ get_version(struct sessdb *db, unsigned owner, unsigned key, uint32_t *version,
 		sessdb_free(data);
 		return -1;
 	}
-	*version = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 |
-	    (uint32_t)p[6] << 8 | p[7];
+	*version = tc_get_be32(p + 4);
 	want_len = make_payload(want, owner, key, *version);
 	rc = want_len == len && memcmp(want, p, len) == 0 ? SESSDB_OK : -1;
 	if (rc == -1)

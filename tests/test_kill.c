@@ -101,10 +101,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 	buf[0] = 'K';
 	buf[1] = (unsigned char)(key >> 8);
 	buf[2] = (unsigned char)key;
-	buf[3] = (unsigned char)(version >> 24);
-	buf[4] = (unsigned char)(version >> 16);
-	buf[5] = (unsigned char)(version >> 8);
-	buf[6] = (unsigned char)version;
+	tc_put_be32(buf + 3, version);
 	buf[7] = 'K';
 	tc_random_bytes(buf + 8, len - 8, &s);
 	return len;
@@ -121,8 +118,7 @@ payload_version(const unsigned char *data, size_t len, unsigned key)
 	if (len < 8 || data[0] != 'K' || data[7] != 'K' ||
 	    (unsigned)(data[1] << 8 | data[2]) != key)
 		return 0;
-	version = (uint32_t)data[3] << 24 | (uint32_t)data[4] << 16 |
-	    (uint32_t)data[5] << 8 | data[6];
+	version = tc_get_be32(data + 3);
 	if (version == 0 || make_payload(want, key, version) != len ||
 	    memcmp(want, data, len) != 0)
 		return 0;

@@ -104,10 +104,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned writer, unsigned space,
 	buf[2] = (unsigned char)space;
 	buf[3] = (unsigned char)(key >> 8);
 	buf[4] = (unsigned char)key;
-	buf[5] = (unsigned char)(version >> 24);
-	buf[6] = (unsigned char)(version >> 16);
-	buf[7] = (unsigned char)(version >> 8);
-	buf[8] = (unsigned char)version;
+	tc_put_be32(buf + 5, version);
 	buf[9] = 'M';
 	tc_random_bytes(buf + 10, len - 10, &s);
 	return len;
@@ -135,8 +132,7 @@ check_payload(const unsigned char *data, size_t len, unsigned space,
 		return 0;
 	}
 	*writer = data[1];
-	*version = (uint32_t)data[5] << 24 | (uint32_t)data[6] << 16 |
-	    (uint32_t)data[7] << 8 | data[8];
+	*version = tc_get_be32(data + 5);
 	want_len = make_payload(want, *writer, space, key, *version);
 	if (want_len != len || memcmp(want, data, len) != 0) {
 		snprintf(why, whylen, "payload (writer %u version %u) has %zu bytes "
