@@ -89,6 +89,7 @@ struct backend {
 };
 
 extern const struct backend backend_gdbm;
+extern const struct backend backend_redis;	/* or a stub without hiredis */
 
 /* bscan_free - release a traversal's items (values wiped). */
 void bscan_free(struct bscan *s);

@@ -64,6 +64,8 @@ backend_for(const char *path)
 		const char		*prefix;
 		const struct backend	*be;
 	} table[] = {
+		{ "redis://", &backend_redis },	/* backend_redis.c says when */
+		{ "unix:", &backend_redis },	/* built without hiredis */
 		{ "", &backend_gdbm },		/* a file path */
 	};
 
