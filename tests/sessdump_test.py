@@ -7,12 +7,19 @@ expired, and corrupt records of three kinds), runs sessdump on them and
 checks exit statuses, text output and --json documents (parsed, not
 grepped).  Paths come from the environment: SESSDUMP, SESSDUMP_FILL and,
 for the migration case, SESSDEMO.
+
+redis-migration starts a redis-server of its own (loopback, a random
+port, persistence off, a password passed in SESSDB_REDIS_PASSWORD) and
+moves the sessions of a file store into Redis and back with export and
+import; it is skipped (77) without redis-server or a build without the
+Redis backend (SESSDB_HAVE_REDIS=0, or the library says so).
 """
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -937,7 +944,220 @@ def migrate(tmp, tls):
                 p.kill()
 
 
-CASES = {name[5:]: fn for name, fn in globals().items()
+# ---- Redis: every command on redis://, and the migration file -> Redis -> file ----
+
+class RedisServer:
+    """redis-server on a random loopback port: persistence off, a password
+    of the test's own (in a 0600 config file, never on argv)."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.password = "pw-" + os.urandom(12).hex()
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        conf = os.path.join(self.tmp, "redis.conf")
+        for _ in range(5):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+            sock.close()
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("bind 127.0.0.1\nport %d\nsave \"\"\nappendonly no\n"
+                        "requirepass %s\ndir %s\nlogfile %s\n" % (
+                            self.port, self.password, self.tmp,
+                            os.path.join(self.tmp, "redis.log")))
+            self.proc = subprocess.Popen(["redis-server", conf],
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if self.command("PING") == b"+PONG\r\n":
+                        return self
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            self.stop()
+        raise Fail("redis-server did not start")
+
+    def command(self, *args):
+        """One command (AUTH first) over a socket of our own; the raw reply."""
+        def resp(words):
+            out = b"*%d\r\n" % len(words)
+            for w in words:
+                w = w if isinstance(w, bytes) else str(w).encode()
+                out += b"$%d\r\n%s\r\n" % (len(w), w)
+            return out
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+            c.sendall(resp(["AUTH", self.password]) + resp(args))
+            data = b""
+            while data.count(b"\r\n") < 2:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            auth, _, rest = data.partition(b"\r\n")
+            if auth != b"+OK":
+                raise OSError("AUTH: %r" % auth)
+            return rest
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def redis_skip_reason():
+    """Why the Redis cases cannot run here, or None."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (scripts/deps.sh installs it)"
+    if os.environ.get("SESSDB_HAVE_REDIS", "1") != "1":
+        return "this build has no Redis backend"
+    p = run(["stats"], db="redis://127.0.0.1:1/0?timeout_ms=50", rc=None)
+    if b"without Redis support" in p.stderr:
+        return "this build has no Redis backend (libhiredis-dev missing)"
+    return None
+
+
+def pem_blocks(data):
+    """The PEM blocks of an export, as a sorted list of bytes."""
+    return sorted(re.findall(rb"-----BEGIN SSL SESSION PARAMETERS-----.*?"
+                             rb"-----END SSL SESSION PARAMETERS-----\n",
+                             data, re.S))
+
+
+def session_view(db):
+    """list --live --json of db as {id: (expires, protocol, cipher, sni)}."""
+    _, recs = listed(db, "--live")
+    return {k: (r["expires"], r.get("protocol"), r.get("cipher"),
+                r.get("sni")) for k, r in recs.items()}
+
+
+def case_redis_migration(tmp):
+    """export from a file, import into Redis, export from Redis, import into
+    a new file: every session comes through byte for byte; and every other
+    command on redis://."""
+    why = redis_skip_reason()
+    if why is not None:
+        print("skipped: " + why)
+        return SKIP
+    srv = RedisServer(tmp).start()
+    try:
+        redis_migration(tmp, srv)
+    finally:
+        srv.stop()
+
+
+def redis_migration(tmp, srv):
+    a = Store(tmp, "a.db")
+    a.add_peer()
+    prefix = "mig%d:" % os.getpid()
+    url = "redis://127.0.0.1:%d/0?prefix=%s" % (srv.port, prefix)
+    os.environ["SESSDB_REDIS_PASSWORD"] = srv.password
+    want = a.ids("live", "peer")
+    # file -> Redis
+    a_pem = os.path.join(tmp, "a.pem")
+    run(["export", "--live", "-o", a_pem], db=a.path)
+    with open(a_pem, "rb") as f:
+        a_blocks = pem_blocks(f.read())
+    want_eq(len(a_blocks), len(want), "sessions exported from the file")
+    p = run(["import", a_pem], db=url)
+    check(b"stored %d sessions" % len(want) in p.stdout, "import into Redis: "
+          "summary %r" % p.stdout)
+    want_eq(set(session_view(url)), want, "Redis holds the file's sessions")
+    want_eq(session_view(url), {k: v for k, v in session_view(a.path).items()
+                                if k in want},
+            "Redis: expiry, protocol, cipher, SNI as in the file")
+    # Redis -> file
+    r_pem = os.path.join(tmp, "r.pem")
+    run(["export", "--live", "-o", r_pem], db=url)
+    with open(r_pem, "rb") as f:
+        r_blocks = pem_blocks(f.read())
+    want_eq(len(r_blocks), len(a_blocks), "sessions exported from Redis")
+    check(r_blocks == a_blocks, "Redis export differs from the file's")
+    b = os.path.join(tmp, "b.db")
+    run(["import", r_pem], db=b)
+    b_pem = os.path.join(tmp, "b.pem")
+    run(["export", "--live", "-o", b_pem], db=b)
+    with open(b_pem, "rb") as f:
+        check(pem_blocks(f.read()) == a_blocks,
+              "file -> Redis -> file changed a session's bytes")
+    want_eq(session_view(b), session_view(url), "file -> Redis -> file: "
+            "expiry, protocol, cipher, SNI")
+    for ident, mk, _ in a.kinds["live"][:3] + a.kinds["peer"]:
+        doc = run_json(["show", "--json", "--secrets", ident], url)
+        want_eq(doc["master_key"], mk, "show --secrets on Redis")
+        want_eq(run(["export", ident], db=url).stdout,
+                run(["export", ident], db=a.path).stdout, "export ID on Redis")
+    print("migration: %d sessions file -> Redis -> file, byte for byte"
+          % len(want))
+    redis_commands(tmp, srv, url, prefix, a)
+
+
+def redis_commands(tmp, srv, url, prefix, a):
+    """stats, verify (a damaged value), sweep, compact; the password never
+    printed, even when the URL carries it."""
+    doc = run_json(["stats", "--json"], url)
+    want_eq(doc["backend"], "redis", "stats --json backend")
+    want_eq(doc["records"]["live"], len(a.ids("live", "peer")),
+            "stats: live records in Redis")
+    check("***" in doc["database"] or srv.password not in doc["database"],
+          "stats names the store")
+    text = run(["stats"], db=url).stdout.decode()
+    check("backend:      redis" in text and "file size" not in text,
+          "stats text on Redis:\n" + text)
+    want_eq(run(["verify"], db=url).returncode, 0, "verify: Redis is clean")
+    # a damaged value and a foreign one under the prefix: found, removed
+    ident = a.kinds["live"][0][0]
+    key = prefix.encode() + b"S" + bytes.fromhex("ee" * 16)
+    srv.command("SET", key, b"not a sessdb record")
+    good = prefix.encode() + b"S" + bytes.fromhex(ident)
+    val = srv.command("GET", good)
+    check(val.startswith(b"$"), "GET of a stored record: %r" % val[:40])
+    body = val.split(b"\r\n", 1)[1][:-2]
+    damaged = body[:40] + bytes([body[40] ^ 0xff]) + body[41:]
+    srv.command("SET", good, damaged)
+    p = run(["verify"], db=url, rc=1)
+    bad = set(re.findall(r"^bad record ([0-9a-f]+): ", p.stdout.decode(), re.M))
+    want_eq(bad, {"53" + "ee" * 16, "53" + ident}, "verify on Redis: bad records")
+    run(["verify", "--repair"], db=url, rc=0)
+    run(["verify"], db=url, rc=0)
+    want_eq(srv.command("EXISTS", key), b":0\r\n", "verify --repair removed it")
+    # sweep: nothing expired to delete (Redis expires records), compact a no-op
+    p = run(["sweep", "--compact"], db=url)
+    out = p.stdout.decode()
+    check("Redis expires records itself" in out, "sweep on Redis:\n" + out)
+    check("compact: a no-op on Redis" in out, "compact on Redis:\n" + out)
+    check("removed 0 expired" in out, "sweep on Redis removed something:\n"
+          + out)
+    want_eq(set(session_view(url)), a.ids("live", "peer") - {ident},
+            "sweep kept every live session")
+    # the password: from the environment it is never printed; in the URL
+    # (allowed, not advised) it is printed as ***
+    inline = "redis://:%s@127.0.0.1:%d/0?prefix=%s" % (srv.password, srv.port,
+                                                      prefix)
+    del os.environ["SESSDB_REDIS_PASSWORD"]
+    outs = b""
+    for args in (["stats"], ["stats", "--json"], ["list", "--json"],
+                 ["show", "ab" * 16], ["verify"]):
+        p = run(args, db=inline, rc=None)
+        outs += p.stdout + p.stderr
+    check(srv.password.encode() not in outs, "a command printed the password")
+    check(b"***" in outs, "the store is named with *** for its password")
+    p = run(["stats"], db=url, rc=4)
+    check(srv.password.encode() not in p.stderr, "refusal printed a password")
+    print("refused without the password: " + p.stderr.decode().strip())
+
+
+CASES = {name[5:].replace("_", "-"): fn for name, fn in globals().items()
          if name.startswith("case_")}
 
 

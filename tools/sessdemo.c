@@ -103,7 +103,7 @@ struct config {
 	int		workers;
 	const char	*cache;		/* NULL with --no-cache */
 	char		cache_name[512]; /* cache as printed: a URL's password
-					   replaced by "****" */
+					   replaced by "***" */
 	const char	*cert;
 	const char	*key;
 	int		tls_min;

@@ -91,9 +91,9 @@ main_usage(FILE *fp)
 	fputs("usage: sessdump [--db PATH] [--lock-timeout MS] [--no-progress] "
 	    "COMMAND [OPTIONS] [ARGS]\n\n"
 	    "The database is --db PATH, or $SESSDB_PATH: a file, or a Redis\n"
-	    "store, redis://HOST[:PORT][/DB][?prefix=P] or unix:/SOCKET (its\n"
-	    "password from $SESSDB_REDIS_PASSWORD).  The global options may\n"
-	    "also follow the command.\n\ncommands:\n", fp);
+	    "store, redis://HOST[:PORT][/DB][?prefix=P] or unix:/SOCKET, its\n"
+	    "password in $SESSDB_REDIS_PASSWORD or ?password_file=FILE.  The\n"
+	    "global options may also follow the command.\n\ncommands:\n", fp);
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(fp, "  %s\n", cmds[i].synopsis);
 	fputs("\n'sessdump COMMAND --help' describes a command's options.\n", fp);

@@ -150,8 +150,13 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 	if (g->remote) {
 		/* No file: Redis keeps the records, and expires them. */
 		printf("backend:      redis\n");
-		printf("bytes used:   %llu bytes\n",
-		    (unsigned long long)st->bytes);
+		printf("bytes used:   %llu bytes (the records under the "
+		    "prefix)\n", (unsigned long long)st->bytes);
+		/* what Redis reports is for the whole database, every
+		 * prefix and other users' keys included */
+		printf("redis:        %llu keys in the database, %llu bytes "
+		    "of memory used\n", (unsigned long long)info->entries,
+		    (unsigned long long)info->file_size);
 	} else {
 		printf("file size:    %llu bytes\n",
 		    (unsigned long long)info->file_size);

@@ -8,9 +8,10 @@
  *	The tools must not stat a URL as if it were a file, and must never
  *	print the password a URL may carry: every message, report and JSON
  *	document names the store by tool_store_display(), which writes
- *	"****" in its place.  (A password belongs in SESSDB_REDIS_PASSWORD
- *	or a file, not on a command line, where ps shows it to every user;
- *	the tools accept it there only because the library does.)
+ *	"***" in its place, as sessdb_path() does.  (A password belongs in
+ *	SESSDB_REDIS_PASSWORD or a file named by ?password_file=, not on a
+ *	command line, where ps shows it to every user; the tools accept it
+ *	there only because the library does.)
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +26,7 @@ tool_store_is_url(const char *name)
 	    strncmp(name, "unix:", 5) == 0;
 }
 
-/* tool_store_display - name with any password replaced by "****", in buf
+/* tool_store_display - name with any password replaced by "***", in buf
  * (len bytes, truncated if need be); returns buf. */
 const char *
 tool_store_display(const char *name, char *buf, size_t len)
@@ -52,6 +53,6 @@ tool_store_display(const char *name, char *buf, size_t len)
 		snprintf(buf, len, "%s", name);
 		return buf;
 	}
-	snprintf(buf, len, "%.*s****%s", (int)(colon + 1 - name), name, at);
+	snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - name), name, at);
 	return buf;
 }

@@ -54,7 +54,7 @@ void tool_wipe_free(void *p, size_t len);
 int tool_wipe_openssl_frees(void);
 
 /* storename.c: a file path or a network store's URL (redis://, unix:);
- * the name to print, its password (if any) replaced by "****". */
+ * the name to print, its password (if any) replaced by "***". */
 int tool_store_is_url(const char *name);
 const char *tool_store_display(const char *name, char *buf, size_t len);
 
