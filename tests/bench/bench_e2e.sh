@@ -1,7 +1,7 @@
 #!/bin/sh
 # NAME
 #	bench_e2e.sh - end-to-end benchmark: sessdemo (4 workers) under
-#	sessload, shared sessdb cache against --no-cache
+#	sessload, shared sessdb cache (GDBM file, Redis) against --no-cache
 #
 # SYNOPSIS
 #	tests/bench/bench_e2e.sh [--quick] [BUILDDIR]
@@ -11,13 +11,18 @@
 #	  nocache	--no-cache (OpenSSL's per-worker cache only)
 #	  tmpfs		--cache on TMPFS_DIR (default /dev/shm)
 #	  disk		--cache on DISK_DIR (default /var/tmp, a disk filesystem)
+#	  redis		--cache redis://127.0.0.1:PORT/0 on a redis-server the
+#			script starts (loopback, persistence off), when
+#			redis-server is installed and REDIS is not 0
 #	and for every run, for TLS 1.2 and 1.3, runs sessload (CONNECTIONS
 #	connections, PARALLEL lanes) against each, in an order that rotates
 #	between runs, plus "full": sessload --new (full handshakes only)
 #	against the tmpfs server.  It prints resumed connections/s (resumed
 #	connections divided by the run's seconds), all connections/s, and the
 #	resumed fraction, as medians over RUNS runs, and the ratio of each
-#	cache to nocache.  The client runs on the same machine and competes
+#	cache to nocache, and of redis to the GDBM file on tmpfs and on disk
+#	(the target is 0.8x or more).  The client runs on the same machine
+#	and competes
 #	for the same CPUs: figures are for the pair (docs/PERFORMANCE.md).
 #	At the end the servers' own counters give the store reopens per
 #	connection.
@@ -29,7 +34,8 @@
 # ENVIRONMENT
 #	SESSDEMO, SESSLOAD	the programs (default BUILDDIR/tools/...)
 #	RUNS (5), CONNECTIONS (2000), PARALLEL (4), WORKERS (4),
-#	TMPFS_DIR (/dev/shm), DISK_DIR (/var/tmp), KEEP=1 keeps the files
+#	TMPFS_DIR (/dev/shm), DISK_DIR (/var/tmp), KEEP=1 keeps the files,
+#	REDIS=0 leaves Redis out
 #
 # EXIT STATUS
 #	0 when every check passed, 1 otherwise.
@@ -74,9 +80,15 @@ disk_db=$(mktemp -d "$disk_dir/sessdb-e2e.XXXXXX")
 pids=
 failed=0
 
+redis_pid=
+
 cleanup() {
 	for p in $pids; do kill -TERM "$p" 2>/dev/null || :; done
 	for p in $pids; do wait "$p" 2>/dev/null || :; done
+	if [ -n "$redis_pid" ]; then
+		kill -TERM "$redis_pid" 2>/dev/null || :
+		wait "$redis_pid" 2>/dev/null || :
+	fi
 	if [ "${KEEP:-0}" = 1 ]; then
 		echo "bench_e2e: kept $work $tmpfs_db $disk_db"
 	else
@@ -114,6 +126,32 @@ start() {
 	eval "port_$name=$(cat "$work/$name.ready")"
 }
 
+# start_redis - a redis-server on a loopback port that is free (a few
+# random tries), persistence off; sets redis_port, or returns 1
+start_redis() {
+	for try in 1 2 3 4 5; do
+		redis_port=$(awk -v s="$$$try" 'BEGIN { srand(s); print 20000 + int(rand() * 40000) }')
+		redis-server --bind 127.0.0.1 --port "$redis_port" --save '' \
+		    --appendonly no --dir "$work" --logfile "$work/redis.log" &
+		redis_pid=$!
+		i=0
+		while [ $i -lt 50 ]; do
+			if ! kill -0 "$redis_pid" 2>/dev/null; then
+				break
+			fi
+			if [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ]; then
+				return 0
+			fi
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -TERM "$redis_pid" 2>/dev/null || :
+		wait "$redis_pid" 2>/dev/null || :
+		redis_pid=
+	done
+	return 1
+}
+
 # field JSON NAME - one numeric field of sessload's --json line
 field() {
 	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"
@@ -125,15 +163,32 @@ echo "  tmpfs cache: $tmpfs_db ($(fstype "$tmpfs_db")); disk cache: $disk_db ($(
 start nocache --no-cache
 start tmpfs --cache "$tmpfs_db/sessions.db"
 start disk --cache "$disk_db/sessions.db"
+modes="nocache tmpfs disk full"
+caches="tmpfs disk"
+if [ "${REDIS:-1}" = 0 ]; then
+	echo "  redis: left out (REDIS=0)"
+elif [ "${SESSDB_HAVE_REDIS:-1}" = 0 ]; then
+	echo "  redis: left out (this build has no Redis backend)"
+elif ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+	echo "  redis: left out (redis-server is not installed)"
+elif ! start_redis; then
+	echo "bench_e2e: redis-server did not start" >&2
+	exit 1
+else
+	start redis --cache "redis://127.0.0.1:$redis_port/0?prefix=e2e:"
+	echo "  redis cache: redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$redis_port"
+	modes="nocache tmpfs disk redis full"
+	caches="tmpfs disk redis"
+fi
+nmodes=$(echo $modes | wc -w)
 
 # Raw results: one line per measurement: TLS MODE RESUMED/S CONN/S FRACTION
 raw=$work/raw
 : >"$raw"
-modes="nocache tmpfs disk full"
 for r in $(seq 1 "$runs"); do
 	# rotate the order of the modes between runs
 	set -- $modes
-	k=$(( (r - 1) % 4 ))
+	k=$(( (r - 1) % nmodes ))
 	while [ $k -gt 0 ]; do
 		m=$1
 		shift
@@ -193,7 +248,7 @@ for tls in 1.2 1.3; do
 		ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 		printf '%-4s %-8s %11s %9s %9s %14s\n' "$tls" "$mode" "$rps" "$cps" "$frac" "$ratio"
 		case $mode in
-		tmpfs|disk)
+		tmpfs|disk|redis)
 			if ! awk -v f="$frac" 'BEGIN { exit !(f > 0.9) }'; then
 				echo "bench_e2e: $mode TLS $tls resumed fraction $frac, want > 0.9" >&2
 				failed=1
@@ -202,6 +257,18 @@ for tls in 1.2 1.3; do
 		esac
 	done
 done
+if [ -n "$redis_pid" ]; then
+	echo
+	echo "== redis against the GDBM file (resumed/s; target 0.8x or more)"
+	for tls in 1.2 1.3; do
+		r=$(median 3 "$tls" redis)
+		t=$(median 3 "$tls" tmpfs)
+		d=$(median 3 "$tls" disk)
+		awk -v tls="$tls" -v r="$r" -v t="$t" -v d="$d" 'BEGIN {
+			printf "TLS %s: redis %s/s, %.2fx the tmpfs file (%s/s), %.2fx the disk file (%s/s)\n",
+			    tls, r, (t > 0 ? r / t : 0), t, (d > 0 ? r / d : 0), d }'
+	done
+fi
 echo "targets (docs/PERFORMANCE.md): resumed conn/s at least Apache shmcb / nginx shared:" \
     "TLS 1.2 2581 / 2449, TLS 1.3 1200 / 1129, with 100% resumption"
 
@@ -209,7 +276,7 @@ echo "targets (docs/PERFORMANCE.md): resumed conn/s at least Apache shmcb / ngin
 for p in $pids; do kill -TERM "$p" 2>/dev/null || :; done
 for p in $pids; do wait "$p" 2>/dev/null || :; done
 pids=
-for name in tmpfs disk; do
+for name in $caches; do
 	awk -v n="$name" '/^total/ { for (i = 1; i <= NF; i++) if ($i == "connections") c = $(i + 1) }
 	    /^worker/ { for (i = 1; i <= NF; i++) if ($i == "reopens") r += $(i + 1) }
 	    END { if (c > 0) printf "  %s server: %d connections, %d store reopens (%.2f per connection)\n", n, c, r, r / c }' \
