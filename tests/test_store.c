@@ -35,6 +35,11 @@
 
 #define NS SESSDB_NS_SERVER
 #define T0 1700000000
+/* "Expires soon" for records a case then sees expire by moving the fake
+ * clock: Redis expires a record by the real time (its TTL), so soon must
+ * outlast the case, also under valgrind; and stay under the default TTL
+ * (300 s), which the records put without an expiry get. */
+#define SOON 200
 
 /* A storage backend as the tests see it. */
 struct backend {
@@ -455,8 +460,8 @@ test_foreach(void)
 	o.sweep_batch = 7;	/* many batches */
 	db = open_with(&o);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-	populate(db, 100, 50, tc_now + 10);
-	tc_now += 10;
+	populate(db, 100, 50, tc_now + SOON);
+	tc_now += SOON;
 	memset(&t, 0, sizeof(t));
 	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 0);
 	CU_ASSERT_EQUAL(t.live, 100);
@@ -473,7 +478,7 @@ test_foreach(void)
 	t.stop_at = 20;
 	CU_ASSERT_EQUAL(sessdb_foreach(db, 0, count_rec, &t), 42);
 	CU_ASSERT_EQUAL(t.calls, 20);
-	tc_now -= 10;
+	tc_now -= SOON;
 	sessdb_close(db);
 }
 
@@ -558,8 +563,8 @@ test_sweep(void)
 		o.sweep_batch = batches[b];
 		db = open_with(&o);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-		populate(db, 300, 200, tc_now + 60);
-		tc_now += 60;
+		populate(db, 300, 200, tc_now + SOON);
+		tc_now += SOON;
 		CU_ASSERT_EQUAL(sessdb_sweep(db, SESSDB_SWEEP_DRY_RUN, count_removed,
 		    &removed, &res), 0);
 		CU_ASSERT_EQUAL(res.expired, 200);
@@ -589,7 +594,7 @@ test_sweep(void)
 		if (cur->flags & BK_LOCAL)
 			CU_ASSERT_EQUAL(info.entries, 300);
 		CU_ASSERT(info.file_size > 0);
-		tc_now -= 60;
+		tc_now -= SOON;
 		sessdb_close(db);
 	}
 }
@@ -740,8 +745,8 @@ test_compact(void)
 	other = open_default();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(other);
-	populate(db, 100, 2000, tc_now + 1);
-	tc_now += 1;
+	populate(db, 100, 2000, tc_now + SOON);
+	tc_now += SOON;
 	CU_ASSERT_EQUAL(sessdb_sweep(db, 0, NULL, NULL, &res), 0);
 	CU_ASSERT_EQUAL(res.expired, 2000);
 	CU_ASSERT_EQUAL(sessdb_info(db, &before), 0);
@@ -754,7 +759,7 @@ test_compact(void)
 	CU_ASSERT_EQUAL(t.live, 100);
 	CU_ASSERT_EQUAL(put_str(other, "after", "compaction", 0), 0);
 	expect_get(db, "after", "compaction");
-	tc_now -= 1;
+	tc_now -= SOON;
 	sessdb_close(other);
 	sessdb_close(db);
 }
