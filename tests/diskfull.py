@@ -51,6 +51,8 @@ import sys
 import tempfile
 import time
 
+import proctools
+
 BUILD = os.environ.get("SESSDB_TOP_BUILDDIR",
                        os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                     "..", "build"))
@@ -125,26 +127,15 @@ class Server:
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=self.tmp,
                                          preexec_fn=die_with_parent)
-        deadline = time.time() + 15
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise Fail("sessdemo did not start: " + self.errors())
-            time.sleep(0.05)
-        with open(ready) as f:
-            self.port = int(f.read())
+        self.port = proctools.wait_ready(self.proc, ready)
+        if self.port is None:
+            raise Fail("sessdemo did not start: " + self.errors())
 
     def stop(self):
         """stop - SIGTERM, wait (SIGKILL if it hangs); exit status, stdout"""
         if self.proc is None:
             return None, ""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc, self.proc = self.proc.returncode, None
+        rc, self.proc = proctools.stop(self.proc), None
         with open(self.stdout) as f:
             return rc, f.read()
 

@@ -100,6 +100,8 @@ import tempfile
 import threading
 import time
 
+import proctools
+
 SRC = os.environ.get("SESSDB_TOP_SRCDIR",
                      os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BUILD = os.environ.get("SESSDB_TOP_BUILDDIR", os.path.join(SRC, "build"))
@@ -168,27 +170,16 @@ class Server:
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=self.tmp,
                                          env=self.env, preexec_fn=die_with_parent)
-        deadline = time.time() + 15
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise Fail("sessdemo did not start: " + self.errors())
-            time.sleep(0.05)
-        with open(ready) as f:
-            self.port = int(f.read())
+        self.port = proctools.wait_ready(self.proc, ready)
+        if self.port is None:
+            raise Fail("sessdemo did not start: " + self.errors())
         return self
 
     def stop(self):
         """stop - SIGTERM, wait (SIGKILL if it hangs); the stdout text"""
         if self.proc is None:
             return ""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc, self.proc = self.proc.returncode, None
+        rc, self.proc = proctools.stop(self.proc), None
         # a clean stop: exit 0 and every worker exited 0 (a sanitizer's
         # report in a worker or in the parent changes the status)
         check(rc == 0, "sessdemo exited with %d:\n%s" % (rc, self.errors()))
