@@ -1060,7 +1060,9 @@ def redis_migration(tmp, srv):
     a = Store(tmp, "a.db")
     a.add_peer()
     prefix = "mig%d:" % os.getpid()
-    url = "redis://127.0.0.1:%d/0?prefix=%s" % (srv.port, prefix)
+    # a loaded machine may stall us longer than the default 50 ms
+    url = "redis://127.0.0.1:%d/0?prefix=%s&timeout_ms=2000" % (srv.port,
+                                                               prefix)
     os.environ["SESSDB_REDIS_PASSWORD"] = srv.password
     want = a.ids("live", "peer")
     # file -> Redis
@@ -1142,8 +1144,8 @@ def redis_commands(tmp, srv, url, prefix, a):
             "sweep kept every live session")
     # the password: from the environment it is never printed; in the URL
     # (allowed, not advised) it is printed as ***
-    inline = "redis://:%s@127.0.0.1:%d/0?prefix=%s" % (srv.password, srv.port,
-                                                      prefix)
+    inline = "redis://:%s@127.0.0.1:%d/0?prefix=%s&timeout_ms=2000" % (
+        srv.password, srv.port, prefix)
     del os.environ["SESSDB_REDIS_PASSWORD"]
     outs = b""
     for args in (["stats"], ["stats", "--json"], ["list", "--json"],
