@@ -170,6 +170,14 @@ strip_path(const char *msg, const char *path)
 	return msg;
 }
 
+/* sd_db_error - db's last error without the store's name in front (the
+ * library's messages name it, and ours already do). */
+const char *
+sd_db_error(const struct sd_global *g, const struct sessdb *db)
+{
+	return strip_path(strip_path(sessdb_error(db), g->db_path), g->db_name);
+}
+
 /*
  * sd_open - open the store named by the global options with flags
  *	(SESSDB_RDONLY, SESSDB_NOCREATE); extra, if not NULL, supplies other

@@ -78,6 +78,7 @@ int sd_getopt(struct sd_global *g, int argc, char **argv,
 struct sessdb *sd_open(const struct sd_global *g, unsigned flags,
     const struct sessdb_options *extra);
 void sd_close(struct sessdb *db);
+const char *sd_db_error(const struct sd_global *g, const struct sessdb *db);
 
 /* sessdump_util.c */
 

@@ -92,7 +92,7 @@ verify_pass(struct sessdb *db, const struct sd_global *g, struct verify *v,
 	sd_progress_end(&v->prog);
 	if (rc == 0)
 		return 0;
-	sd_err("%s: %s", g->db_name, rc == -2 ? "out of memory" : sessdb_error(db));
+	sd_err("%s: %s", g->db_name, rc == -2 ? "out of memory" : sd_db_error(g, db));
 	return SD_EXIT_DB;
 }
 
@@ -262,7 +262,7 @@ maybe_compact(struct sessdb *db, const struct sd_global *g, struct sweep *sw)
 	if (sessdb_compact(db) == -1 || sessdb_info(db, &after) == -1) {
 		if (g->progress)
 			fputs(" failed\n", stderr);
-		sd_err("%s: compact: %s", g->db_name, sessdb_error(db));
+		sd_err("%s: compact: %s", g->db_name, sd_db_error(g, db));
 		return SD_EXIT_DB;
 	}
 	secs = tool_now_s() - t0;
@@ -344,7 +344,7 @@ sd_cmd_sweep(struct sd_global *g, int argc, char **argv)
 	    &sw, &res);
 	sd_progress_end(&sw.prog);
 	if (rc == -1) {
-		sd_err("%s: sweep: %s", g->db_name, sessdb_error(db));
+		sd_err("%s: sweep: %s", g->db_name, sd_db_error(g, db));
 		sd_close(db);
 		return SD_EXIT_DB;
 	}

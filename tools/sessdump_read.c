@@ -99,7 +99,7 @@ collect_all(struct sessdb *db, const struct sd_global *g, struct collect *c)
 		return SD_EXIT_DB;
 	}
 	if (rc != 0) {
-		sd_err("%s: %s", g->db_name, sessdb_error(db));
+		sd_err("%s: %s", g->db_name, sd_db_error(g, db));
 		return SD_EXIT_DB;
 	}
 	return 0;
@@ -611,7 +611,7 @@ sd_cmd_show(struct sd_global *g, int argc, char **argv)
 	if ((rc = show_get(db, &sh)) == SESSDB_MISS)
 		rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
 	if (rc == -1)
-		sd_err("%s: %s", g->db_name, sessdb_error(db));
+		sd_err("%s: %s", g->db_name, sd_db_error(g, db));
 	sd_close(db);
 	if (rc == -1)
 		return SD_EXIT_DB;

@@ -289,7 +289,7 @@ sd_cmd_stats(struct sd_global *g, int argc, char **argv)
 	memset(&st, 0, sizeof st);
 	st.now = sessdb_now(db);
 	if (sessdb_info(db, &info) == -1) {
-		sd_err("%s: %s", g->db_name, sessdb_error(db));
+		sd_err("%s: %s", g->db_name, sd_db_error(g, db));
 		rc = SD_EXIT_DB;
 		goto out;
 	}
@@ -298,7 +298,7 @@ sd_cmd_stats(struct sd_global *g, int argc, char **argv)
 	sd_progress_end(&st.prog);
 	if (ch != 0) {
 		sd_err("%s: %s", g->db_name, ch == -2 ? "out of memory" :
-		    sessdb_error(db));
+		    sd_db_error(g, db));
 		rc = SD_EXIT_DB;
 	} else if (json) {
 		stats_json(&st, &info, g);

@@ -261,7 +261,7 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 		r = sessdb_foreach(db, 0, export_one, ex);
 		sd_progress_end(&ex->prog);
 		if (r == -1)
-			sd_err("%s: %s", g->db_name, sessdb_error(db));
+			sd_err("%s: %s", g->db_name, sd_db_error(g, db));
 		rc = r == -1 ? SD_EXIT_DB : r ? SD_EXIT_IO : 0;
 	}
 	for (int i = 0; i < argc; i++)
