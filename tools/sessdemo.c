@@ -1085,7 +1085,12 @@ list_cache(const struct config *cfg)
 		logmsg("%s: %s", cfg->cache_name, sessdb_error(db));
 		goto done;
 	}
-	if (sessdb_info(db, &info) == 0)
+	if (sessdb_info(db, &info) == 0 && tool_store_is_url(cfg->cache))
+		/* what Redis counts: the whole database, every prefix */
+		printf("%s: %" PRIu64 " keys in the Redis database, %" PRIu64
+		    " bytes of memory used\n", cfg->cache_name, info.entries,
+		    info.file_size);
+	else if (sessdb_info(db, &info) == 0)
 		printf("%s: %" PRIu64 " records, %" PRIu64 " bytes, generation %" PRIu64
 		    "\n", cfg->cache_name, info.entries, info.file_size,
 		    info.generation);
