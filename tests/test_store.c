@@ -9,11 +9,15 @@
  * DESCRIPTION
  *	The API cases know a store only by the string sessdb_open takes:
  *	each entry of backends[] makes a fresh, empty one for a case (a
- *	path in the test directory for GDBM; a second backend, say Redis,
- *	adds one entry that gives a redis:// URL) and CUnit runs the same
- *	cases once per entry, as suite "api/<backend>".  Cases that look at
- *	files (modes, symbolic links, damaged bytes, the lock file, space)
- *	are in suite "gdbm".
+ *	path in the test directory for GDBM; a key prefix on a redis-server
+ *	the test starts on a unix socket in that directory for Redis) and
+ *	CUnit runs the same cases once per entry, as suite "api/<backend>".
+ *	An entry's flags say where a backend differs on purpose (Redis does
+ *	not enforce caps, reports the server's figures in sessdb_info, has
+ *	no lock periods); a backend that cannot run here (no redis-server,
+ *	a build without Redis support) is skipped, saying why.  Cases that
+ *	look at files (modes, symbolic links, damaged bytes, the lock file,
+ *	space) are in suite "gdbm".
  */
 #include <CUnit/Basic.h>
 #include <errno.h>
