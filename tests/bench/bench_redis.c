@@ -133,7 +133,7 @@ open_store(int s, struct tally *t)
 	struct sessdb *db = sessdb_open(stores[s], NULL, err, sizeof err);
 
 	if (db == NULL && t != NULL)
-		snprintf(t->error, sizeof t->error, "open: %s", err);
+		snprintf(t->error, sizeof t->error, "open: %.150s", err);
 	else if (db == NULL)
 		fprintf(stderr, PROG ": %s: %s\n", store_names[s], err);
 	return db;
