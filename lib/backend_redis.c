@@ -647,6 +647,7 @@ refused(struct sessdb *db, const char *what, const char *msg)
 	struct rds *r = db->be_state;
 
 	drop(r);
+	snprintf(r->why, sizeof(r->why), "refused %s: %s", what, msg);
 	if (r->state != RS_REFUSED) {
 		r->state = RS_REFUSED;
 		diag_log(db, SESSDB_LOG_ERR, "%s: Redis refused %s: %s; calls fail "
@@ -863,7 +864,9 @@ connect_now(struct sessdb *db, const struct call *k)
 	}
 	for (int i = 0; i <= n; i++) {
 		if (rep[i]->type == REDIS_REPLY_ERROR) {
-			refused(db, i < n ? "the password" : "the database number",
+			refused(db, i < n ? "the password" :
+			    strncmp(rep[i]->str, "NOAUTH", 6) == 0 ?
+			    "access without a password" : "the database number",
 			    rep[i]->str);
 			goto out;
 		}
@@ -891,15 +894,9 @@ ready(struct sessdb *db, const struct call *k)
 		r->failed++;
 		return diag_error(db, SESSDB_E_BACKEND, "%s: Redis %s (%s); next "
 		    "connection attempt within a second", db->path,
-		    r->state == RS_DOWN ? "unreachable" : "refuses us", r->why);
+		    r->state == RS_DOWN ? "unreachable" : "refusing us", r->why);
 	}
-	if (connect_now(db, k) == -1) {
-		if (r->state == RS_REFUSED)
-			snprintf(r->why, sizeof(r->why), "%.*s",
-			    (int)sizeof(r->why) - 1, db->err);
-		return -1;
-	}
-	return 0;
+	return connect_now(db, k);
 }
 
 /*
