@@ -185,6 +185,29 @@ tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s)
 	}
 }
 
+/* tc_make_id - an ID a census can take apart again. */
+size_t
+tc_make_id(unsigned char *id, size_t len, unsigned tag, unsigned owner,
+    unsigned key)
+{
+	id[0] = (unsigned char)tag;
+	id[1] = (unsigned char)owner;
+	id[2] = (unsigned char)(key >> 8);
+	id[3] = (unsigned char)key;
+	for (size_t i = 4; i < len; i++)
+		id[i] = (unsigned char)(key * 31 + i * 17 + owner + tag);
+	return len;
+}
+
+/* tc_id_key - the key bytes of an ID with the right tag. */
+long
+tc_id_key(const unsigned char *id, size_t len, unsigned tag)
+{
+	if (len < 4 || id[0] != tag)
+		return -1;
+	return (long)((unsigned)id[2] << 8 | id[3]);
+}
+
 /* tc_put_be32 - store v big-endian. */
 void
 tc_put_be32(unsigned char *p, uint32_t v)

@@ -77,6 +77,15 @@ uint64_t tc_splitmix(uint64_t *s);
 /* tc_random_bytes - fill buf with len bytes from the generator at s. */
 void tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s);
 
+/* tc_make_id - a session ID that says whose it is: tag, owner, key (16
+ * bits, big-endian), then filler bytes derived from them; len bytes
+ * (4..SESSDB_ID_MAX).  Returns len. */
+size_t tc_make_id(unsigned char *id, size_t len, unsigned tag, unsigned owner,
+    unsigned key);
+
+/* tc_id_key - the key of an ID tc_make_id made with tag, or -1. */
+long tc_id_key(const unsigned char *id, size_t len, unsigned tag);
+
 /* tc_put_be32, tc_get_be32 - a 32-bit number at p, big-endian (the
  * self-describing payloads of the tests carry their version so). */
 void tc_put_be32(unsigned char *p, uint32_t v);

@@ -98,15 +98,7 @@ static unsigned pause_ms = PAUSE_MS;	/* longer under valgrind */
 static size_t
 make_id(unsigned char id[SESSDB_ID_MAX], unsigned owner, unsigned key)
 {
-	size_t len = 8 + (key * 5 + owner) % 25;
-
-	id[0] = 'I';
-	id[1] = (unsigned char)owner;
-	id[2] = (unsigned char)(key >> 8);
-	id[3] = (unsigned char)key;
-	for (size_t i = 4; i < len; i++)
-		id[i] = (unsigned char)(key * 13 + i * 7 + owner);
-	return len;
+	return tc_make_id(id, 8 + (key * 5 + owner) % 25, 'I', owner, key);
 }
 
 /* make_payload - the bytes of (owner, key) at version: a 9-byte

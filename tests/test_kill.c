@@ -78,15 +78,7 @@ static uint32_t model[NKEYS + 1];	/* acknowledged version per key; 0 = absent */
 static size_t
 make_id(unsigned char id[SESSDB_ID_MAX], unsigned key)
 {
-	size_t len = 4 + (key * 13) % 29;
-
-	id[0] = 'K';
-	id[1] = 0;
-	id[2] = (unsigned char)(key >> 8);
-	id[3] = (unsigned char)key;
-	for (size_t i = 4; i < len; i++)
-		id[i] = (unsigned char)(key * 29 + i * 7);
-	return len;
+	return tc_make_id(id, 4 + (key * 13) % 29, 'K', 0, key);
 }
 
 /* make_payload - the bytes written under key at version: an 8-byte
@@ -326,6 +318,7 @@ census_fn(void *arg, const struct sessdb_record *rec)
 {
 	struct census *cs = arg;
 	unsigned key;
+	long k;
 
 	if (rec->problem != NULL) {
 		if (cs->bad++ < 3) {
@@ -338,8 +331,9 @@ census_fn(void *arg, const struct sessdb_record *rec)
 		}
 		return 0;
 	}
-	key = rec->id_len >= 4 ? (unsigned)(rec->id[2] << 8 | rec->id[3]) : 0;
-	if (rec->id_len < 4 || rec->id[0] != 'K' || key > NKEYS ||
+	k = tc_id_key(rec->id, rec->id_len, 'K');
+	key = k < 0 ? 0 : (unsigned)k;
+	if (k < 0 || key > NKEYS ||
 	    payload_version(rec->data, rec->len, key) != model[key]) {
 		if (cs->bad++ < 3)
 			printf("\n  foreach: record for key %u: got version %u, want "

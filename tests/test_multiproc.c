@@ -76,15 +76,7 @@ static size_t
 make_id(unsigned char id[SESSDB_ID_MAX], unsigned space, unsigned owner,
     unsigned key)
 {
-	size_t len = 4 + (key * 7 + owner) % 29;
-
-	id[0] = (unsigned char)space;
-	id[1] = (unsigned char)owner;
-	id[2] = (unsigned char)(key >> 8);
-	id[3] = (unsigned char)key;
-	for (size_t i = 4; i < len; i++)
-		id[i] = (unsigned char)(key * 31 + i * 17 + owner);
-	return len;
+	return tc_make_id(id, 4 + (key * 7 + owner) % 29, space, owner, key);
 }
 
 /* make_payload - the bytes `writer` stores under (space, key) at

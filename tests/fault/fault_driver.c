@@ -162,18 +162,12 @@ log_line(void *arg, int level, const char *msg)
 	}
 }
 
-/* make_id - the session ID of key: 'F', the key big-endian, filler; 3..14 bytes. */
+/* make_id - the session ID of key: 'F', 0, the key big-endian, filler;
+ * 4..15 bytes. */
 static size_t
 make_id(unsigned char id[SESSDB_ID_MAX], unsigned key)
 {
-	size_t len = 3 + key % 12;
-
-	id[0] = 'F';
-	id[1] = (unsigned char)(key >> 8);
-	id[2] = (unsigned char)key;
-	for (size_t i = 3; i < len; i++)
-		id[i] = (unsigned char)(key * 31 + i);
-	return len;
+	return tc_make_id(id, 4 + key % 12, 'F', 0, key);
 }
 
 /* id_key - the key number an ID encodes, or -1 if it is no ID of ours. */
@@ -181,12 +175,10 @@ static long
 id_key(const unsigned char *id, size_t len)
 {
 	unsigned char want[SESSDB_ID_MAX];
-	unsigned key;
+	long key = tc_id_key(id, len, 'F');
 
-	if (len < 3 || id[0] != 'F')
-		return -1;
-	key = (unsigned)id[1] << 8 | id[2];
-	if (key >= NKEYS || make_id(want, key) != len || memcmp(want, id, len) != 0)
+	if (key < 0 || key >= NKEYS || make_id(want, (unsigned)key) != len ||
+	    memcmp(want, id, len) != 0)
 		return -1;
 	return key;
 }
