@@ -315,6 +315,17 @@ free_port(void)
 	return port;
 }
 
+/* stop_redis - stop the redis-server we started */
+static void
+stop_redis(void)
+{
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGTERM);
+		waitpid(redis_pid, NULL, 0);
+		redis_pid = -1;
+	}
+}
+
 /* start_redis - our own redis-server; sets stores[S_REDIS].  0, or -1
  * after saying why (no redis-server: the caller skips). */
 static int
@@ -364,6 +375,7 @@ start_redis(const char *dir)
 					return 0;
 			} else if (strstr(err, "without Redis support")) {
 				printf(PROG ": skipped: %s\n", err);
+				stop_redis();
 				return -1;
 			}
 			tc_sleep_ms(50);
@@ -376,17 +388,6 @@ start_redis(const char *dir)
 	}
 	printf(PROG ": skipped: redis-server did not start (see %s)\n", logf);
 	return -1;
-}
-
-/* stop_redis - stop the redis-server we started */
-static void
-stop_redis(void)
-{
-	if (redis_pid > 0) {
-		kill(redis_pid, SIGTERM);
-		waitpid(redis_pid, NULL, 0);
-		redis_pid = -1;
-	}
 }
 
 /* remove_dir - remove our directory and the files in it (no subdirectories) */
