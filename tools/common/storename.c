@@ -39,11 +39,11 @@ tool_store_display(const char *name, char *buf, size_t len)
 		snprintf(buf, len, "%s", name);
 		return buf;
 	}
-	/* The authority ends at the first '/', '?' or '#'; user information
-	 * is what precedes its last '@', the password what follows its first
-	 * ':'. */
+	/* User information is what precedes the last '@' before the query,
+	 * the password what follows its first ':'.  (Not the authority's
+	 * end at '/': a password with a raw '/' in it must not escape.) */
 	auth = name + 8;
-	end = auth + strcspn(auth, "/?#");
+	end = auth + strcspn(auth, "?#");
 	at = NULL;
 	for (const char *p = auth; p < end; p++)
 		if (*p == '@')
