@@ -966,9 +966,11 @@ class RedisServer:
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write("bind 127.0.0.1\nport %d\nsave \"\"\nappendonly no\n"
-                        "requirepass %s\ndir %s\nlogfile %s\n" % (
+                        "requirepass %s\ndir %s\nlogfile %s\n"
+                        "unixsocket %s\nunixsocketperm 700\n" % (
                             self.port, self.password, self.tmp,
-                            os.path.join(self.tmp, "redis.log")))
+                            os.path.join(self.tmp, "redis.log"),
+                            self.sock_path()))
             self.proc = subprocess.Popen(["redis-server", conf],
                                          stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
@@ -982,6 +984,9 @@ class RedisServer:
                 time.sleep(0.05)
             self.stop()
         raise Fail("redis-server did not start")
+
+    def sock_path(self):
+        return os.path.join(self.tmp, "redis.sock")
 
     def command(self, *args):
         """One command (AUTH first) over a socket of our own; the raw reply."""
@@ -1116,6 +1121,9 @@ def redis_commands(tmp, srv, url, prefix, a):
     text = run(["stats"], db=url).stdout.decode()
     check("backend:      redis" in text and "file size" not in text,
           "stats text on Redis:\n" + text)
+    # the same store through the unix socket form
+    unix = "unix:%s?db=0&prefix=%s&timeout_ms=2000" % (srv.sock_path(), prefix)
+    want_eq(session_view(unix), session_view(url), "unix: and redis:// forms")
     want_eq(run(["verify"], db=url).returncode, 0, "verify: Redis is clean")
     # a damaged value and a foreign one under the prefix: found, removed
     ident = a.kinds["live"][0][0]
