@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "redis_server.h"
 #include "record.h"
 #include "sessdb.h"
 
@@ -70,48 +71,29 @@ static const struct backend backends[] = {
 	{ "redis", redis_start, redis_stop, redis_fresh, 0 },
 };
 
-/* ---- a Redis server of our own, on a socket in the test directory ---- */
+/* ---- a Redis server of our own (tests/redis_server.c) ---- */
 
-static pid_t redis_pid;
-static char redis_sock[300];
+static struct rs redis;
 
-/* redis_start - run redis-server without persistence; wait for its socket. */
+/* redis_start - a redis-server without persistence, and a library that
+ * can use it (a build without hiredis has no Redis backend). */
 static int
 redis_start(char *why, size_t len)
 {
+	const char *missing = rs_missing();
 	struct sessdb *db;
 	char err[512], url[400];
 
-	snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", tc_dir);
-	redis_pid = fork();
-	if (redis_pid == -1) {
-		snprintf(why, len, "fork: %s", strerror(errno));
+	if (missing != NULL) {
+		snprintf(why, len, "%s", missing);
 		return -1;
 	}
-	if (redis_pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		if (null != -1) {
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execlp("redis-server", "redis-server", "--port", "0",
-		    "--unixsocket", redis_sock, "--unixsocketperm", "700",
-		    "--save", "", "--appendonly", "no", "--dir", tc_dir,
-		    (char *)NULL);
-		_exit(127);
+	if (rs_start(&redis, NULL) != 0) {
+		snprintf(why, len, "redis-server did not start");
+		return -1;
 	}
-	for (int i = 0; i < 500 && access(redis_sock, F_OK) != 0; i++) {
-		if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid) {
-			redis_pid = 0;
-			snprintf(why, len, "redis-server did not start (not installed?)");
-			return -1;
-		}
-		tc_sleep_ms(10);
-	}
-	/* The library may be built without Redis support. */
 	snprintf(url, sizeof(url), "unix:%s?prefix=probe:&timeout_ms=2000",
-	    redis_sock);
+	    redis.sock);
 	if ((db = sessdb_open(url, NULL, err, sizeof(err))) == NULL) {
 		snprintf(why, len, "%s", err);
 		redis_stop();
@@ -125,8 +107,7 @@ redis_start(char *why, size_t len)
 static void
 redis_stop(void)
 {
-	tc_release_lock(redis_pid);	/* SIGKILL and reap */
-	redis_pid = 0;
+	rs_destroy(&redis);
 }
 
 /* redis_fresh - a prefix no case used before: an empty store. */
@@ -135,7 +116,7 @@ redis_fresh(char *where, size_t len, const char *name)
 {
 	static unsigned seq;
 
-	snprintf(where, len, "unix:%s?prefix=%u-%s:&timeout_ms=2000", redis_sock,
+	snprintf(where, len, "unix:%s?prefix=%u-%s:&timeout_ms=2000", redis.sock,
 	    ++seq, name);
 	tc_log_reset();
 	return 0;
