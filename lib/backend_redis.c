@@ -45,9 +45,11 @@
  *	I/O error, a timeout: a hung server's late replies would answer the
  *	wrong questions) is dropped.  A connection found broken (the server
  *	restarted) is replaced at once and an idempotent command retried
- *	once; while the server stays unreachable, a process makes at most
- *	one connection attempt a second to it, whatever the number of
- *	handles, and calls fail at once in between.  Every failure is
+ *	once, unless a connection attempt of the process failed within the
+ *	last second; while the server stays unreachable, a process makes at
+ *	most one connection attempt a second to it, whatever the number of
+ *	handles, and calls fail at once in between; the first handle that
+ *	connects again lets the others try at once.  Every failure is
  *	SESSDB_E_BACKEND.  Changes of state (unreachable, reachable again,
  *	password refused, writes refused for want of memory or on a
  *	read-only replica, writes accepted again) are logged once each, not
@@ -61,6 +63,12 @@
  *	from a buffer wiped afterwards; the password itself is wiped at
  *	close.  Values (records hold master secrets) are wiped in the
  *	buffers this file owns; hiredis's input buffer is not.
+ *
+ *	Limits.  A host name is resolved (getaddrinfo) at each connection,
+ *	outside the budget: give an address where that matters.  Redis
+ *	Cluster redirections (MOVED) are errors: use a proxy.  A file path
+ *	that starts with "redis://" or "unix:" must be written "./unix:...".
+ *	SESSDB_NOCREATE means nothing here (there is nothing to create).
  *
  *	fork.  The child frees its copy of the connection (the descriptor
  *	closes in the child only; the parent's socket stays open and
@@ -145,13 +153,18 @@ struct call {
 };
 
 /*
- * The last attempt (mono ms) made to each endpoint while it was down, by
- * any handle of this process: attempts are rate-limited per process, not
- * per handle, so a server with many handles makes no reconnect storm.
- * Endpoints share a slot when their hashes collide: then they share the
- * budget too, which only slows attempts down.
+ * Per endpoint (slot), for every handle of this process: when the last
+ * connection attempt failed, and when a handle that knows the server is
+ * down last claimed an attempt (mono ms, 0: never).  Attempts are
+ * rate-limited per process, not per handle, so a server with many
+ * handles makes no reconnect storm.  Endpoints share a slot when their
+ * hashes collide: then they share the budget too, which only slows
+ * attempts down.
  */
-static uint64_t last_attempt[LIMIT_SLOTS];
+static struct {
+	uint64_t	failed_at;
+	uint64_t	claimed_at;
+} limit[LIMIT_SLOTS];
 
 /* mono_ms - the monotonic clock in milliseconds. */
 static uint64_t
@@ -264,7 +277,7 @@ read_password_file(struct sessdb *db, struct rds *r, const char *path)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
 	if (fd == -1)
-		return diag_error(db, SESSDB_E_BACKEND, "redis store: password "
+		return diag_error(db, diag_code(errno), "redis store: password "
 		    "file %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
 		close(fd);
@@ -658,27 +671,39 @@ refused(struct sessdb *db, const char *what, const char *msg)
 	    db->path, what, msg);
 }
 
-/* may_attempt - may this call try to connect now?  Only once a second
- * per process and endpoint while it is down or refusing. */
+/*
+ * may_attempt - may this call try to connect now?  Not within a second
+ *	of a failed attempt of any handle of the process; a handle that
+ *	knows the server is down must also win the second's one claim.  A
+ *	handle that had a connection (it broke, or fork dropped it) tries
+ *	at once otherwise.
+ */
 static int
 may_attempt(struct rds *r)
 {
-	uint64_t now = mono_ms(), last;
+	uint64_t now = mono_ms(), failed, claimed;
 
+	failed = __atomic_load_n(&limit[r->slot].failed_at, __ATOMIC_RELAXED);
+	if (failed != 0 && now - failed < RECONNECT_MS)
+		return 0;
 	if (r->state == RS_UP)
 		return 1;
-	last = __atomic_load_n(&last_attempt[r->slot], __ATOMIC_RELAXED);
-	if (now - last < RECONNECT_MS && last != 0)
+	claimed = __atomic_load_n(&limit[r->slot].claimed_at, __ATOMIC_RELAXED);
+	if (claimed != 0 && now - claimed < RECONNECT_MS)
 		return 0;
-	return __atomic_compare_exchange_n(&last_attempt[r->slot], &last, now,
-	    0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	return __atomic_compare_exchange_n(&limit[r->slot].claimed_at, &claimed,
+	    now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
-/* note_attempt - an attempt was made (it counts for the rate limit). */
+/* attempted - an attempt ended: a failure holds every handle of the
+ * process back for a second, a success lets them all try at once. */
 static void
-note_attempt(struct rds *r)
+attempted(struct rds *r, int ok)
 {
-	__atomic_store_n(&last_attempt[r->slot], mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&limit[r->slot].failed_at, ok ? 0 : mono_ms(),
+	    __ATOMIC_RELAXED);
+	if (ok)
+		__atomic_store_n(&limit[r->slot].claimed_at, 0, __ATOMIC_RELAXED);
 }
 
 /* send_all - write buf with MSG_NOSIGNAL (a closed connection must not
@@ -823,18 +848,17 @@ connect_now(struct sessdb *db, const struct call *k)
 	struct timeval tv;
 	int to, broken, rc = -1, n = 0;
 
-	note_attempt(r);
 	if (left == 0)
 		return went_down(db, "no time left to connect");
 	tv.tv_sec = left / 1000;
 	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
 	r->c = r->host != NULL ? redisConnectWithTimeout(r->host, r->port, tv) :
 	    redisConnectUnixWithTimeout(r->sock, tv);
-	if (r->c == NULL)
-		return went_down(db, "out of memory for a connection");
-	if (r->c->err != 0) {
-		snprintf(why, sizeof(why), "connect: %s", r->c->errstr);
-		return went_down(db, why);
+	if (r->c == NULL || r->c->err != 0) {
+		snprintf(why, sizeof(why), "connect: %s", r->c != NULL ?
+		    r->c->errstr : "out of memory");
+		went_down(db, why);
+		goto out;
 	}
 	(void)fcntl(r->c->fd, F_SETFD, FD_CLOEXEC);
 	r->wait_ms = 0;		/* unknown: set before the first exchange */
@@ -874,6 +898,7 @@ connect_now(struct sessdb *db, const struct call *k)
 	came_up(db);
 	rc = 0;
 out:
+	attempted(r, rc == 0);
 	reply_free(rep[0]);
 	reply_free(rep[1]);
 	pipe_free(&p);
@@ -891,6 +916,9 @@ ready(struct sessdb *db, const struct call *k)
 	if (r->c != NULL)
 		return 0;
 	if (!may_attempt(r)) {
+		if (r->state == RS_UP)	/* another handle just failed */
+			return went_down(db, "a connection attempt failed just "
+			    "now");
 		r->failed++;
 		return diag_error(db, SESSDB_E_BACKEND, "%s: Redis %s (%s); next "
 		    "connection attempt within a second", db->path,
@@ -1458,7 +1486,7 @@ static int
 redis_open(struct sessdb *db)
 {
 	return diag_error(db, SESSDB_E_BACKEND, "%.*s store: built without "
-	    "Redis support (hiredis was not found at build time)",
+	    "Redis support (it needs libhiredis: meson option redis)",
 	    (int)strcspn(db->path, ":"), db->path);
 }
 
