@@ -64,11 +64,12 @@
  *	close.  Values (records hold master secrets) are wiped in the
  *	buffers this file owns; hiredis's input buffer is not.
  *
- *	Limits.  A host name is resolved (getaddrinfo) at each connection,
- *	outside the budget: give an address where that matters.  Redis
- *	Cluster redirections (MOVED) are errors: use a proxy.  A file path
- *	that starts with "redis://" or "unix:" must be written "./unix:...".
- *	SESSDB_NOCREATE means nothing here (there is nothing to create).
+ *	Limits.  Needs Redis 6.2 or later (GETDEL).  A host name is
+ *	resolved (getaddrinfo) at each connection, outside the budget: give
+ *	an address where that matters.  Redis Cluster redirections (MOVED)
+ *	are errors: use a proxy.  A file path that starts with "redis://"
+ *	or "unix:" must be written "./unix:...".  SESSDB_NOCREATE means
+ *	nothing here (there is nothing to create).
  *
  *	fork.  The child frees its copy of the connection (the descriptor
  *	closes in the child only; the parent's socket stays open and

@@ -691,7 +691,78 @@ test_fork(void)
 	finish();
 }
 
+/* The URL forms: accepted ones open (nothing listens on port 1: the
+ * handle is down, not refused), malformed ones fail with SESSDB_E_ARG
+ * and a message that names the part and never the password. */
+static void
+test_urls(void)
+{
+	static const struct {
+		const char	*url;
+		int		want_code;	/* 0: opens */
+		const char	*want;		/* in the message, or the path */
+	} t[] = {
+		{ "redis://127.0.0.1:1", 0, "redis://127.0.0.1:1" },
+		{ "redis://127.0.0.1:1/3?prefix=a%2Ab:&timeout_ms=5", 0, "/3?" },
+		{ "redis://:pw-x@127.0.0.1:1/0", 0, "redis://:***@127.0.0.1:1/0" },
+		{ "redis://alice:pw-x@127.0.0.1:1", 0, "redis://alice:***@" },
+		{ "redis://[::1]:1/0", 0, "[::1]" },
+		{ "redis://localhost:1", 0, "localhost" },
+		{ "unix:/nonexistent/redis.sock?db=2&prefix=p:", 0, "unix:" },
+		{ "redis://", SESSDB_E_ARG, "no host" },
+		{ "redis://h:0", SESSDB_E_ARG, "port" },
+		{ "redis://h:65536", SESSDB_E_ARG, "port" },
+		{ "redis://h:12x", SESSDB_E_ARG, "port" },
+		{ "redis://h/x", SESSDB_E_ARG, "database" },
+		{ "redis://h/", SESSDB_E_ARG, "database" },
+		{ "redis://h?db=1", SESSDB_E_ARG, "unknown" },
+		{ "redis://h?prefix=", SESSDB_E_ARG, "prefix" },
+		{ "redis://h?prefix=%zz", SESSDB_E_ARG, "escape" },
+		{ "redis://h?prefix=a&prefix=b", SESSDB_E_ARG, "repeated" },
+		{ "redis://h?timeout_ms=0", SESSDB_E_ARG, "timeout_ms" },
+		{ "redis://h?timeout_ms=99999", SESSDB_E_ARG, "timeout_ms" },
+		{ "redis://h?", SESSDB_E_ARG, "empty query" },
+		{ "redis://h?prefix=a&", SESSDB_E_ARG, "empty parameter" },
+		{ "redis://h?nokey", SESSDB_E_ARG, "without '='" },
+		{ "redis://pw-x@h", SESSDB_E_ARG, "without ':'" },
+		{ "redis://:@h", SESSDB_E_ARG, "password" },
+		{ "redis://:pw-x%4@h", SESSDB_E_ARG, "escape" },
+		{ "redis://h$x", SESSDB_E_ARG, "not allowed" },
+		{ "redis://[::1", SESSDB_E_ARG, "IPv6" },
+		{ "unix:relative.sock", SESSDB_E_ARG, "absolute" },
+		{ "unix:", SESSDB_E_ARG, "absolute" },
+		{ "redis://h?password_file=/nonexistent/pw", SESSDB_E_NOT_FOUND,
+		    "password file" },
+	};
+	struct sessdb_options o = { 0 };
+	char err[512];
+
+	o.log = log_all;
+	for (size_t i = 0; i < TC_NELEM(t); i++) {
+		struct sessdb *db;
+		const char *got;
+		int code;
+
+		nlogs = 0;
+		err[0] = '\0';
+		db = sessdb_open(t[i].url, &o, err, sizeof(err));
+		code = db == NULL ? sessdb_open_errcode() : 0;
+		got = db != NULL ? sessdb_path(db) : err;
+		if (code != t[i].want_code || strstr(got, t[i].want) == NULL ||
+		    strstr(got, "pw-x") != NULL)
+			printf("\n  %s: got code %d \"%s\", want code %d and \"%s\"",
+			    t[i].url, code, got, t[i].want_code, t[i].want);
+		CU_ASSERT_EQUAL(code, t[i].want_code);
+		CU_ASSERT(strstr(got, t[i].want) != NULL);
+		CU_ASSERT(strstr(got, "pw-x") == NULL);
+		for (int j = 0; j < nlogs && j < LOG_MAX; j++)
+			CU_ASSERT(strstr(logs[j], "pw-x") == NULL);
+		sessdb_close(db);
+	}
+}
+
 static const struct tc_case cases[] = {
+	{ "URL forms", test_urls },
 	{ "stopped, then started again", test_stopped },
 	{ "four handles share the reconnect budget", test_handles },
 	{ "hung (SIGSTOP), then continued", test_hung },
