@@ -32,7 +32,8 @@ DESCRIPTION
 
     The password reaches the servers in SESSDB_REDIS_PASSWORD, never on a
     command line.  Namespaces, links and processes are removed in a finally
-    block, also when the test fails or meson's timeout stops it.
+    block, also when the test fails or meson's timeout stops it; the
+    servers also get SIGTERM if the test itself is killed.
 
     Exit status 0 passed, 1 failed, 77 skipped: not root, no `ip`, no
     redis-server, a build without the Redis backend, or namespaces that
@@ -40,6 +41,7 @@ DESCRIPTION
 """
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -81,6 +83,16 @@ def log(msg):
     print(msg, flush=True)
 
 
+def die_with_parent():
+    """die_with_parent - SIGTERM this child when the test dies, even by
+    SIGKILL (PR_SET_PDEATHSIG survives exec), so no server outlives it"""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def sh(*args, check_rc=True):
     """sh - run a command (no shell); its CompletedProcess"""
     p = subprocess.run(list(args), capture_output=True, text=True, timeout=30)
@@ -94,7 +106,7 @@ class Net:
     """Two namespaces, each with a veth pair to the root namespace."""
 
     def __init__(self):
-        tag = "%05d" % (os.getpid() % 100000)
+        tag = "%d" % os.getpid()     # at most 7 digits: names fit IFNAMSIZ
         self.ns = ["sdbth%s-a" % tag, "sdbth%s-b" % tag]
         self.links = ["sdbth%sa" % tag, "sdbth%sb" % tag]   # root sides
         self.made_ns = []
@@ -111,9 +123,30 @@ class Net:
                 return n
         raise Skip("no free 10.231.N.0/24 subnet for the test")
 
+    @staticmethod
+    def remove_stale():
+        """remove_stale - the namespaces of earlier runs that were killed
+        (SIGKILL leaves no chance to clean up): those whose test process
+        is gone"""
+        p = sh("ip", "netns", "list", check_rc=False)
+        for line in p.stdout.splitlines():
+            m = re.match(r"^sdbth(\d+)-[ab]\b", line)
+            if m is None:
+                continue
+            try:
+                os.kill(int(m.group(1)), 0)
+                continue            # that test is still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            log("removing the namespace of a killed run: " + line.split()[0])
+            sh("ip", "netns", "del", line.split()[0], check_rc=False)
+
     def up(self):
         """up - make the namespaces and links; Skip if namespaces cannot
         be made here"""
+        self.remove_stale()
         p = sh("ip", "netns", "add", self.ns[0], check_rc=False)
         if p.returncode != 0:
             raise Skip("cannot create a network namespace (ip netns add: %s)"
@@ -187,7 +220,8 @@ class Redis:
                             self.tmp, os.path.join(self.tmp, "redis.log")))
             self.proc = subprocess.Popen(["redis-server", conf],
                                          stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+                                         stderr=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent)
             if self.wait_up():
                 return self
             self.stop()
@@ -250,7 +284,8 @@ class Host:
         with open(self.out, "w") as out, open(self.err, "w") as err:
             # ip netns exec execs sessdemo: this pid is the server's
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err,
-                                         cwd=self.dir, env=self.env)
+                                         cwd=self.dir, env=self.env,
+                                         preexec_fn=die_with_parent)
         deadline = time.time() + 15
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.time() > deadline:
