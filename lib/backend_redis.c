@@ -510,6 +510,11 @@ parse_url(struct sessdb *db, struct rds *r)
 		const char *a = u + strlen("redis://");
 		size_t n = strcspn(a, "/?");
 
+		if (memchr(a + n, '@', strcspn(a + n, "?")) != NULL) {
+			bad_url(db, "'/', '?' and '@' in a user or password "
+			    "must be %%-escaped (%%2F, %%3F, %%40)");
+			goto out;
+		}
 		if (parse_authority(db, r, a, n, &pw_from, &pw_to) == -1)
 			goto out;
 		a += n;

@@ -726,6 +726,8 @@ test_urls(void)
 		{ "redis://h?nokey", SESSDB_E_ARG, "without '='" },
 		{ "redis://pw-x@h", SESSDB_E_ARG, "without ':'" },
 		{ "redis://:@h", SESSDB_E_ARG, "password" },
+		{ "redis://:pw-x/y@h", SESSDB_E_ARG, "escaped" },
+		{ "redis://:pw-x%2Fy%40z@127.0.0.1:1", 0, "redis://:***@" },
 		{ "redis://:pw-x%4@h", SESSDB_E_ARG, "escape" },
 		{ "redis://h$x", SESSDB_E_ARG, "not allowed" },
 		{ "redis://[::1", SESSDB_E_ARG, "IPv6" },
