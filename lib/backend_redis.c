@@ -600,14 +600,16 @@ remaining(const struct call *k)
 	return now >= k->deadline ? 0 : (unsigned)(k->deadline - now);
 }
 
-/* set_wait - socket timeouts of at most ms for the next round trip; only
- * touches the socket when the wait changes. */
+/* set_wait - socket timeouts of at most ms for the next round trip.  The
+ * first round trip of a call gets the whole timeout (a call may overrun
+ * by a tenth), so the socket is touched only when a call makes several
+ * round trips, not on every call. */
 static int
 set_wait(struct rds *r, unsigned ms)
 {
 	struct timeval tv;
 
-	if (ms > r->timeout_ms)
+	if (ms + r->timeout_ms / 10 + 1 >= r->timeout_ms)
 		ms = r->timeout_ms;
 	if (ms == r->wait_ms)
 		return 0;
