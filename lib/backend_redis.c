@@ -801,7 +801,9 @@ io_why(struct rds *r, int timed_out, char *buf, size_t len)
 
 /* exchange - send p, read its p->n replies into rep[]: 0, or -1 with
  * *timed_out set when the budget ran out and *broken when the
- * connection is gone (rep[] freed). */
+ * connection is gone: 2 if the batch could not be sent (Redis runs no
+ * command it has not received whole), 1 if it may have run (rep[]
+ * freed). */
 static int
 exchange(struct rds *r, const struct pipe *p, redisReply **rep,
     const struct call *k, int *timed_out, int *broken)
@@ -819,7 +821,7 @@ exchange(struct rds *r, const struct pipe *p, redisReply **rep,
 	if (send_all(r->c->fd, p->buf, p->len) == -1) {
 		e = errno;
 		*timed_out = e == EAGAIN || e == EWOULDBLOCK;
-		*broken = e == EPIPE || e == ECONNRESET;
+		*broken = e == EPIPE || e == ECONNRESET ? 2 : 0;
 		snprintf(r->c->errstr, sizeof(r->c->errstr), "%s", strerror(e));
 		return -1;
 	}
@@ -935,11 +937,24 @@ ready(struct sessdb *db, const struct call *k)
 	return connect_now(db, k);
 }
 
+/* peer_closed - has the server closed this idle connection (or sent
+ * something unasked, which never happens on a sound one)? */
+static int
+peer_closed(int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR);
+}
+
 /*
  * run - one call's round trip: connect if need be, send p, read the
  *	replies.  A connection that was open before this call and turns out
- *	broken (the server restarted) is replaced once and an idempotent
- *	batch sent again, within the same budget.  0 or -1 (error set).
+ *	broken (the server restarted) is replaced once and the batch sent
+ *	again, within the same budget, if it is idempotent or was not sent
+ *	(one command: a take).  0 or -1 (error set).
  */
 static int
 run(struct sessdb *db, struct call *k, const struct pipe *p, redisReply **rep)
@@ -948,6 +963,10 @@ run(struct sessdb *db, struct call *k, const struct pipe *p, redisReply **rep)
 	char why[160];
 	int to, broken, reused;
 
+	/* A command that must not be sent twice (a take) first makes sure
+	 * the connection is still there: one recv, no round trip. */
+	if (!p->idempotent && r->c != NULL && peer_closed(r->c->fd))
+		drop(r);
 	for (;;) {
 		reused = r->c != NULL;
 		if (ready(db, k) == -1)
@@ -955,7 +974,8 @@ run(struct sessdb *db, struct call *k, const struct pipe *p, redisReply **rep)
 		if (exchange(r, p, rep, k, &to, &broken) == 0)
 			return 0;
 		io_why(r, to, why, sizeof(why));
-		if (!(broken && reused && p->idempotent && !k->retried))
+		if (!broken || !reused || k->retried || !(p->idempotent ||
+		    (broken == 2 && p->n == 1)))
 			return went_down(db, why);
 		k->retried = 1;
 		drop(r);	/* stale: reconnect at once */
