@@ -45,7 +45,8 @@
  *	I/O error, a timeout: a hung server's late replies would answer the
  *	wrong questions) is dropped.  A connection found broken (the server
  *	restarted) is replaced at once and an idempotent command retried
- *	once, unless a connection attempt of the process failed within the
+ *	once (a take, which must not run twice, checks the connection
+ *	before it is sent instead), unless a connection attempt of the process failed within the
  *	last second; while the server stays unreachable, a process makes at
  *	most one connection attempt a second to it, whatever the number of
  *	handles, and calls fail at once in between; the first handle that
