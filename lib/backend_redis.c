@@ -39,18 +39,19 @@
  *	handle opened with a cap logs that once.  A server out of memory
  *	(noeviction) refuses writes: put fails with SESSDB_E_BACKEND.
  *
- *	Failures.  Every call returns within timeout_ms, however many round
- *	trips it makes (connect, AUTH and SELECT, the command): each wait
- *	gets what is left of the call's budget.  A connection that fails (an
- *	I/O error, a timeout: a hung server's late replies would answer the
- *	wrong questions) is dropped.  A connection found broken (the server
- *	restarted) is replaced at once and an idempotent command retried
- *	once (a take, which must not run twice, checks the connection
- *	before it is sent instead), unless a connection attempt of the process failed within the
- *	last second; while the server stays unreachable, a process makes at
- *	most one connection attempt a second to it, whatever the number of
- *	handles, and calls fail at once in between; the first handle that
- *	connects again lets the others try at once.  Every failure is
+ *	Failures.  Every call returns within timeout_ms (give or take a
+ *	tenth), however many round trips it makes (connect, AUTH and
+ *	SELECT, the command): each wait gets what is left of the call's
+ *	budget.  A connection that fails (an I/O error, a timeout: a hung
+ *	server's late replies would answer the wrong questions) is dropped.
+ *	A connection found broken (the server restarted) is replaced at
+ *	once and an idempotent command sent again (a take, which must not
+ *	run twice, checks the connection before it is sent instead), unless
+ *	a connection attempt of the process failed within the last second.
+ *	While the server stays unreachable a process makes at most one
+ *	connection attempt a second to it, whatever the number of handles,
+ *	and calls fail at once in between; the first handle that connects
+ *	again lets the others try at once.  Every failure is
  *	SESSDB_E_BACKEND.  Changes of state (unreachable, reachable again,
  *	password refused, writes refused for want of memory or on a
  *	read-only replica, writes accepted again) are logged once each, not
