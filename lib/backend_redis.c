@@ -268,7 +268,8 @@ parse_num(const char *s, size_t n, long lo, long hi, long *v)
 
 /* bad_url - a malformed URL: the message names the part, never the
  * URL itself (it may hold a password). */
-#define bad_url(db, ...) diag_error((db), SESSDB_E_ARG, "redis store: " __VA_ARGS__)
+#define bad_url(db, ...) \
+	diag_error((db), SESSDB_E_ARG, "redis store: " __VA_ARGS__)
 
 /* read_password_file - the first line of path as the password. */
 static int
