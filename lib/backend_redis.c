@@ -39,17 +39,19 @@
  *	handle opened with a cap logs that once.  A server out of memory
  *	(noeviction) refuses writes: put fails with SESSDB_E_BACKEND.
  *
- *	Failures.  Every call returns within timeout_ms, however many round
- *	trips it makes (connect, AUTH and SELECT, the command): each wait
- *	gets what is left of the call's budget.  A connection that fails (an
- *	I/O error, a timeout: a hung server's late replies would answer the
- *	wrong questions) is dropped.  A connection found broken (the server
- *	restarted) is replaced at once and an idempotent command retried
- *	once, unless a connection attempt of the process failed within the
- *	last second; while the server stays unreachable, a process makes at
- *	most one connection attempt a second to it, whatever the number of
- *	handles, and calls fail at once in between; the first handle that
- *	connects again lets the others try at once.  Every failure is
+ *	Failures.  Every call returns within timeout_ms (give or take a
+ *	tenth), however many round trips it makes (connect, AUTH and
+ *	SELECT, the command): each wait gets what is left of the call's
+ *	budget.  A connection that fails (an I/O error, a timeout: a hung
+ *	server's late replies would answer the wrong questions) is dropped.
+ *	A connection found broken (the server restarted) is replaced at
+ *	once and an idempotent command sent again (a take, which must not
+ *	run twice, checks the connection before it is sent instead), unless
+ *	a connection attempt of the process failed within the last second.
+ *	While the server stays unreachable a process makes at most one
+ *	connection attempt a second to it, whatever the number of handles,
+ *	and calls fail at once in between; the first handle that connects
+ *	again lets the others try at once.  Every failure is
  *	SESSDB_E_BACKEND.  Changes of state (unreachable, reachable again,
  *	password refused, writes refused for want of memory or on a
  *	read-only replica, writes accepted again) are logged once each, not
@@ -266,7 +268,8 @@ parse_num(const char *s, size_t n, long lo, long hi, long *v)
 
 /* bad_url - a malformed URL: the message names the part, never the
  * URL itself (it may hold a password). */
-#define bad_url(db, ...) diag_error((db), SESSDB_E_ARG, "redis store: " __VA_ARGS__)
+#define bad_url(db, ...) \
+	diag_error((db), SESSDB_E_ARG, "redis store: " __VA_ARGS__)
 
 /* read_password_file - the first line of path as the password. */
 static int
@@ -600,14 +603,16 @@ remaining(const struct call *k)
 	return now >= k->deadline ? 0 : (unsigned)(k->deadline - now);
 }
 
-/* set_wait - socket timeouts of at most ms for the next round trip; only
- * touches the socket when the wait changes. */
+/* set_wait - socket timeouts of at most ms for the next round trip.  The
+ * first round trip of a call gets the whole timeout (a call may overrun
+ * by a tenth), so the socket is touched only when a call makes several
+ * round trips, not on every call. */
 static int
 set_wait(struct rds *r, unsigned ms)
 {
 	struct timeval tv;
 
-	if (ms > r->timeout_ms)
+	if (ms + r->timeout_ms / 10 + 1 >= r->timeout_ms)
 		ms = r->timeout_ms;
 	if (ms == r->wait_ms)
 		return 0;
@@ -799,7 +804,9 @@ io_why(struct rds *r, int timed_out, char *buf, size_t len)
 
 /* exchange - send p, read its p->n replies into rep[]: 0, or -1 with
  * *timed_out set when the budget ran out and *broken when the
- * connection is gone (rep[] freed). */
+ * connection is gone: 2 if the batch could not be sent (Redis runs no
+ * command it has not received whole), 1 if it may have run (rep[]
+ * freed). */
 static int
 exchange(struct rds *r, const struct pipe *p, redisReply **rep,
     const struct call *k, int *timed_out, int *broken)
@@ -817,7 +824,7 @@ exchange(struct rds *r, const struct pipe *p, redisReply **rep,
 	if (send_all(r->c->fd, p->buf, p->len) == -1) {
 		e = errno;
 		*timed_out = e == EAGAIN || e == EWOULDBLOCK;
-		*broken = e == EPIPE || e == ECONNRESET;
+		*broken = e == EPIPE || e == ECONNRESET ? 2 : 0;
 		snprintf(r->c->errstr, sizeof(r->c->errstr), "%s", strerror(e));
 		return -1;
 	}
@@ -933,11 +940,24 @@ ready(struct sessdb *db, const struct call *k)
 	return connect_now(db, k);
 }
 
+/* peer_closed - has the server closed this idle connection (or sent
+ * something unasked, which never happens on a sound one)? */
+static int
+peer_closed(int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR);
+}
+
 /*
  * run - one call's round trip: connect if need be, send p, read the
  *	replies.  A connection that was open before this call and turns out
- *	broken (the server restarted) is replaced once and an idempotent
- *	batch sent again, within the same budget.  0 or -1 (error set).
+ *	broken (the server restarted) is replaced once and the batch sent
+ *	again, within the same budget, if it is idempotent or was not sent
+ *	(one command: a take).  0 or -1 (error set).
  */
 static int
 run(struct sessdb *db, struct call *k, const struct pipe *p, redisReply **rep)
@@ -946,6 +966,10 @@ run(struct sessdb *db, struct call *k, const struct pipe *p, redisReply **rep)
 	char why[160];
 	int to, broken, reused;
 
+	/* A command that must not be sent twice (a take) first makes sure
+	 * the connection is still there: one recv, no round trip. */
+	if (!p->idempotent && r->c != NULL && peer_closed(r->c->fd))
+		drop(r);
 	for (;;) {
 		reused = r->c != NULL;
 		if (ready(db, k) == -1)
@@ -953,7 +977,8 @@ run(struct sessdb *db, struct call *k, const struct pipe *p, redisReply **rep)
 		if (exchange(r, p, rep, k, &to, &broken) == 0)
 			return 0;
 		io_why(r, to, why, sizeof(why));
-		if (!(broken && reused && p->idempotent && !k->retried))
+		if (!broken || !reused || k->retried || !(p->idempotent ||
+		    (broken == 2 && p->n == 1)))
 			return went_down(db, why);
 		k->retried = 1;
 		drop(r);	/* stale: reconnect at once */

@@ -386,13 +386,17 @@ test_hung(void)
 }
 
 /* A quick restart between two calls: the stale connection is replaced
- * within the next call, which succeeds; nothing is logged as down. */
+ * within the next call, which succeeds (a get is sent again, a take
+ * notices the closed connection before it is sent); nothing is logged
+ * as down. */
 static void
 test_restarted(void)
 {
 	struct sessdb_stats st;
 	struct sessdb *db;
 	double t0;
+	void *d;
+	size_t l;
 
 	CU_ASSERT_EQUAL_FATAL(start(NULL), 0);
 	db = open_url(NULL, NULL);
@@ -404,6 +408,13 @@ test_restarted(void)
 	CU_ASSERT(tc_mono_ms() - t0 < BOUND_MS);
 	CU_ASSERT_EQUAL(put_str(db, "k", "again"), 0);
 	CU_ASSERT(get_is(db, "k", "again"));
+	CU_ASSERT_EQUAL_FATAL(rs_restart(&srv), 0);
+	t0 = tc_mono_ms();
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, "k", 1, &d, &l, NULL), SESSDB_MISS);
+	CU_ASSERT(tc_mono_ms() - t0 < BOUND_MS);
+	CU_ASSERT_EQUAL(put_str(db, "t", "ticket"), 0);
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, "t", 1, &d, &l, NULL), SESSDB_OK);
+	sessdb_free(d);
 	CU_ASSERT_EQUAL(log_count("unreachable"), 0);
 	sessdb_stats(db, &st);
 	CU_ASSERT_EQUAL(st.errors, 0);
