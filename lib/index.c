@@ -22,9 +22,9 @@
 #include "index.h"
 #include "record.h"
 
-#define DEFAULT_SLOTS	8192		/* 16 MiB of slots */
+#define DEFAULT_SLOTS	16384		/* 16 MiB of slots */
 #define MIN_SLOTS	1024
-#define MAX_SLOTS	65536
+#define MAX_SLOTS	(1u << 20)	/* 1 GiB: a store capped at ~800k records */
 
 /* One slot: a 64-byte header, then the stored bytes. */
 struct slot {
@@ -44,6 +44,7 @@ _Static_assert(sizeof(struct slot) == INDEX_SLOT_SIZE, "slot layout");
 uint32_t
 index_geometry(uint64_t max_entries)
 {
+	/* A quarter more slots than records: sets fill unevenly. */
 	uint64_t n = max_entries != 0 ? max_entries + max_entries / 4 : DEFAULT_SLOTS;
 	uint32_t slots = MIN_SLOTS;
 

@@ -25,8 +25,10 @@
 
 #include "lock.h"
 
-#define INDEX_SLOT_SIZE	2048	/* one record up to ~1.9 KiB (a DER session
-				   with an ECDSA or RSA client certificate fits) */
+#define INDEX_SLOT_SIZE	1024	/* one record up to 960 bytes: a DER session
+				   (130-180 bytes; with an ECDSA client
+				   certificate about 700); larger ones are
+				   looked up in the file */
 #define INDEX_WAYS	8	/* slots a key may occupy (one set) */
 
 struct index {
