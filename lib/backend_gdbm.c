@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "handle.h"
+#include "index.h"
 #include "lock.h"
 
 #define REPAIR_RETRY_MS		1000	/* a check that could not run (no space,
@@ -65,6 +66,7 @@ static void store_end(struct sessdb *db, int wrote);
 static int store_gdbm_fail(struct sessdb *db, const char *what);
 static void store_recount(struct sessdb *db);
 static int store_reserve(struct sessdb *db, size_t bytes);
+static void index_restamp(struct sessdb *db);
 
 /* The GDBM backend's part of a handle. */
 struct gdb {
@@ -84,6 +86,9 @@ struct gdb {
 	off_t			reserved_to;	/* disk allocated up to here */
 	off_t			size_seen;	/* file size seen under this lock,
 						   or -1 */
+	struct index		ix;		/* the index after the lock page */
+	int			index_tried;	/* made (or failed to make) one */
+	uint64_t		boot;		/* index_boot() of this process */
 };
 
 /*
@@ -706,6 +711,7 @@ checked(struct sessdb *db)
 	}
 	lock_set_writer(&g->lock, 0);
 	g->seen_gen = lock_bump(&g->lock);
+	index_restamp(db);	/* the file was rebuilt or replaced */
 }
 
 /* check_failed - a check or repair could not run for a system error e
@@ -826,11 +832,13 @@ gdbm_be_after_fork(struct sessdb *db)
 		gdbm_close_nosync(db, g->dbf);
 		g->dbf = NULL;
 	}
+	index_close(&g->ix);
 	if (g->lock.page != NULL || g->lock.fd >= 0)
 		lock_close(&g->lock);
 	if (lock_open(&g->lock, g->lock_path, !db->rdonly,
 	    db->opt.lock_timeout_ms, err, sizeof(err)) == -1)
 		return diag_error(db, diag_code(errno), "%s", err);
+	(void)index_open(&g->ix, &g->lock);	/* none: the file answers */
 	return 0;
 }
 
@@ -904,13 +912,16 @@ files_moved(struct sessdb *db, int op)
 		diag_log(db, SESSDB_LOG_WARNING, "%s: removed or replaced while "
 		    "in use; locking the file the path names now", g->lock_path);
 		lock_release(&g->lock);
+		index_close(&g->ix);
 		lock_close(&g->lock);
 		g->seen_gen = 0;
 		if (lock_open(&g->lock, g->lock_path, !db->rdonly,
 		    db->opt.lock_timeout_ms, err, sizeof(err)) == -1)
 			return diag_error(db, diag_code(errno), "%s", err);
+		(void)index_open(&g->ix, &g->lock);
 		return 1;
 	}
+	g->checked_ms = lock_now_ms();
 	if (g->dbf == NULL)
 		return 0;
 	found = stat(db->path, &st) == 0;
@@ -936,6 +947,77 @@ repair_waits(const struct sessdb *db)
 	    __ATOMIC_RELAXED);
 
 	return failed != 0 && lock_now_ms() - failed < REPAIR_RETRY_MS;
+}
+
+/*
+ * index_restamp - empty the index and say which file it now describes
+ *	(LOCK_EX held): after a rebuild, a compaction, a replaced file, a new
+ *	boot.  Readers trust it only while it names the file they have open.
+ */
+static void
+index_restamp(struct sessdb *db)
+{
+	struct gdb *g = db->be_state;
+	struct lock_page *p = g->lock.page;
+
+	if (g->ix.base == NULL || !g->ix.writable)
+		return;
+	__atomic_store_n(&p->index_ino, 0, __ATOMIC_RELEASE);
+	index_reset(&g->ix);
+	__atomic_store_n(&p->index_dev, g->db_dev, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->index_boot, g->boot, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->index_ino, g->db_ino, __ATOMIC_RELEASE);
+}
+
+/*
+ * index_upkeep - LOCK_EX held: make an index if the lock file has none
+ *	(once per handle: the room is allocated first, so a full disk means
+ *	no index, never a fault in a mapping), map it, and empty it if it
+ *	describes another file or boot.
+ */
+static void
+index_upkeep(struct sessdb *db)
+{
+	struct gdb *g = db->be_state;
+	struct lock_page *p = g->lock.page;
+	uint32_t slots;
+
+	if (p == NULL || !g->lock.writable)
+		return;
+	if (p->index_slots == 0 && !g->index_tried) {
+		g->index_tried = 1;
+		slots = index_geometry(db->opt.max_entries);
+		if (fallocate(g->lock.fd, 0, LOCK_PAGE_SIZE,
+		    (off_t)slots * INDEX_SLOT_SIZE) == 0) {
+			p->index_slot_size = INDEX_SLOT_SIZE;
+			__atomic_store_n(&p->index_slots, slots, __ATOMIC_RELEASE);
+		} else {
+			diag_log(db, SESSDB_LOG_INFO, "%s: no room for the index "
+			    "of live records (%s); lookups read the file",
+			    g->lock_path, strerror(errno));
+		}
+	}
+	if (g->ix.base == NULL && p->index_slots != 0)
+		(void)index_open(&g->ix, &g->lock);
+	if (g->ix.base != NULL && (p->index_ino != g->db_ino ||
+	    p->index_dev != g->db_dev || p->index_boot != g->boot))
+		index_restamp(db);
+}
+
+/* index_usable - may a lookup trust the index now, with no lock?  Only
+ * while it describes the file this handle has open, in this boot, the
+ * lock file is still the one the path names, and the paths were checked
+ * less than PATH_CHECK_MS ago (else the slow path checks them). */
+static int
+index_usable(struct sessdb *db)
+{
+	struct gdb *g = db->be_state;
+	const struct lock_page *p = g->lock.page;
+
+	return g->ix.base != NULL && g->dbf != NULL && !lock_retired(&g->lock) &&
+	    __atomic_load_n(&p->index_ino, __ATOMIC_ACQUIRE) == g->db_ino &&
+	    p->index_dev == g->db_dev && p->index_boot == g->boot &&
+	    lock_now_ms() - g->checked_ms < PATH_CHECK_MS;
 }
 
 static int
@@ -1011,6 +1093,7 @@ store_begin(struct sessdb *db, int op)
 				store_recount(db);
 				g->lock.page->counts_unknown = 0;
 			}
+			index_upkeep(db);
 			lock_set_writer(&g->lock, db->pid);
 		}
 		return 0;
@@ -1266,6 +1349,7 @@ delete_same(struct sessdb *db, datum k, const unsigned char *value,
 	if (cur.dptr == NULL) {
 		if (gdbm_last_errno(g->dbf) != GDBM_ITEM_NOT_FOUND)
 			return store_gdbm_fail(db, "fetch");
+		index_clear(&g->ix, (unsigned char *)k.dptr, (size_t)k.dsize);
 		return 0;
 	}
 	same = value == NULL || ((size_t)cur.dsize == value_len &&
@@ -1274,6 +1358,7 @@ delete_same(struct sessdb *db, datum k, const unsigned char *value,
 	store_free_value(cur.dptr, (size_t)cur.dsize);
 	if (!same)
 		return 0;
+	index_clear(&g->ix, (unsigned char *)k.dptr, (size_t)k.dsize);
 	if (!wrote_all(g->dbf, gdbm_delete(g->dbf, k)))
 		return store_gdbm_fail(db, "delete");
 	lock_count(&g->lock, -1, -(int64_t)((size_t)k.dsize + value_len));
@@ -1302,10 +1387,14 @@ static int
 gdbm_be_fetch(struct sessdb *db, const unsigned char *key, size_t key_len,
     struct bitem *out)
 {
+	struct gdb *g = db->be_state;
 	datum v;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	if (index_usable(db) && index_get(&g->ix, key, key_len, &out->val,
+	    &out->val_len) == 1)
+		return 1;	/* no lock, no system call */
 	rc = fetch_locked(db, LOCK_SH, to_datum(key, key_len), &v);
 	if (rc != 1)
 		return rc;
@@ -1328,6 +1417,7 @@ gdbm_be_take(struct sessdb *db, const unsigned char *key, size_t key_len,
 	rc = fetch_locked(db, LOCK_EX, k, &v);
 	if (rc != 1)
 		return rc;
+	index_clear(&g->ix, key, key_len);	/* gone for every reader first */
 	if (store_reserve(db, 0) == -1) {
 		store_free_value(v.dptr, (size_t)v.dsize);
 		return reserve_fail(db);
@@ -1374,7 +1464,6 @@ gdbm_be_store(struct sessdb *db, const unsigned char *key, size_t key_len,
 	datum k = to_datum(key, key_len), v = to_datum(val, val_len), old;
 	int rc;
 
-	(void)expires;	/* GDBM keeps no expiry of its own: the record does */
 	if (store_begin(db, LOCK_EX) == -1)
 		return -1;
 	if (g->lock.page != NULL && store_cap_exceeded(db,
@@ -1386,6 +1475,7 @@ gdbm_be_store(struct sessdb *db, const unsigned char *key, size_t key_len,
 	}
 	if (store_reserve(db, key_len + val_len) == -1)
 		return reserve_fail(db);
+	index_clear(&g->ix, key, key_len);	/* no reader sees it half done */
 	rc = gdbm_store(g->dbf, k, v, GDBM_INSERT);
 	if (rc == 1) {		/* there already: replace, keep the count */
 		old = gdbm_fetch(g->dbf, k);
@@ -1398,6 +1488,7 @@ gdbm_be_store(struct sessdb *db, const unsigned char *key, size_t key_len,
 	} else {
 		lock_count(&g->lock, 1, (int64_t)(key_len + val_len));
 	}
+	index_put(&g->ix, key, key_len, val, val_len, expires, sessdb_now(db));
 	store_end(db, 1);
 	return 1;
 }
@@ -1599,6 +1690,7 @@ gdbm_be_compact(struct sessdb *db)
 		diag_log(db, SESSDB_LOG_WARNING, "%s: restoring owner/mode after "
 		    "compaction: %s", db->path, strerror(errno));
 	remember_path(db);
+	index_restamp(db);	/* a new file: the index describes it */
 	store_end(db, 1);	/* everyone else must reopen the new file */
 	return 0;
 }
@@ -1626,6 +1718,8 @@ gdbm_be_open(struct sessdb *db)
 	if (lock_open(&g->lock, g->lock_path, !db->rdonly,
 	    db->opt.lock_timeout_ms, err, sizeof(err)) == -1)
 		return diag_error(db, diag_code(errno), "%s", err);
+	g->boot = index_boot();
+	(void)index_open(&g->ix, &g->lock);
 	if (store_begin(db, LOCK_SH) == -1)
 		return -1;
 	store_end(db, 0);
@@ -1641,6 +1735,7 @@ gdbm_be_close(struct sessdb *db)
 		return;
 	if (g->dbf != NULL)
 		gdbm_close_nosync(db, g->dbf);
+	index_close(&g->ix);
 	if (g->lock.fd >= 0 || g->lock.page != NULL)
 		lock_close(&g->lock);
 	if (g->null_fd >= 0)

@@ -31,7 +31,7 @@
 #include "diag.h"
 #include "lock.h"
 
-#define LOCK_FILE_SIZE	4096
+#define LOCK_FILE_SIZE	LOCK_PAGE_SIZE
 
 int
 safe_open(const char *path, int writable, int creat, int *created,

@@ -52,7 +52,16 @@ struct lock_page {
 					   whoever holds this page moves on */
 	uint32_t	rebuild_lost;	/* records or buckets the running rebuild
 					   could not copy, so far */
+	/* The index of live records that follows this page (index.h). */
+	uint32_t	index_slots;	/* 0: no index (yet) */
+	uint32_t	index_slot_size;
+	uint64_t	index_dev;	/* the database file the index describes; */
+	uint64_t	index_ino;	/* 0: describes nothing, not to be read */
+	uint64_t	index_boot;	/* the boot it was written in: an OS crash
+					   loses page-cache writes unevenly */
 };
+
+#define LOCK_PAGE_SIZE	4096	/* the lock page; the index follows it */
 
 struct lockfile {
 	int			fd;

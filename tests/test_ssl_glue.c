@@ -1097,14 +1097,16 @@ test_bad_session_removed(void)
 	pair_close(&p);
 }
 
-/* A store that cannot be locked: a skipped store and a miss, no failure. */
+/* A store that cannot be locked: a session the index holds still resumes
+ * (lookups take no lock), one it does not is a miss, a new session is not
+ * stored, and no handshake fails. */
 static void
 test_lock_timeout_is_miss(void)
 {
 	struct srv_cfg cfg = { .sid_ctx = "svc", .tls = 12, .no_ticket = 1 };
 	char lockpath[320];
 	struct pair p;
-	struct hs h1, h2, h3;
+	struct hs h1, h2, h3, h4;
 	int fd;
 
 	CU_ASSERT_FATAL(pair_open(&p, &cfg, NULL, 12, 0) == 0);
@@ -1117,16 +1119,20 @@ test_lock_timeout_is_miss(void)
 	CU_ASSERT_FATAL(fd >= 0);
 	CU_ASSERT_FATAL(flock(fd, LOCK_EX) == 0);
 	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h2) == 0);
-	CU_ASSERT(h2.ok && !h2.reused);
-	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
+	CU_ASSERT(h2.ok && h2.reused);		/* from the index */
+	CU_ASSERT(stats_of(p.srv[1]).store_failures == 0);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ 0 }, &h3) == 0);
+	CU_ASSERT(h3.ok && !h3.reused);		/* full, and not stored */
 	CU_ASSERT(stats_of(p.srv[1]).store_failures == 1);
 	close(fd);
 
-	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h1.sess[0] }, &h3) == 0);
-	CU_ASSERT(h3.reused);
+	CU_ASSERT(handshake(p.srv[1], p.cli, &(struct hs_opts){ .offer = h3.sess[0] }, &h4) == 0);
+	CU_ASSERT(!h4.reused);		/* it was never stored: a miss */
+	CU_ASSERT(stats_of(p.srv[1]).misses == 1);
 	hs_clear(&h1);
 	hs_clear(&h2);
 	hs_clear(&h3);
+	hs_clear(&h4);
 	pair_close(&p);
 }
 
