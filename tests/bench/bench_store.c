@@ -7,7 +7,9 @@
  *	bench_store [--quick] [--runs N] [--secs S] [--sizes N,N,...]
  *	    [--dir DIR]... [--payload BYTES] [--sweep-records N]
  *	    [--size-records N] [--no-matrix] [--no-sweep]
- *	    [--ops OP,...] [--sessdb-only]
+ *	    [--ops OP,...] [--sessdb-only] [--count N] [--no-latency]
+ *	    [--latency-records N] [--latency-secs S] [--writer-rate N]
+ *	    [--max-entries N]
  *
  * DESCRIPTION
  *	For every directory (default: /dev/shm, a tmpfs, and /var/tmp, a disk
@@ -47,18 +49,39 @@
  *	and records its longest wait (also measured for as long before the
  *	sweep, for the noise floor).
  *
+ *	Then, per directory, the latency of sessdb_get under load: one
+ *	process times every get of a random live key (clock_gettime around
+ *	the call, into a preallocated array) and prints p50, p99, p99.9 and
+ *	the longest, with nobody else; with another process putting (keys
+ *	among the same records) at full speed, or paced to --writer-rate
+ *	(default 2,000) puts/s, each for --latency-secs (default 2) seconds,
+ *	on --latency-records (default 10,000) records; while another
+ *	process sweeps --sweep-records records of which half are expired;
+ *	and while it compacts what that sweep left.  The stores are opened
+ *	without max_entries, so the index of live records has its default
+ *	size (16,384 slots: the writer loads' records fit, the sweep's
+ *	do not).
+ *
  *	--ops runs only the named operations ("2p" for both two-process
- *	cases; take and delete use the keys put-new made, so name put-new
- *	with them), --sessdb-only skips the baseline: for profiling.
+ *	cases, "latency" for the latency loads; take and delete use the
+ *	keys put-new made, so name put-new with them), --sessdb-only skips
+ *	the baseline: for profiling.  --count N makes every phase of the
+ *	matrix exactly N operations instead of --secs seconds, so that
+ *	`strace -c -f` counts system calls per operation reproducibly (the
+ *	difference between two counts, divided by their difference).
+ *	--max-entries N opens the matrix's sessdb stores with that cap,
+ *	which also sizes the index (N * 1.25 slots, up to 1M; without it,
+ *	16,384 slots: at 100k or 1M records most gets are not in the index).
  *
  *	Every figure is the median over --runs runs (default 5).  Ratios are
  *	sessdb / baseline (higher is better for sessdb).
  *
  *	--quick (or SESSDB_BENCH_QUICK=1): 1 run, short phases, 1,000
- *	records, a 20,000-record sweep, a 10,000-record size check: a smoke
- *	test of a few seconds.  It checks only that results are sane (every
+ *	records, a 20,000-record sweep, a 10,000-record size check, 0.1 s
+ *	latency loads on 1,000 records: a smoke test of a few seconds.  It checks only that results are sane (every
  *	get-hit hit, every get-miss missed, the sweep removed exactly the
- *	expired half, no errors), never a time.
+ *	expired half, every timed get of a live key hit, no errors), never
+ *	a time.
  *
  * EXIT STATUS
  *	0 if every sanity check passed, 1 otherwise, 2 on bad usage.
@@ -109,6 +132,8 @@ static size_t size_records = 100000;
 static int do_matrix = 1, do_sweep = 1;
 static const char *only_ops;	/* --ops: comma-separated operation names */
 static int sessdb_only;		/* --sessdb-only: skip the baseline (profiling) */
+static uint64_t op_count;	/* --count: operations per phase, not a time */
+static uint64_t max_entries;	/* --max-entries: the matrix's sessdb cap */
 
 /* ---- small helpers ---- */
 
@@ -178,10 +203,14 @@ static int64_t expires_at;	/* expiry of everything put (now + TTL) */
 static void
 target_open(struct target *t)
 {
+	struct sessdb_options o;
 	char err[512];
 
 	if (t->kind == SESSDB) {
-		t->db = sessdb_open(t->path, NULL, err, sizeof(err));
+		/* a cap also sizes the index of live records */
+		memset(&o, 0, sizeof(o));
+		o.max_entries = max_entries;
+		t->db = sessdb_open(t->path, &o, err, sizeof(err));
 		if (t->db == NULL)
 			tc_die(PROG, "%s", err);
 		return;
@@ -435,6 +464,10 @@ phase(struct target *t, enum op op, size_t n, uint64_t lo, uint64_t limit,
 	double c0;
 
 	memset(ty, 0, sizeof(*ty));
+	if (op_count != 0 && limit == 0) {
+		limit = op_count;	/* a fixed count, for strace -c */
+		secs = 1e9;
+	}
 	if (t->kind == SESSDB)
 		sessdb_stats(t->db, &st0);
 	c0 = cpu_secs();
@@ -1046,6 +1079,300 @@ sweep_bench(const char *dir)
 	remove_files(path);
 }
 
+/* ---- get latency under load ---- */
+
+/*
+ * The loads under which one process times every get (clock_gettime
+ * around each call, into a preallocated array): nobody else; another
+ * process putting at full speed, or at --writer-rate puts/s; a sweep of
+ * --sweep-records records (half expired) running in another process;
+ * then a compact of what the sweep left.
+ */
+enum load { LOAD_NONE, LOAD_WRITER, LOAD_RATE, LOAD_SWEEP, LOAD_COMPACT,
+	LOAD_COUNT };
+static const char *load_name[] = { "no writer", "writer full speed",
+	"writer at rate", "sweep running", "compact running" };
+
+#define LAT_MAX_SAMPLES	(16u << 20)	/* 64 MiB of uint32_t nanoseconds */
+
+static uint32_t *lat_ns;		/* the samples of one measurement */
+static size_t lat_records = 10000;	/* records of the writer loads */
+static double lat_secs = 2.0;		/* length of the writer loads */
+static unsigned writer_rate = 2000;	/* puts/s of LOAD_RATE */
+static int do_latency = 1;
+
+/* Shared with the load process. */
+struct load_shared {
+	volatile int	ready, stop, done;
+	uint64_t	puts, errors;
+	double		secs;		/* how long the sweep or compact took */
+	int		rc;
+};
+
+struct lat_row {
+	char	fs[16];
+	double	p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], max[MAX_RUNS];
+	double	gets[MAX_RUNS], loadops[MAX_RUNS], reopen[MAX_RUNS];
+	uint64_t errors;
+	int	cnt;
+};
+
+static struct lat_row lat_rows[MAX_DIRS][LOAD_COUNT];
+
+/* load_child - the other process: put (at full speed, or paced to
+ * writer_rate), sweep or compact, until told to stop or done. */
+static void
+load_child(const char *path, enum load load, size_t n, struct load_shared *sh)
+{
+	struct sessdb_sweep_result res;
+	struct sessdb *db;
+	char err[512];
+	uint64_t t0, next, period = 1000000000u / (writer_rate ? writer_rate : 1);
+	unsigned char id[SESSDB_ID_MAX];
+
+	db = sessdb_open(path, NULL, err, sizeof(err));
+	if (db == NULL)
+		_exit(1);
+	sh->ready = 1;
+	while (!sh->stop && sh->ready != 2)
+		;
+	t0 = next = tc_mono_ns();
+	switch (load) {
+	case LOAD_SWEEP:
+		sh->rc = sessdb_sweep(db, 0, NULL, NULL, &res);
+		break;
+	case LOAD_COMPACT:
+		sh->rc = sessdb_compact(db);
+		break;
+	default:
+		while (!sh->stop) {
+			if (load == LOAD_RATE) {
+				uint64_t now = tc_mono_ns();
+				if (now < next) {
+					struct timespec ts = { (time_t)(next / 1000000000u),
+					    (long)(next % 1000000000u) };
+					clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+					    NULL);
+				}
+				next += period;
+			}
+			make_id(rnd() % n, id);
+			if (sessdb_put(db, SESSDB_NS_SERVER, id, sizeof(id), payload,
+			    payload_len, expires_at) != 0)
+				sh->errors++;
+			sh->puts++;
+		}
+		break;
+	}
+	sh->secs = (double)(tc_mono_ns() - t0) / 1e9;
+	__atomic_store_n(&sh->done, 1, __ATOMIC_SEQ_CST);
+	sessdb_close(db);
+	_exit(0);
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * lat_measure - time gets of live keys (all of 0..n-1, or the odd ones if
+ * odd_only) on db while load runs in another process; record one row.
+ */
+static void
+lat_measure(const char *path, struct sessdb *db, enum load load, size_t n,
+    int odd_only, int d, const char *fs)
+{
+	struct load_shared *sh = NULL;
+	struct sessdb_stats st0, st1;
+	struct lat_row *r = &lat_rows[d][load];
+	unsigned char id[SESSDB_ID_MAX];
+	uint64_t gets = 0, hits = 0, misses = 0, errors = 0, maxns = 0;
+	uint64_t t0, deadline;
+	size_t ns = 0;
+	pid_t pid = -1;
+	void *data;
+	size_t len;
+
+	if (load != LOAD_NONE) {
+		sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED |
+		    MAP_ANONYMOUS, -1, 0);
+		if (sh == MAP_FAILED)
+			tc_die(PROG, "mmap: %s", strerror(errno));
+		memset(sh, 0, sizeof(*sh));
+		fflush(NULL);
+		pid = fork();
+		if (pid == -1)
+			tc_die(PROG, "fork: %s", strerror(errno));
+		if (pid == 0) {
+			rng_state ^= (uint64_t)getpid() << 17;
+			load_child(path, load, n, sh);
+		}
+		while (!sh->ready)
+			usleep(1000);
+		__atomic_store_n(&sh->ready, 2, __ATOMIC_SEQ_CST);
+	}
+	sessdb_stats(db, &st0);
+	t0 = tc_mono_ns();
+	deadline = t0 + (uint64_t)(lat_secs * 1e9);
+	for (;;) {
+		if (load == LOAD_SWEEP || load == LOAD_COMPACT) {
+			if (sh->done)
+				break;
+		} else if ((gets & 15) == 0 && tc_mono_ns() >= deadline)
+			break;
+		uint64_t k = rnd() % n;
+		make_id(odd_only ? (k | 1) % n : k, id);
+		uint64_t a = tc_mono_ns();
+		int rc = sessdb_get(db, SESSDB_NS_SERVER, id, sizeof(id), &data, &len,
+		    NULL);
+		uint64_t dt = tc_mono_ns() - a;
+		sessdb_free(data);
+		gets++;
+		hits += rc == SESSDB_OK;
+		misses += rc == SESSDB_MISS;
+		errors += rc == -1;
+		if (dt > maxns)
+			maxns = dt;
+		if (ns < LAT_MAX_SAMPLES)
+			lat_ns[ns++] = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+	}
+	double secs = (double)(tc_mono_ns() - t0) / 1e9;
+	sessdb_stats(db, &st1);
+	uint64_t loadops = 0;
+	if (sh != NULL) {
+		int status;
+
+		__atomic_store_n(&sh->stop, 1, __ATOMIC_SEQ_CST);
+		waitpid(pid, &status, 0);
+		tc_check(PROG, WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+		    sh->rc == 0 && sh->errors == 0, "%s latency %s: the load process "
+		    "failed (%llu put errors)", fs, load_name[load],
+		    (unsigned long long)sh->errors);
+		loadops = sh->puts;
+		if (load == LOAD_SWEEP || load == LOAD_COMPACT)
+			secs = sh->secs;
+		munmap(sh, sizeof(*sh));
+	}
+	/* A live key must never miss; a lock timeout is reported (it can
+	 * happen behind a long compact), and fails only the quick mode. */
+	tc_check(PROG, gets > 0 && misses == 0 && (errors == 0 ||
+	    (load == LOAD_COMPACT && !quick)), "%s latency %s: %llu gets, %llu hits, "
+	    "%llu misses, %llu errors: %s", fs, load_name[load],
+	    (unsigned long long)gets, (unsigned long long)hits,
+	    (unsigned long long)misses, (unsigned long long)errors, sessdb_error(db));
+	qsort(lat_ns, ns, sizeof(*lat_ns), cmp_u32);
+	snprintf(r->fs, sizeof(r->fs), "%s", fs);
+	if (r->cnt < MAX_RUNS && ns > 0) {
+		int c = r->cnt++;
+		r->p50[c] = lat_ns[ns / 2] / 1e3;
+		r->p99[c] = lat_ns[(size_t)((double)ns * 0.99)] / 1e3;
+		r->p999[c] = lat_ns[(size_t)((double)ns * 0.999)] / 1e3;
+		r->max[c] = (double)maxns / 1e3;
+		r->gets[c] = (double)gets / secs;
+		r->loadops[c] = load == LOAD_SWEEP || load == LOAD_COMPACT ? secs :
+		    (double)loadops / secs;
+		r->reopen[c] = (double)(st1.reopens - st0.reopens) / (double)gets;
+	}
+	r->errors += errors;
+}
+
+/* lat_fill - a new store at path with n records; half of them expired
+ * if half_expired (filled with a clock in the past, as the sweep wants). */
+static void
+lat_fill(const char *path, size_t n, int half_expired)
+{
+	struct sessdb_options o;
+	struct sessdb *db;
+	char err[512];
+	unsigned char id[SESSDB_ID_MAX];
+	int64_t now = (int64_t)time(NULL);
+
+	remove_files(path);
+	memset(&o, 0, sizeof(o));
+	fixed_now = now - 2000;
+	o.clock = fixed_clock;
+	o.clock_arg = &fixed_now;
+	db = sessdb_open(path, &o, err, sizeof(err));
+	if (db == NULL)
+		tc_die(PROG, "%s", err);
+	for (size_t i = 0; i < n; i++) {
+		make_id(i, id);
+		if (sessdb_put(db, SESSDB_NS_SERVER, id, sizeof(id), payload,
+		    payload_len, half_expired && i % 2 == 0 ? now - 1000 :
+		    expires_at) != 0)
+			tc_die(PROG, "latency fill: %s", sessdb_error(db));
+	}
+	sessdb_close(db);
+}
+
+static void
+latency(const char *dir, int d)
+{
+	const char *fs = fs_name(dir);
+	char path[PATH_MAX], err[512];
+	struct sessdb *db;
+	uint64_t t0;
+
+	snprintf(path, sizeof(path), "%s/latency.db", dir);
+	for (int run = 0; run < runs; run++) {
+		t0 = tc_mono_ns();
+		lat_fill(path, lat_records, 0);
+		db = sessdb_open(path, NULL, err, sizeof(err));
+		if (db == NULL)
+			tc_die(PROG, "%s", err);
+		for (int load = LOAD_NONE; load <= LOAD_RATE; load++)
+			lat_measure(path, db, (enum load)load, lat_records, 0, d, fs);
+		sessdb_close(db);
+		/* The sweep and the compact: the file the sweep leaves (half
+		 * free space) is the one compacted. */
+		lat_fill(path, sweep_records, 1);
+		db = sessdb_open(path, NULL, err, sizeof(err));
+		if (db == NULL)
+			tc_die(PROG, "%s", err);
+		lat_measure(path, db, LOAD_SWEEP, sweep_records, 1, d, fs);
+		lat_measure(path, db, LOAD_COMPACT, sweep_records, 1, d, fs);
+		sessdb_close(db);
+		remove_files(path);
+		printf("  latency %s run %d/%d done (%.1f s)\n", fs, run + 1, runs,
+		    (double)(tc_mono_ns() - t0) / 1e9);
+		fflush(stdout);
+	}
+}
+
+static void
+latency_report(void)
+{
+	printf("\n== get latency, us (medians over %d run(s); max: the largest of "
+	    "all runs); %zu records (the writers put among them), %zu for the "
+	    "sweep (half expired) and the compact; writer rate %u puts/s\n",
+	    runs, lat_records, sweep_records, writer_rate);
+	printf("%-6s %-18s %8s %8s %8s %9s %11s %16s %9s %6s\n", "fs", "load", "p50",
+	    "p99", "p99.9", "max", "gets/s", "load puts/s|s", "reopen/get",
+	    "errors");
+	for (int d = 0; d < ndirs; d++)
+		for (int l = 0; l < LOAD_COUNT; l++) {
+			struct lat_row *r = &lat_rows[d][l];
+			double mx = 0;
+
+			if (r->cnt == 0)
+				continue;
+			for (int c = 0; c < r->cnt; c++)
+				if (r->max[c] > mx)
+					mx = r->max[c];
+			printf("%-6s %-18s %8.2f %8.2f %8.2f %9.1f %11.0f %16.*f %9.3f %6llu\n",
+			    r->fs, load_name[l], tc_median(r->p50, r->cnt),
+			    tc_median(r->p99, r->cnt), tc_median(r->p999, r->cnt), mx,
+			    tc_median(r->gets, r->cnt), l >= LOAD_SWEEP ? 2 : 0,
+			    tc_median(r->loadops, r->cnt), tc_median(r->reopen, r->cnt),
+			    (unsigned long long)r->errors);
+		}
+	printf("latency targets (issue 10): p99.9 <= 50 us, max <= 5 ms under every load\n");
+}
+
 /* ---- the floor: what the system calls of one operation cost here ---- */
 
 /*
@@ -1158,7 +1485,9 @@ usage(void)
 	fprintf(stderr, "usage: bench_store [--quick] [--runs N] [--secs S] "
 	    "[--sizes N,N,...] [--dir DIR]... [--payload BYTES] "
 	    "[--sweep-records N] [--size-records N] [--no-matrix] [--no-sweep] "
-	    "[--ops OP,...] [--sessdb-only]\n");
+	    "[--ops OP,...] [--sessdb-only] [--count N] [--no-latency] "
+	    "[--latency-records N] [--latency-secs S] [--writer-rate N] "
+	    "[--max-entries N]\n");
 	exit(2);
 }
 
@@ -1181,6 +1510,8 @@ parse_args(int argc, char **argv)
 		nsizes = 1;
 		sweep_records = 20000;
 		size_records = 10000;
+		lat_records = 1000;
+		lat_secs = 0.1;
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1197,6 +1528,10 @@ parse_args(int argc, char **argv)
 		}
 		if (strcmp(a, "--sessdb-only") == 0) {
 			sessdb_only = 1;
+			continue;
+		}
+		if (strcmp(a, "--no-latency") == 0) {
+			do_latency = 0;
 			continue;
 		}
 		if (v == NULL)
@@ -1221,6 +1556,24 @@ parse_args(int argc, char **argv)
 			for (int k = 0; k < nsizes; k++)
 				if (sizes[k] < 2)
 					usage();
+		} else if (strcmp(a, "--count") == 0) {
+			op_count = strtoull(v, NULL, 10);
+			if (op_count < 1)
+				usage();
+		} else if (strcmp(a, "--max-entries") == 0) {
+			max_entries = strtoull(v, NULL, 10);
+		} else if (strcmp(a, "--latency-records") == 0) {
+			lat_records = (size_t)strtoull(v, NULL, 10);
+			if (lat_records < 2)
+				usage();
+		} else if (strcmp(a, "--latency-secs") == 0) {
+			lat_secs = atof(v);
+			if (lat_secs <= 0)
+				usage();
+		} else if (strcmp(a, "--writer-rate") == 0) {
+			writer_rate = (unsigned)strtoul(v, NULL, 10);
+			if (writer_rate < 1 || writer_rate > 1000000)
+				usage();
 		} else if (strcmp(a, "--ops") == 0) {
 			only_ops = v;
 		} else if (strcmp(a, "--dir") == 0) {
@@ -1313,8 +1666,18 @@ main(int argc, char **argv)
 			file_size(dirs[d]);
 			sweep_bench(dirs[d]);
 		}
+	if (do_latency && wanted("latency")) {
+		lat_ns = malloc(LAT_MAX_SAMPLES * sizeof(*lat_ns));
+		if (lat_ns == NULL)
+			tc_die(PROG, "out of memory");
+		for (int d = 0; d < ndirs; d++)
+			latency(dirs[d], d);
+	}
 	if (do_matrix)
 		report();
+	if (lat_ns != NULL)
+		latency_report();
+	free(lat_ns);
 	for (int d = 0; d < ndirs; d++) {
 		rmdir(dirs[d]);
 		free(tmpdirs[d]);
