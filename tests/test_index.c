@@ -84,7 +84,7 @@
 #define NSETS_USED	4
 #define NWRITERS	2
 #define NREADERS	2
-#define ROUNDS		120
+#define ROUNDS		200
 #define ROUNDS_VG	40
 #define MAX_DELAY_US	6000
 
