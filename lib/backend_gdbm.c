@@ -1356,9 +1356,10 @@ delete_same(struct sessdb *db, datum k, const unsigned char *value,
 	    memcmp(cur.dptr, value, value_len) == 0);
 	value_len = (size_t)cur.dsize;
 	store_free_value(cur.dptr, (size_t)cur.dsize);
+	/* Changed or not, the index must not keep what the caller saw. */
+	index_clear(&g->ix, (unsigned char *)k.dptr, (size_t)k.dsize);
 	if (!same)
 		return 0;
-	index_clear(&g->ix, (unsigned char *)k.dptr, (size_t)k.dsize);
 	if (!wrote_all(g->dbf, gdbm_delete(g->dbf, k)))
 		return store_gdbm_fail(db, "delete");
 	lock_count(&g->lock, -1, -(int64_t)((size_t)k.dsize + value_len));
@@ -1393,8 +1394,16 @@ gdbm_be_fetch(struct sessdb *db, const unsigned char *key, size_t key_len,
 
 	memset(out, 0, sizeof(*out));
 	if (index_usable(db) && index_get(&g->ix, key, key_len, &out->val,
-	    &out->val_len) == 1)
-		return 1;	/* no lock, no system call */
+	    &out->val_len) == 1) {
+		struct rec r;
+
+		/* A slot that does not decode (a bad copy) is not the file's
+		 * answer: ask the file. */
+		if (rec_decode(out->val, out->val_len, key, key_len, &r) == REC_OK)
+			return 1;	/* no lock, no system call */
+		store_free_value(out->val, out->val_len);
+		memset(out, 0, sizeof(*out));
+	}
 	rc = fetch_locked(db, LOCK_SH, to_datum(key, key_len), &v);
 	if (rc != 1)
 		return rc;
