@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "handle.h"
 #include "index.h"
 #include "lock.h"
@@ -724,7 +725,7 @@ check_failed(struct sessdb *db, int e, const char *why)
 	struct lock_page *p = g->lock.page;
 
 	if (p != NULL && g->lock.writable) {
-		uint64_t now = lock_now_ms();
+		uint64_t now = mono_ms();
 
 		__atomic_store_n(&p->repair_failed_ms, now ? now : 1, __ATOMIC_RELAXED);
 		if (e != 0)
@@ -902,7 +903,7 @@ files_moved(struct sessdb *db, int op)
 	int found;
 
 	if (op != LOCK_EX && !lock_retired(&g->lock)) {
-		uint64_t now = lock_now_ms();
+		uint64_t now = mono_ms();
 
 		if (now - g->checked_ms < PATH_CHECK_MS)
 			return 0;
@@ -921,7 +922,7 @@ files_moved(struct sessdb *db, int op)
 		(void)index_open(&g->ix, &g->lock);
 		return 1;
 	}
-	g->checked_ms = lock_now_ms();
+	g->checked_ms = mono_ms();
 	if (g->dbf == NULL)
 		return 0;
 	found = stat(db->path, &st) == 0;
@@ -946,7 +947,7 @@ repair_waits(const struct sessdb *db)
 	uint64_t failed = __atomic_load_n(&g->lock.page->repair_failed_ms,
 	    __ATOMIC_RELAXED);
 
-	return failed != 0 && lock_now_ms() - failed < REPAIR_RETRY_MS;
+	return failed != 0 && mono_ms() - failed < REPAIR_RETRY_MS;
 }
 
 /*
@@ -1017,7 +1018,7 @@ index_usable(struct sessdb *db)
 	return g->ix.base != NULL && g->dbf != NULL && !lock_retired(&g->lock) &&
 	    __atomic_load_n(&p->index_ino, __ATOMIC_ACQUIRE) == g->db_ino &&
 	    p->index_dev == g->db_dev && p->index_boot == g->boot &&
-	    lock_now_ms() - g->checked_ms < PATH_CHECK_MS;
+	    mono_ms() - g->checked_ms < PATH_CHECK_MS;
 }
 
 static int

@@ -96,6 +96,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "handle.h"
 
 #ifdef SESSDB_HAVE_REDIS
@@ -168,16 +169,6 @@ static struct {
 	uint64_t	failed_at;
 	uint64_t	claimed_at;
 } limit[LIMIT_SLOTS];
-
-/* mono_ms - the monotonic clock in milliseconds. */
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* wipe_free - wipe and free a NUL-terminated secret. */
 static void

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "diag.h"
 #include "lock.h"
 
@@ -223,15 +224,6 @@ lock_close(struct lockfile *lf)
 	lf->fd = -1;
 }
 
-uint64_t
-lock_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* futex_wait - sleep while *word == val, at most ms milliseconds. */
 static void
 futex_wait(uint32_t *word, uint32_t val, uint64_t ms)
@@ -276,7 +268,7 @@ lock_acquire(struct lockfile *lf, int op, unsigned timeout_ms)
 		}
 		if (errno != EWOULDBLOCK && errno != EINTR)
 			return -1;
-		now = lock_now_ms();
+		now = mono_ms();
 		if (attempt == 0)
 			deadline = now + timeout_ms;
 		else if (now >= deadline) {

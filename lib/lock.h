@@ -82,11 +82,6 @@ struct stat;
 int safe_open(const char *path, int writable, int creat, int *created,
     struct stat *st, char *err, size_t errlen);
 
-/* lock_now_ms - CLOCK_MONOTONIC in milliseconds: lock deadlines, and the
- * times kept in the lock page (the clock is the same in every process of
- * the host; a vDSO read, no system call). */
-uint64_t lock_now_ms(void);
-
 /* lock_open - open or create the lock file and map its page; a new page
  * is initialised under LOCK_EX, waiting at most timeout_ms. */
 int lock_open(struct lockfile *lf, const char *path, int writable,
