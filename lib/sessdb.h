@@ -1,6 +1,6 @@
 /*
  * NAME
- *	sessdb.h - a TLS session store shared by many processes through one GDBM file
+ *	sessdb.h - a TLS session store shared by many processes: a GDBM file, or Redis
  *
  * SYNOPSIS
  *	#include <sessdb.h>
@@ -136,7 +136,8 @@ struct sessdb_stats {
 				   unless the handle is read-only) */
 	uint64_t errors;	/* calls that returned -1 */
 	uint64_t lock_timeouts;	/* lock waits that reached lock_timeout_ms */
-	uint64_t reopens;	/* GDBM handle reopened after another process wrote */
+	uint64_t reopens;	/* GDBM handle reopened after another process
+				   wrote; Redis: reconnections */
 	uint64_t recoveries;	/* damaged files recovered or moved aside */
 };
 
@@ -173,9 +174,19 @@ typedef int (*sessdb_foreach_fn)(void *arg, const struct sessdb_record *rec);
  *	opts may be NULL for all defaults; it is copied.  The lock file is
  *	"<path>.lock".  Both are refused if they are symlinks, not regular
  *	files, group/world writable, or owned by another user (root may open
- *	files of any owner).  A damaged database is recovered or moved aside
- *	to "<path>.corrupt-<unixtime>".
- *	Returns a handle, or NULL with a message in errbuf (if errbuf_len > 0).
+ *	files of any owner); a file that is not a sessdb store is refused and
+ *	left untouched.  A damaged database is recovered or moved aside to
+ *	"<path>.corrupt-<unixtime>".
+ *	A path "redis://[[user]:password@]host[:port][/db][?prefix=P&
+ *	timeout_ms=T&password_file=F]" or "unix:/socket[?...]" opens a store
+ *	on a Redis server instead (when the library was built with hiredis):
+ *	the same API and record bytes; Redis expires records itself, the caps
+ *	are not enforced (use maxmemory), sessdb_info reports what Redis
+ *	counts, compaction is a no-op, the stats' reopens count reconnections.
+ *	A file whose name starts with "unix:" or "redis://" must be given as
+ *	"./unix:...".  docs/OPERATIONS.md, "Redis", has the details.
+ *	Returns a handle, or NULL with a message in errbuf (if errbuf_len > 0)
+ *	and the code in sessdb_open_errcode().
  */
 struct sessdb *sessdb_open(const char *path, const struct sessdb_options *opts,
     char *errbuf, size_t errbuf_len);
