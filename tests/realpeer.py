@@ -488,9 +488,13 @@ def case_gnutls_early(tmp):
     with open(req, "wb") as f:
         f.write(b"GET /early HTTP/1.0\r\n\r\n")
     srv = Server(tmp, "--early-data", "--tls", "1.3").start()
-    cross = 0
+    cross = rounds = 0
     try:
-        for _ in range(6):
+        # Which worker accepts is the kernel's choice: on a busy machine one
+        # worker can take every connection.  At least 6 rounds, more (up to
+        # 24) until one resumption has crossed workers.
+        while rounds < 6 or (cross == 0 and rounds < 24):
+            rounds += 1
             before = len(srv.log_lines())
             p = subprocess.run(["gnutls-cli", "--x509cafile", CA, "-p", str(srv.port),
                                 "127.0.0.1", "--resume", "--waitresumption",
@@ -510,8 +514,8 @@ def case_gnutls_early(tmp):
             cross += first[0][0] != second[0][0]
     finally:
         srv.stop()
-    check(cross >= 1, "0-RTT never crossed workers")
-    log("gnutls-cli 0-RTT: 6/6 accepted, %d on another worker" % cross)
+    check(cross >= 1, "0-RTT never crossed workers in %d rounds" % rounds)
+    log("gnutls-cli 0-RTT: %d/%d accepted, %d on another worker" % (rounds, rounds, cross))
     return 0
 
 
@@ -745,10 +749,13 @@ def case_client_cert(tmp, tls):
     v = ssl.TLSVersion.TLSv1_2 if tls == "1.2" else ssl.TLSVersion.TLSv1_3
     ctx.minimum_version = ctx.maximum_version = v
     cn = "sessdb test client"
-    cross = 0
+    cross = n = 0
     try:
         prev, _, sess = python_conn(srv, tls, None, ctx, cn)
-        for _ in range(CHAIN):
+        # At least CHAIN, more (up to 4 x CHAIN) until a resumption has
+        # crossed workers: which worker accepts is the kernel's choice.
+        while n < CHAIN or (cross == 0 and n < 4 * CHAIN):
+            n += 1
             pid, resumed, sess = python_conn(srv, tls, sess, ctx, cn)
             check(resumed, "no resumption with a client certificate")
             cross += pid != prev
@@ -763,7 +770,7 @@ def case_client_cert(tmp, tls):
         srv.stop()
     check(cross >= 1, "no resumption crossed workers")
     log("TLS %s client certificate: %d/%d resumed on another worker, CN kept" %
-        (tls, cross, CHAIN))
+        (tls, cross, n))
     return 0
 
 
