@@ -52,6 +52,7 @@ import tempfile
 import time
 
 import proctools
+from proctools import Fail, check, die_with_parent, log
 
 BUILD = os.environ.get("SESSDB_TOP_BUILDDIR",
                        os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -74,17 +75,7 @@ FORBIDDEN = ("died while writing", "moved aside", "starting a new store",
              "starting an empty store", "not recoverable")
 
 
-class Fail(Exception):
-    pass
-
-
 PROBLEMS = []
-
-
-def check(cond, msg):
-    """check - raise Fail(msg) unless cond: the run cannot go on"""
-    if not cond:
-        raise Fail(msg)
 
 
 def expect(cond, msg):
@@ -92,19 +83,6 @@ def expect(cond, msg):
     if not cond:
         log("FAIL: " + msg)
         PROBLEMS.append(msg)
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def die_with_parent():
-    """die_with_parent - SIGTERM the server if this script dies"""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class Server:

@@ -101,6 +101,7 @@ import threading
 import time
 
 import proctools
+from proctools import Fail, check, die_with_parent, log
 
 SRC = os.environ.get("SESSDB_TOP_SRCDIR",
                      os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -114,30 +115,6 @@ REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 CHAIN = 8          # resumptions per client chain
 SKIP = 77
 RST_LINGER = struct.pack("ii", 1, 0)   # SO_LINGER on, 0 s: close() sends RST
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    """check - raise Fail(msg) unless cond"""
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def die_with_parent():
-    """die_with_parent - SIGTERM the server if this script dies (even by
-    SIGKILL), so no sessdemo outlives its test"""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class Server:

@@ -52,6 +52,8 @@ import tempfile
 import threading
 import time
 
+from proctools import Fail, Skip, check, die_with_parent, log
+
 SRC = os.environ.get("SESSDB_TOP_SRCDIR",
                      os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BUILD = os.environ.get("SESSDB_TOP_BUILDDIR", os.path.join(SRC, "build"))
@@ -63,34 +65,6 @@ SKIP = 77
 WORKERS = 4
 CONNECTIONS = 400      # per TLS version, 4 lanes
 REPLAY_ROUNDS = 3      # sequential rounds each way, then concurrent ones
-
-
-class Fail(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, msg):
-    """check - raise Fail(msg) unless cond"""
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def die_with_parent():
-    """die_with_parent - SIGTERM this child when the test dies, even by
-    SIGKILL (PR_SET_PDEATHSIG survives exec), so no server outlives it"""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def sh(*args, check_rc=True):
