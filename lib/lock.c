@@ -114,22 +114,18 @@ page_init(struct lockfile *lf, unsigned timeout_ms)
 	if (lock_acquire(lf, LOCK_EX, timeout_ms) == -1)
 		return -1;
 	if (memcmp(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic)) != 0) {
-		/* Start the counter at a value no old handle can have seen. */
+		/* Every field to "none", whatever the page held (the futex
+		 * word aside: nobody sleeps on a page without a magic, but it
+		 * need not go back either).  The counter starts at a value
+		 * no old handle can have seen; the counts of a store that
+		 * may already hold records are recounted. */
+		uint32_t seq = p->unlock_seq;
+
+		memset(p, 0, sizeof(*p));
+		p->unlock_seq = seq;
 		__atomic_store_n(&p->generation, (uint64_t)time(NULL) << 20,
 		    __ATOMIC_RELAXED);
-		p->entries = 0;
-		p->bytes = 0;
-		p->swept_at = 0;
-		p->writer = 0;
-		p->waiters = 0;
-		p->db_dev = 0;
-		p->db_ino = 0;
-		p->fault_errno = 0;
 		p->counts_unknown = 1;
-		p->repair_failed_ms = 0;
-		p->rebuild_started = 0;
-		p->retired = 0;
-		p->rebuild_lost = 0;
 		memcpy(p->magic, LOCK_PAGE_MAGIC, sizeof(p->magic));
 	}
 	lock_release(lf);
