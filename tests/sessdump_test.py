@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+import proctools
+
 SESSDUMP = os.environ.get("SESSDUMP", "")
 FILL = os.environ.get("SESSDUMP_FILL", "")
 SESSDEMO = os.environ.get("SESSDEMO", "")
@@ -1010,13 +1012,8 @@ class RedisServer:
             return rest
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            proctools.stop(self.proc, timeout=10)
         self.proc = None
 
 

@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 
+import proctools
 from proctools import Fail, Skip, check, die_with_parent, log
 
 SRC = os.environ.get("SESSDB_TOP_SRCDIR",
@@ -226,13 +227,8 @@ class Redis:
             return "(no log)"
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            proctools.stop(self.proc, timeout=10)
         self.proc = None
 
 
@@ -284,14 +280,7 @@ class Host:
         """stop - SIGTERM, then SIGKILL if it hangs; (exit status, stdout)"""
         if self.proc is None:
             return None, ""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc, self.proc = self.proc.returncode, None
+        rc, self.proc = proctools.stop(self.proc), None
         with open(self.out) as f:
             return rc, f.read()
 
