@@ -25,6 +25,7 @@
 #define DEFAULT_SLOTS	16384		/* 16 MiB of slots */
 #define MIN_SLOTS	1024
 #define MAX_SLOTS	(1u << 20)	/* 1 GiB: a store capped at ~800k records */
+#define INDEX_KEY_MAX	33		/* longest key a slot holds; longer ones are never indexed */
 
 /* One slot: a 64-byte header, then the stored bytes. */
 struct slot {
@@ -34,8 +35,8 @@ struct slot {
 	uint32_t	val_len;
 	uint32_t	pad;
 	int64_t		expires;
-	unsigned char	key[REC_KEY_MAX];
-	unsigned char	pad2[64 - 24 - REC_KEY_MAX];
+	unsigned char	key[INDEX_KEY_MAX];
+	unsigned char	pad2[64 - 24 - INDEX_KEY_MAX];
 	unsigned char	val[INDEX_SLOT_SIZE - 64];
 };
 
@@ -115,7 +116,7 @@ index_get(const struct index *ix, const unsigned char *key, size_t key_len,
 {
 	struct slot *set;
 
-	if (ix->base == NULL || key_len == 0 || key_len > REC_KEY_MAX)
+	if (ix->base == NULL || key_len == 0 || key_len > INDEX_KEY_MAX)
 		return 0;
 	set = set_of(ix, key, key_len);
 	for (int w = 0; w < INDEX_WAYS; w++) {
@@ -186,7 +187,7 @@ index_clear(struct index *ix, const unsigned char *key, size_t key_len)
 {
 	struct slot *set;
 
-	if (ix->base == NULL || !ix->writable || key_len > REC_KEY_MAX)
+	if (ix->base == NULL || !ix->writable || key_len > INDEX_KEY_MAX)
 		return;
 	set = set_of(ix, key, key_len);
 	for (int w = 0; w < INDEX_WAYS; w++)
@@ -200,7 +201,7 @@ index_put(struct index *ix, const unsigned char *key, size_t key_len,
 {
 	struct slot *set, *s = NULL;
 
-	if (ix->base == NULL || !ix->writable || key_len > REC_KEY_MAX)
+	if (ix->base == NULL || !ix->writable || key_len > INDEX_KEY_MAX)
 		return;
 	index_clear(ix, key, key_len);
 	if (val_len > sizeof(set->val))
