@@ -16,7 +16,7 @@ static size_t
 encode_sample(unsigned char *buf, const unsigned char *key, size_t key_len)
 {
 	static const unsigned char payload[16] = "0123456789abcdef";
-	struct rec r = { 0, 1000, 2000, payload, sizeof(payload) };
+	struct rec r = { 0, 1000, 2000, payload, sizeof(payload), 0 };
 
 	rec_encode(buf, key, key_len, &r);
 	return REC_HEADER_LEN + sizeof(payload);
@@ -58,7 +58,7 @@ static void
 test_negative_times(void)
 {
 	unsigned char buf[REC_HEADER_LEN];
-	struct rec in = { 0, -5, -1, NULL, 0 }, out;
+	struct rec in = { 0, -5, -1, NULL, 0, 0 }, out;
 
 	rec_encode(buf, KEY, sizeof(KEY), &in);
 	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
@@ -100,8 +100,9 @@ static const struct bad_case bad_cases[] = {
 	{ "bad magic",		0,  0,  'X',  REC_BAD_MAGIC },
 	{ "bad magic 4th",	0,  3,  0,    REC_BAD_MAGIC },
 	{ "version 0",		0,  4,  0,    REC_BAD_VERSION },
-	{ "version 2",		0,  4,  2,    REC_BAD_VERSION },
-	{ "flag encrypted",	0,  5,  1,    REC_BAD_FLAGS },
+	{ "version 2, no flag",	0,  4,  2,    REC_BAD_FLAGS },
+	{ "version 3",		0,  4,  3,    REC_BAD_VERSION },
+	{ "flag sealed in v1",	0,  5,  1,    REC_BAD_FLAGS },
 	{ "flag high",		0,  5,  0x80, REC_BAD_FLAGS },
 	{ "reserved",		0,  7,  1,    REC_BAD_RESERVED },
 	{ "huge length",	0,  24, 0xff, REC_BAD_LENGTH },
