@@ -33,7 +33,7 @@
 #define SEAL_KEY_LEN	32
 #define SEAL_NONCE_LEN	12
 #define SEAL_TAG_LEN	16
-#define SEAL_OVERHEAD	(SEAL_NONCE_LEN + SEAL_TAG_LEN)
+#define SEAL_OVERHEAD	(SEAL_NONCE_LEN + SEAL_TAG_LEN)	/* SESSDB_SEAL_OVERHEAD */
 #define SEAL_KEYS_MAX	16	/* keys one file may hold */
 
 /* The keys of one key file, oldest first; the last seals. */

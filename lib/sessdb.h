@@ -88,6 +88,8 @@ extern "C" {
 #define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
 #define SESSDB_RECORD_OVERHEAD 32	/* bytes a stored value holds beyond its
 					   payload (the record header) */
+#define SESSDB_SEAL_OVERHEAD 28		/* and a sealed one beyond that (nonce
+					   and tag) */
 
 /* Open flags (struct sessdb_options.flags). */
 #define SESSDB_RDONLY	0x01	/* never write; the file must exist */

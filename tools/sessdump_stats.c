@@ -74,6 +74,8 @@ struct stats {
 	char			*oldest_id, *newest_id;
 	uint64_t		ttl[NBUCKETS];
 	struct tallies		protos, ciphers;
+	uint64_t		sealed, unopened;	/* unopened: no key */
+	struct tallies		keys;		/* sealed records per key id */
 	struct sd_progress	prog;
 };
 
@@ -107,7 +109,16 @@ stats_one(void *arg, const struct sessdb_record *rec)
 	}
 	st->total++;
 	st->bytes += e.size;
-	if (e.problem != NULL) {
+	if (e.sealed) {
+		char kid[8];
+
+		snprintf(kid, sizeof kid, "%04x", e.key_id);
+		st->sealed++;
+		tally_add(&st->keys, kid);
+	}
+	if (sd_entry_unopened(&e))
+		st->unopened++;		/* live or expired by its header */
+	if (e.problem != NULL && !sd_entry_unopened(&e)) {
 		st->corrupt++;
 	} else if (e.expires <= st->now) {
 		st->expired++;
@@ -180,6 +191,9 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 		    (unsigned long long)st->ttl[b]);
 	stats_text_tally("protocols:", &st->protos);
 	stats_text_tally("ciphers:", &st->ciphers);
+	printf("sealed:       %llu (%llu not opened: no key for them)\n",
+	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
+	stats_text_tally("sealed records by key id:", &st->keys);
 }
 
 /* stats_json_tally - a breakdown as a JSON object of counts. */
@@ -249,6 +263,9 @@ stats_json(const struct stats *st, const struct sessdb_info *info,
 	fputs("]", stdout);
 	stats_json_tally("protocols", &st->protos);
 	stats_json_tally("ciphers", &st->ciphers);
+	printf(",\n \"sealed\": {\"total\": %llu, \"unopened\": %llu}",
+	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
+	stats_json_tally("sealed_by_key_id", &st->keys);
 	fputs("\n}\n", stdout);
 }
 
@@ -260,6 +277,7 @@ stats_free(struct stats *st)
 	free(st->newest_id);
 	free(st->protos.v);
 	free(st->ciphers.v);
+	free(st->keys.v);
 }
 
 static const struct option stats_opts[] = {
