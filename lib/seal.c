@@ -16,6 +16,8 @@
  *	The key file is checked like the store's own files (a regular file,
  *	not a link, owned by us, nobody else may read it), read whole, and
  *	parsed by seal_keys_parse, which does no I/O so it can be fuzzed.
+ *	This file needs nothing of the store but sessdb.h's error codes, so
+ *	the fuzzer builds from it alone (tests/fuzz/README.md).
  *
  * DIAGNOSTICS
  *	seal_load says what is wrong with a key file in err; seal_seal and
@@ -34,7 +36,6 @@
 #include <openssl/rand.h>
 
 #include "seal.h"
-#include "diag.h"
 #include "sessdb.h"
 
 /* Largest key file read: a few bytes more than SEAL_KEYS_MAX keys, so
@@ -184,7 +185,9 @@ seal_load(const char *path, char *err, size_t err_len, int *code)
 	if (fd == -1) {
 		snprintf(err, err_len, "key file %s: %s%s", path, strerror(errno),
 		    errno == ELOOP ? " (a symbolic link: refused)" : "");
-		*code = errno == ENOENT ? SESSDB_E_KEY : diag_code(errno);
+		*code = errno == EACCES || errno == EPERM || errno == ELOOP ?
+		    SESSDB_E_PERMISSION : errno == ENOENT ? SESSDB_E_KEY :
+		    SESSDB_E_SYSTEM;
 		return NULL;
 	}
 	if (check_file(fd, path, &st, err, err_len, code) == -1)
