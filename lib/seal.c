@@ -13,6 +13,13 @@
  *	random nonces a key should seal well under 2^32 records (NIST SP
  *	800-38D), which docs/OPERATIONS.md turns into a rotation rule.
  *
+ *	RAND_bytes costs about 1.7 us a call here (OpenSSL 3.0), more than
+ *	the sealing itself, so nonces are drawn NONCE_BATCH at a time into a
+ *	buffer and each used once.  A forked child must never use nonces its
+ *	parent also holds (the same nonce twice under one key gives GCM's
+ *	authentication key away): a fork generation bumped by pthread_atfork
+ *	in the child makes it throw the buffer away and draw its own.
+ *
  *	The key file is checked like the store's own files (a regular file,
  *	not a link, owned by us, nobody else may read it), read whole, and
  *	parsed by seal_keys_parse, which does no I/O so it can be fuzzed.
@@ -25,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +50,55 @@
  * that one key too many is reported as such and not as a short read. */
 #define KEYFILE_MAX	(SEAL_KEY_LEN * (SEAL_KEYS_MAX + 1))
 
+#define NONCE_BATCH	64	/* nonces drawn per RAND_bytes call */
+
 struct seal {
 	struct seal_keys keys;
+	unsigned char	nonces[NONCE_BATCH * SEAL_NONCE_LEN];
+	size_t		nonces_left;		/* unused, at the end of nonces */
+	unsigned long	nonces_gen;		/* fork generation they belong to */
 	EVP_CIPHER_CTX	*enc;			/* newest key, sealing */
 	EVP_CIPHER_CTX	*dec[SEAL_KEYS_MAX];	/* each key, opening; lazily */
 };
 
 static const char id_label[] = "sessdb key id";
+
+/* The fork generation: bumped in every child, so that a seal sees that
+ * its buffered nonces are its parent's too. */
+static volatile unsigned long fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void
+fork_child(void)
+{
+	fork_gen++;
+}
+
+static void
+fork_register(void)
+{
+	pthread_atfork(NULL, NULL, fork_child);
+}
+
+/* next_nonce - a nonce used nowhere else: the next of the buffer, drawn
+ * again when empty or inherited through fork.  0, or -1. */
+static int
+next_nonce(struct seal *s, unsigned char *nonce)
+{
+	if (s->nonces_left == 0 || s->nonces_gen != fork_gen) {
+		s->nonces_gen = fork_gen;
+		s->nonces_left = 0;
+		if (RAND_bytes(s->nonces, sizeof(s->nonces)) != 1)
+			return -1;
+		s->nonces_left = NONCE_BATCH;
+	}
+	s->nonces_left--;
+	memcpy(nonce, s->nonces + s->nonces_left * SEAL_NONCE_LEN, SEAL_NONCE_LEN);
+	/* a used nonce is not kept: nothing in the buffer is used twice */
+	OPENSSL_cleanse(s->nonces + s->nonces_left * SEAL_NONCE_LEN,
+	    SEAL_NONCE_LEN);
+	return 0;
+}
 
 unsigned
 seal_key_id(const unsigned char key[SEAL_KEY_LEN])
@@ -231,6 +281,7 @@ seal_new(const struct seal_keys *keys)
 
 	if (keys->n == 0 || keys->n > SEAL_KEYS_MAX)
 		return NULL;
+	pthread_once(&fork_once, fork_register);
 	if ((s = OPENSSL_secure_zalloc(sizeof(*s))) == NULL)
 		return NULL;
 	s->keys = *keys;
@@ -300,7 +351,7 @@ seal_seal(struct seal *s, const unsigned char *aad1, size_t aad1_len,
 
 	if (len > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
 		return -1;
-	if (RAND_bytes(nonce, SEAL_NONCE_LEN) != 1)
+	if (next_nonce(s, nonce) == -1)
 		return -1;
 	if (EVP_EncryptInit_ex(s->enc, NULL, NULL, NULL, nonce) != 1 ||
 	    EVP_EncryptUpdate(s->enc, NULL, &n, aad1, (int)aad1_len) != 1 ||
