@@ -785,6 +785,39 @@ test_foreach_opens(void)
 	sessdb_close(db);
 }
 
+/* test_fork_nonces - a child forked with a handle (and its buffer of
+ * nonces) seals with nonces of its own: the parent's next record and the
+ * child's first must not share one. */
+static void
+test_fork_nonces(void)
+{
+	unsigned one = 1;
+	struct sessdb *db;
+	unsigned char *a, *b;
+	size_t alen, blen;
+	pid_t pid;
+
+	fresh("fork");
+	db = open_keys(keyfile("k1", &one, 1), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	put_s(db, "first", secret);	/* the buffer is drawn */
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(sessdb_put(db, NS, "child", 5, secret, strlen(secret),
+		    T0 + LIFE) == 0 ? 0 : 1);
+	CU_ASSERT(tc_wait_ok(pid, "child put"));
+	put_s(db, "parent", secret);
+	a = raw_get(db, "child", &alen);
+	b = raw_get(db, "parent", &blen);
+	CU_ASSERT(memcmp(a + REC_HEADER_LEN, b + REC_HEADER_LEN,
+	    SEAL_NONCE_LEN) != 0);
+	store_free_value(a, alen);
+	store_free_value(b, blen);
+	expect(db, "child", secret, id_of(1));
+	sessdb_close(db);
+}
+
 static const struct tc_case keyfile_cases[] = {
 	{ "key files: taken or refused", test_keyfile_table },
 	{ "parser table", test_parse_table },
@@ -799,6 +832,7 @@ static const struct tc_case api_cases[] = {
 	{ "rekey", test_rekey },
 	{ "sealed without a key", test_sealed_without_key },
 	{ "foreach opens", test_foreach_opens },
+	{ "fork: nonces of its own", test_fork_nonces },
 };
 
 int
