@@ -803,9 +803,13 @@ test_fork_nonces(void)
 	put_s(db, "first", secret);	/* the buffer is drawn */
 	pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
-	if (pid == 0)
-		_exit(sessdb_put(db, NS, "child", 5, secret, strlen(secret),
-		    T0 + LIFE) == 0 ? 0 : 1);
+	if (pid == 0) {
+		int rc = sessdb_put(db, NS, "child", 5, secret, strlen(secret),
+		    T0 + LIFE);
+
+		sessdb_close(db);	/* the child's own resources (valgrind) */
+		_exit(rc == 0 ? 0 : 1);
+	}
 	CU_ASSERT(tc_wait_ok(pid, "child put"));
 	put_s(db, "parent", secret);
 	a = raw_get(db, "child", &alen);
