@@ -1003,6 +1003,20 @@ def case_seal(tmp):
     st = run_json(["--key", k1, "stats", "--json"], s.path)
     want_eq(st["sealed"]["unopened"], 0, "stats with the key")
     want_eq(st["records"]["corrupt"], 5, "stats corrupt with the key")
+    # export needs the key; import seals with it.
+    p = run(["export", "--live", "-o", os.path.join(tmp, "none.pem")],
+            db=s.path)
+    check(b"skipped %d sealed records: no key" % len(sealable) in p.stderr,
+          "export without the key says why: %r" % p.stderr)
+    pem = os.path.join(tmp, "live.pem")
+    run(["--key", k1, "export", "--live", "-o", pem], db=s.path)
+    other = os.path.join(tmp, "other.db")
+    run(["--key", k1, "import", pem], db=other)
+    _, recs = listed(other)
+    want_eq({(r["status"], r["key_id"]) for r in recs.values()},
+            {("sealed", id1)}, "import --key seals")
+    want_eq(set(listed(other, "--key", k1, "--live")[1]), s.ids("live"),
+            "the imported sessions open with the key")
     # verify --repair without the key keeps what it cannot open.
     p = run(["verify", "--repair"], db=s.path)
     check(b"%d sealed records not checked" % len(sealable) in p.stdout,

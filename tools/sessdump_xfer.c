@@ -42,6 +42,7 @@ struct export {
 	int			der, live_only;
 	int64_t			now;
 	uint64_t		written, skipped;
+	uint64_t		sealed;		/* skipped: sealed, no key for them */
 	int			failed;
 	struct sd_progress	prog;
 };
@@ -116,8 +117,13 @@ export_one(void *arg, const struct sessdb_record *rec)
 	int rc;
 
 	sd_progress_tick(&ex->prog);
-	if (ex->live_only && rec->problem == NULL && rec->meta.expires <= ex->now)
+	if (ex->live_only && (rec->problem == NULL ||
+	    rec->seal == SESSDB_SEAL_NOKEY) && rec->meta.expires <= ex->now)
 		return 0;
+	if (rec->seal == SESSDB_SEAL_NOKEY) {
+		ex->sealed++;
+		return 0;
+	}
 	if (sd_decode(rec, &s, &problem) == -1) {
 		ex->skipped++;
 		return 0;
@@ -270,6 +276,9 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 	if (ex->skipped)
 		sd_err("export: skipped %llu undecodable records (see verify)",
 		    (unsigned long long)ex->skipped);
+	if (ex->sealed)
+		sd_err("export: skipped %llu sealed records: no key for them "
+		    "(give --key FILE)", (unsigned long long)ex->sealed);
 	return rc;
 }
 
