@@ -231,7 +231,9 @@ seal_load(const char *path, char *err, size_t err_len, int *code)
 	size_t got = 0;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO put in the key's place must not hang us; it is
+	 * refused as not a regular file. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd == -1) {
 		snprintf(err, err_len, "key file %s: %s%s", path, strerror(errno),
 		    errno == ELOOP ? " (a symbolic link: refused)" : "");

@@ -171,7 +171,8 @@ struct kf_case {
 	int		bytes;		/* >= 0: that many bytes of key 1 */
 	mode_t		mode;
 	int		special;	/* 0 file, 1 zero key, 2 same key twice,
-					   3 symlink, 4 directory, 5 missing */
+					   3 symlink, 4 directory, 5 missing,
+					   6 FIFO (must not hang) */
 	int		want_code;	/* 0: opens */
 	const char	*want_msg;
 };
@@ -194,6 +195,7 @@ static const struct kf_case kf_cases[] = {
 	{ "symlink",		1,  -1, 0600, 3, SESSDB_E_PERMISSION, "symbolic link" },
 	{ "directory",		0,  0,  0700, 4, SESSDB_E_KEY, "not a regular file" },
 	{ "missing",		0,  0,  0600, 5, SESSDB_E_KEY, "No such file" },
+	{ "FIFO",		0,  0,  0600, 6, SESSDB_E_KEY, "not a regular file" },
 };
 
 /* make_kf - the file of case c; its path. */
@@ -226,6 +228,9 @@ make_kf(const struct kf_case *c)
 		CU_ASSERT(mkdir(p, c->mode) == 0);
 		return p;
 	case 5:
+		return p;
+	case 6:
+		CU_ASSERT(mkfifo(p, c->mode) == 0);
 		return p;
 	default:
 		return write_file("kf-case", buf, len, c->mode);
