@@ -67,6 +67,55 @@ test_negative_times(void)
 	CU_ASSERT_EQUAL(out.payload_len, 0);
 }
 
+/* A sealed record's header (format 2): version 2, the flag, the key id;
+ * each rule broken alone (CRC computed again) is refused. */
+static void
+test_sealed_header(void)
+{
+	static const unsigned char payload[40] = "nonce, ciphertext and tag stand-in....";
+	struct rec in = { REC_F_SEALED, 1000, 2000, payload, sizeof(payload), 0xbeef };
+	unsigned char buf[REC_HEADER_LEN + sizeof(payload)];
+	static const struct {
+		const char	*name;
+		int		off, val;
+		enum rec_status	want;
+	} bad[] = {
+		{ "version 1 with the flag",	4, 1,    REC_BAD_FLAGS },
+		{ "unknown flag beside it",	5, 0x03, REC_BAD_FLAGS },
+		{ "version 2 without it",	5, 0,    REC_BAD_FLAGS },
+	};
+	struct rec out;
+
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT_EQUAL(buf[4], REC_VERSION_SEALED);
+	CU_ASSERT_EQUAL(buf[5], REC_F_SEALED);
+	CU_ASSERT(buf[6] == 0xbe && buf[7] == 0xef);
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
+	CU_ASSERT_EQUAL(out.flags, REC_F_SEALED);
+	CU_ASSERT_EQUAL(out.key_id, 0xbeef);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned char c[sizeof(buf)];
+		enum rec_status got;
+
+		memcpy(c, buf, sizeof(c));
+		c[bad[i].off] = (unsigned char)bad[i].val;
+		rec_encode_finish(c, KEY, sizeof(KEY));
+		got = rec_decode(c, sizeof(c), KEY, sizeof(KEY), &out);
+		if (got != bad[i].want)
+			printf("\n  %s: got %s, want %s\n", bad[i].name,
+			    rec_strerror(got), rec_strerror(bad[i].want));
+		CU_ASSERT_EQUAL(got, bad[i].want);
+	}
+	/* A plain record keeps version 1 and zero key id bytes. */
+	in.flags = 0;
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT(buf[4] == REC_VERSION && buf[6] == 0 && buf[7] == 0);
+	buf[6] = 1;
+	rec_encode_finish(buf, KEY, sizeof(KEY));
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out),
+	    REC_BAD_RESERVED);
+}
+
 /* CRC-32C check value from RFC 3720 (B.4): 32 bytes of zeros. */
 static void
 test_crc32c_vectors(void)
@@ -226,6 +275,7 @@ static const struct tc_case cases[] = {
 	{ "roundtrip", test_roundtrip },
 	{ "layout", test_layout },
 	{ "negative times", test_negative_times },
+	{ "sealed header", test_sealed_header },
 	{ "crc32c vectors", test_crc32c_vectors },
 	{ "malformed records", test_malformed },
 	{ "value under wrong key", test_wrong_key },
