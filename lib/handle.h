@@ -26,6 +26,7 @@ struct sessdb {
 	struct sessdb_stats	st;
 	struct seal		*seal;		/* keys (opts.key_file), or NULL */
 	int			told_nokey;	/* logged "sealed, no key" once */
+	int			told_unsealed;	/* logged "plain records" once */
 	int			errcode;	/* SESSDB_E_* of err */
 	char			err[512];
 };

@@ -130,6 +130,8 @@ struct sessdb_options {
 	   32-byte random keys (head -c 32 /dev/urandom), mode 0600 or 0400,
 	   owned by us (root may read any owner's).  The last key seals new
 	   records with AES-256-GCM; every key opens the records it sealed.
+	   With keys, plain records are misses to get/take (anyone who can
+	   write the store could plant one; sessdb_rekey seals them).
 	   NULL: records are stored plain, sealed ones are misses.  Read
 	   during sessdb_open only; the keys are kept (wiped at close). */
 	const char	*key_file;
@@ -154,6 +156,8 @@ struct sessdb_stats {
 				   (misses, removed like corrupt ones) */
 	uint64_t sealed_nokey;	/* sealed records under a key this handle does
 				   not hold (misses, never removed) */
+	uint64_t unsealed;	/* plain records met by a handle with keys
+				   (misses, kept for sessdb_rekey) */
 };
 
 /* Metadata of a record, filled by get/take when asked. */
@@ -260,7 +264,9 @@ int sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
  *	removed (unless read-only).  A sealed record is opened with the
  *	handle's keys: one that fails authentication is a miss, counted
  *	(tampered), logged and removed; one under a key the handle does not
- *	hold is a miss, counted (sealed_nokey) and kept.
+ *	hold is a miss, counted (sealed_nokey) and kept.  A handle with keys
+ *	takes sealed records only: a plain one is a miss, counted (unsealed)
+ *	and kept (sessdb_rekey seals it).  sessdb_foreach shows it as is.
  *	Returns SESSDB_OK, SESSDB_MISS or -1.
  */
 int sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,

@@ -19,7 +19,8 @@
  *	sealed bytes: put seals under the newest key, a lookup opens with
  *	the key the record names.  A record that fails to open is never
  *	handed out; one sealed under a key we lack is kept for whoever has
- *	it.
+ *	it.  A handle with keys hands out sealed records only: a plain one
+ *	is a miss (and kept), since anyone who can write could plant it.
  *
  * DIAGNOSTICS
  *	Functions return -1 with sessdb_error() and sessdb_errcode() set.
@@ -312,8 +313,20 @@ check_value(struct sessdb *db, const unsigned char *key, size_t key_len,
 		db->st.expired++;
 		return FOUND_DROP;
 	}
-	if ((r->flags & REC_F_SEALED) == 0)
+	if ((r->flags & REC_F_SEALED) == 0 && db->seal == NULL)
 		return FOUND_LIVE;
+	if ((r->flags & REC_F_SEALED) == 0) {
+		/* With keys, only what a key sealed is trusted: whoever can
+		 * write the store could plant a plain session.  Kept for
+		 * rekey (or a keyless process) to deal with. */
+		db->st.unsealed++;
+		if (!db->told_unsealed)
+			diag_log(db, SESSDB_LOG_WARNING, "%s: plain (unsealed) "
+			    "records found; with a key file they are misses "
+			    "(seal them: sessdump --key FILE rekey)", db->path);
+		db->told_unsealed = 1;
+		return FOUND_KEEP;
+	}
 	switch (store_unseal(db, key, key_len, v->val, r, pt)) {
 	case SEAL_OPENED:
 		return FOUND_LIVE;
@@ -432,7 +445,8 @@ sessdb_take(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 	if (rc == 1)
 		f = check_value(db, key, key_len, &v, &r, sessdb_now(db), &pt);
 	if (f == FOUND_KEEP || f == FOUND_ERROR) {
-		/* Not ours to consume: whoever holds its key may want it. */
+		/* Not ours to consume: whoever holds its key (or, plain, a
+		 * rekey) may want it. */
 		if (db->be->store(db, key, key_len, v.val, v.val_len,
 		    r.expires) != 1)
 			diag_log(db, SESSDB_LOG_WARNING, "%s: a sealed record "

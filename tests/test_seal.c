@@ -541,6 +541,41 @@ test_wrong_key(void)
 	sessdb_close(db);
 }
 
+/* test_plain_under_key - a handle with keys does not trust a plain record
+ * (anyone who can write could plant one): a miss, counted, logged once,
+ * kept (a take puts it back) until rekey seals it. */
+static void
+test_plain_under_key(void)
+{
+	unsigned one = 1;
+	struct sessdb_rekey_result res;
+	struct sessdb_stats st;
+	struct sessdb *plain, *db;
+	void *d = NULL;
+	size_t l = 0;
+
+	fresh("plainkey");
+	plain = open_keys(NULL, 0);
+	db = open_keys(keyfile("k1", &one, 1), 0);
+	CU_ASSERT_FATAL(plain != NULL && db != NULL);
+	put_s(plain, "planted", "a session nobody sealed");
+	expect(db, "planted", NULL, 0);
+	CU_ASSERT(tc_log_seen("plain (unsealed) records found"));
+	CU_ASSERT_EQUAL(sessdb_take(db, NS, "planted", 7, &d, &l, NULL),
+	    SESSDB_MISS);
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.unsealed, 2);
+	CU_ASSERT_EQUAL(st.hits, 0);
+	CU_ASSERT_EQUAL(sessdb_get(plain, NS, "planted", 7, &d, &l, NULL),
+	    SESSDB_OK);	/* kept, and put back by the take */
+	sessdb_free(d);
+	CU_ASSERT_EQUAL(sessdb_rekey(db, &res), 0);
+	CU_ASSERT_EQUAL(res.resealed, 1);
+	expect(db, "planted", "a session nobody sealed", id_of(1));
+	sessdb_close(plain);
+	sessdb_close(db);
+}
+
 /* How a tamper case changes the stored value (v, len) of "id-a". */
 enum tamper_how {
 	T_FLIP,		/* xor byte at off (negative: from the end) */
@@ -836,6 +871,7 @@ static const struct tc_case keyfile_cases[] = {
 static const struct tc_case api_cases[] = {
 	{ "round trip", test_round_trip },
 	{ "wrong key and no key", test_wrong_key },
+	{ "plain records under a key", test_plain_under_key },
 	{ "tampered records", test_tamper_table },
 	{ "rotation", test_rotation },
 	{ "rekey", test_rekey },

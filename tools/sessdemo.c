@@ -963,10 +963,11 @@ print_report(const struct report *r, struct counters *tot)
 		printf("; store hits %" PRIu64 " misses %" PRIu64 " stores %" PRIu64
 		    " declined %" PRIu64 " deletes %" PRIu64 " errors %" PRIu64
 		    " lock-timeouts %" PRIu64 " reopens %" PRIu64 " recoveries %" PRIu64
-		    " tampered %" PRIu64 " sealed-nokey %" PRIu64,
+		    " tampered %" PRIu64 " sealed-nokey %" PRIu64 " unsealed %" PRIu64,
 		    r->st.hits, r->st.misses, r->st.stores, r->st.declined,
 		    r->st.deletes, r->st.errors, r->st.lock_timeouts, r->st.reopens,
-		    r->st.recoveries, r->st.tampered, r->st.sealed_nokey);
+		    r->st.recoveries, r->st.tampered, r->st.sealed_nokey,
+		    r->st.unsealed);
 	printf("\n");
 	tot->conns += r->c.conns;
 	tot->resumed += r->c.resumed;
