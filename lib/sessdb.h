@@ -357,7 +357,8 @@ struct sessdb_rekey_result {
 
 /*
  * sessdb_rekey - seal every live record again under the newest key of
- *	opts.key_file (plain records too): in batches of opts.sweep_batch,
+ *	opts.key_file (plain records too, trusted as found: run it when
+ *	sealing is turned on): in batches of opts.sweep_batch,
  *	each record replaced only if it still holds the bytes read (one
  *	exclusive step per batch removes them, then each is written back
  *	sealed; a lookup in between misses).  Records that cannot be opened
