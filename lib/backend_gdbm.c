@@ -67,7 +67,7 @@ static void store_end(struct sessdb *db, int wrote);
 static int store_gdbm_fail(struct sessdb *db, const char *what);
 static void store_recount(struct sessdb *db);
 static int store_reserve(struct sessdb *db, size_t bytes);
-static void index_restamp(struct sessdb *db);
+static void index_restamp(struct sessdb *db, int keep);
 
 /* The GDBM backend's part of a handle. */
 struct gdb {
@@ -712,7 +712,7 @@ checked(struct sessdb *db)
 	}
 	lock_set_writer(&g->lock, 0);
 	g->seen_gen = lock_bump(&g->lock);
-	index_restamp(db);	/* the file was rebuilt or replaced */
+	index_restamp(db, 0);	/* the file was rebuilt or replaced */
 }
 
 /* check_failed - a check or repair could not run for a system error e
@@ -951,12 +951,15 @@ repair_waits(const struct sessdb *db)
 }
 
 /*
- * index_restamp - empty the index and say which file it now describes
- *	(LOCK_EX held): after a rebuild, a compaction, a replaced file, a new
- *	boot.  Readers trust it only while it names the file they have open.
+ * index_restamp - say which file the index now describes (LOCK_EX held),
+ *	emptying it first unless keep: after a rebuild, a replaced file or a
+ *	new boot it is emptied; after a compaction, which copied every
+ *	record as it was, it is kept.  Readers trust it only while it names
+ *	the file they have open: until they reopen the new file they read
+ *	the old one's records from it, which are the same.
  */
 static void
-index_restamp(struct sessdb *db)
+index_restamp(struct sessdb *db, int keep)
 {
 	struct gdb *g = db->be_state;
 	struct lock_page *p = g->lock.page;
@@ -964,7 +967,8 @@ index_restamp(struct sessdb *db)
 	if (g->ix.base == NULL || !g->ix.writable)
 		return;
 	__atomic_store_n(&p->index_ino, 0, __ATOMIC_RELEASE);
-	index_reset(&g->ix);
+	if (!keep)
+		index_reset(&g->ix);
 	__atomic_store_n(&p->index_dev, g->db_dev, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->index_boot, g->boot, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->index_ino, g->db_ino, __ATOMIC_RELEASE);
@@ -1002,7 +1006,7 @@ index_upkeep(struct sessdb *db)
 		(void)index_open(&g->ix, &g->lock);
 	if (g->ix.base != NULL && (p->index_ino != g->db_ino ||
 	    p->index_dev != g->db_dev || p->index_boot != g->boot))
-		index_restamp(db);
+		index_restamp(db, 0);
 }
 
 /* index_usable - may a lookup trust the index now, with no lock?  Only
@@ -1700,7 +1704,7 @@ gdbm_be_compact(struct sessdb *db)
 		diag_log(db, SESSDB_LOG_WARNING, "%s: restoring owner/mode after "
 		    "compaction: %s", db->path, strerror(errno));
 	remember_path(db);
-	index_restamp(db);	/* a new file: the index describes it */
+	index_restamp(db, 1);	/* the same records in a new file */
 	store_end(db, 1);	/* everyone else must reopen the new file */
 	return 0;
 }

@@ -14,8 +14,9 @@
  *	reuses it.  The record's own CRC (over key, header and payload)
  *	catches anything else.  The index describes one database file (its
  *	device and inode, and the boot it was written in, in the lock page)
- *	and is emptied whenever the file is rebuilt, compacted, replaced or
- *	moved aside: it is never trusted beyond the file it was filled from.
+ *	and is emptied whenever the file is rebuilt, replaced or moved
+ *	aside: it is never trusted beyond the file it was filled from.  A
+ *	compaction, which copies every record unchanged, keeps it.
  */
 #ifndef SESSDB_INDEX_H
 #define SESSDB_INDEX_H

@@ -36,8 +36,9 @@
  *	"<db>.corrupt-*") may lose records; how many is printed.
  *
  *	file changed: after a rebuild (a dead writer planted in the lock
- *	page), a compaction, or another store renamed over the database, the
- *	index never answers with a record the file no longer has.
+ *	page) or another store renamed over the database, the index never
+ *	answers with a record the file no longer has; after a compaction
+ *	(every record copied) it is kept and names the new file.
  *
  *	The slot layout is private to lib/index.c; this file mirrors its
  *	header offsets (SLOT_*) and checks them against a real slot first.
@@ -784,7 +785,10 @@ test_after_rebuild(void)
 	sessdb_close(db);
 }
 
-/* sessdb_compact rewrites the file (a new inode): the index is emptied. */
+/* sessdb_compact copies every record into a new file (a new inode): the
+ * index is kept and now names the new file, so what it held is still
+ * answered, here, in another process and in a fresh handle, and what is
+ * deleted after the compaction is gone for every one of them. */
 static void
 test_after_compact(void)
 {
@@ -792,24 +796,30 @@ test_after_compact(void)
 	struct sessdb *db = fill("compact", 64, &m);
 	struct peer peer;
 	struct tkey k, w;
+	struct stat st;
 
 	small_key(&k, 500);
 	CU_ASSERT_EQUAL(put_v(db, &k, 1), 0);
 	CU_ASSERT_FATAL(slot_layout_ok(find_slot(&m, &k), &k, 1));
 	peer_start(&peer);
 	expect_peer(&peer, k.n, 1, "before");
-	file_delete(&m, &k);
-	still_indexed(db, &k, "compact");
-	CU_ASSERT_EQUAL(peer_do(&peer, OP_GET, k.n), 1);
 
 	CU_ASSERT_EQUAL(sessdb_compact(db), 0);
-	CU_ASSERT_PTR_NULL(find_slot(&m, &k));
-	expect_v(db, &k, 0, "after a compaction");
-	expect_peer(&peer, k.n, 0, "after a compaction");
-	expect_fresh(&k, 0, "after a compaction");
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(m.page->index_ino, (uint64_t)st.st_ino);
+	CU_ASSERT(slot_layout_ok(find_slot(&m, &k), &k, 1));
+	expect_v(db, &k, 1, "after a compaction");
+	expect_peer(&peer, k.n, 1, "after a compaction");
+	expect_fresh(&k, 1, "after a compaction");
 	tkey_make(&w, 7);
 	expect_peer(&peer, 7, 1, "an older record after a compaction");
 	expect_v(db, &w, 1, "an older record after a compaction");
+
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, k.id, k.id_len), 0);
+	CU_ASSERT_PTR_NULL(find_slot(&m, &k));
+	expect_v(db, &k, 0, "deleted after a compaction");
+	expect_peer(&peer, k.n, 0, "deleted after a compaction");
+	expect_fresh(&k, 0, "deleted after a compaction");
 
 	peer_stop(&peer);
 	ixmap_close(&m);
