@@ -1665,11 +1665,25 @@ gdbm_be_compact(struct sessdb *db)
 	gdbm_recovery rcvr;
 	struct lock_page *p;
 	struct stat st;
-	int e;
+	int64_t none = 0, began = (int64_t)time(NULL);
+	int e, op = LOCK_SH;
 
-	if (store_begin(db, LOCK_EX) == -1)
-		return -1;
-	p = g->lock.page;
+	/* Under LOCK_SH: nobody can change the file while it is copied, and
+	 * readers go on (only writers wait).  One compaction at a time, and
+	 * never beside what an interrupted rebuild left, which a writer's
+	 * check clears first: then under LOCK_EX, as a rebuild. */
+	for (;;) {
+		if (store_begin(db, op) == -1)
+			return -1;
+		p = g->lock.page;
+		if (g->lock.held == LOCK_EX || __atomic_compare_exchange_n(
+		    &p->rebuild_started, &none, began, 0, __ATOMIC_ACQ_REL,
+		    __ATOMIC_RELAXED))
+			break;
+		store_end(db, 0);
+		op = LOCK_EX;
+		none = 0;
+	}
 	if (fstat(gdbm_fdesc(g->dbf), &st) == -1) {
 		e = errno;
 		store_end(db, 0);
@@ -1683,7 +1697,7 @@ gdbm_be_compact(struct sessdb *db)
 	 * any failure (no space), its temporary file must not stay behind. */
 	memset(&rcvr, 0, sizeof(rcvr));
 	rcvr.max_failures = 1;
-	__atomic_store_n(&p->rebuild_started, (int64_t)time(NULL), __ATOMIC_RELAXED);
+	__atomic_store_n(&p->rebuild_started, began, __ATOMIC_RELAXED);
 	errno = 0;
 	if (gdbm_recover(g->dbf, &rcvr, GDBM_RCVR_FORCE |
 	    GDBM_RCVR_MAX_FAILURES) != 0 || rcvr.failed_keys + rcvr.failed_buckets > 0) {

@@ -826,6 +826,72 @@ test_after_compact(void)
 	sessdb_close(db);
 }
 
+/* During a compaction readers go on and writers wait: the copy is made
+ * under LOCK_SH.  A child compacts a store larger than the index; while
+ * the lock page says a compaction runs, this process can take the shared
+ * lock but not the exclusive one, and reads records (indexed or not,
+ * hence through the file) with no lock timeout.  Afterwards every record
+ * is still there.  A probe counts only if the compaction was still
+ * running after it. */
+static void
+test_during_compact(void)
+{
+	unsigned n = tc_under_valgrind() ? 3000 : 30000, probed = 0, reads = 0;
+	struct ixmap m;
+	struct sessdb *db = fill("compacting", n, &m);
+	struct tkey k;
+	pid_t pid;
+	double t0;
+
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		struct sessdb *c = open_store();
+
+		_exit(c != NULL && sessdb_compact(c) == 0 ? 0 : 1);
+	}
+	CU_ASSERT_FATAL(pid > 0);
+	t0 = tc_mono_secs();
+	while (__atomic_load_n(&m.page->rebuild_started, __ATOMIC_ACQUIRE) == 0 &&
+	    tc_mono_secs() - t0 < 30 && waitpid(pid, NULL, WNOHANG) == 0)
+		;
+	for (unsigned i = 0; __atomic_load_n(&m.page->rebuild_started,
+	    __ATOMIC_ACQUIRE) != 0; i = (i + 7919) % n) {
+		int sh = flock(m.fd, LOCK_SH | LOCK_NB);
+		int ex;
+		int64_t got;
+
+		if (sh == 0)
+			flock(m.fd, LOCK_UN);
+		ex = flock(m.fd, LOCK_EX | LOCK_NB);
+		if (ex == 0)
+			flock(m.fd, LOCK_UN);
+		tkey_make(&k, i);
+		got = get_v(db, &k);
+		if (__atomic_load_n(&m.page->rebuild_started, __ATOMIC_ACQUIRE) == 0)
+			break;		/* it ended meanwhile: not a probe */
+		if (got != 1)
+			printf("\n  during a compaction: key %u: got %lld, want 1\n",
+			    i, (long long)got);
+		reads += got == 1;
+		CU_ASSERT_EQUAL(sh, 0);
+		CU_ASSERT_EQUAL(ex, -1);
+		probed++;
+	}
+	CU_ASSERT(tc_wait_ok(pid, "compacting child"));
+	if (probed == 0)
+		printf("\n  the compaction ended before a probe could be made "
+		    "(%u records); nothing was checked during it\n", n);
+	CU_ASSERT(probed > 0);
+	CU_ASSERT_EQUAL(reads, probed);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), 0);
+	for (unsigned i = 0; i < n; i += 97) {
+		tkey_make(&k, i);
+		expect_v(db, &k, 1, "after a compaction others read during");
+	}
+	ixmap_close(&m);
+	sessdb_close(db);
+}
+
 /* Another store renamed over the database (its lock file stays): handles
  * opened since see the new file at once, the others within the path
  * check interval; none reads the old file's index for the new file. */
@@ -1319,6 +1385,7 @@ static const struct tc_case cases[] = {
 	{ "writers SIGKILLed at random, readers hammering", test_random_kills },
 	{ "after a dead writer's check", test_after_rebuild },
 	{ "after sessdb_compact", test_after_compact },
+	{ "during sessdb_compact: readers go on, writers wait", test_during_compact },
 	{ "after another store renamed over the database", test_after_rename },
 };
 
