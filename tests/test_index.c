@@ -846,8 +846,10 @@ test_during_compact(void)
 	fflush(stdout);
 	if ((pid = fork()) == 0) {
 		struct sessdb *c = open_store();
+		int rc = c != NULL && sessdb_compact(c) == 0 ? 0 : 1;
 
-		_exit(c != NULL && sessdb_compact(c) == 0 ? 0 : 1);
+		sessdb_close(c);
+		_exit(rc);
 	}
 	CU_ASSERT_FATAL(pid > 0);
 	t0 = tc_mono_secs();
