@@ -35,10 +35,12 @@
  *	round whose kill left a file GDBM could not rebuild (moved aside as
  *	"<db>.corrupt-*") may lose records; how many is printed.
  *
- *	file changed: after a rebuild (a dead writer planted in the lock
- *	page) or another store renamed over the database, the index never
- *	answers with a record the file no longer has; after a compaction
- *	(every record copied) it is kept and names the new file.
+ *	file changed: after another store renamed over the database the
+ *	index never answers with a record of the old file; after a rebuild
+ *	(a dead writer planted in the lock page) a record the file lost is
+ *	put back from the index and one deleted through the store is not;
+ *	after a compaction (every record copied) the index is kept and
+ *	names the new file.  During a compaction readers go on.
  *
  *	The slot layout is private to lib/index.c; this file mirrors its
  *	header offsets (SLOT_*) and checks them against a real slot first.
@@ -743,21 +745,29 @@ still_indexed(struct sessdb *db, const struct tkey *k, const char *what)
 		    (long long)got);
 }
 
-/* A dead writer planted in the lock page: the next writer checks the
- * file and the index is emptied. */
+/* A dead writer planted in the lock page: the next writer rebuilds the
+ * file and checks the index against the new file.  A record the file
+ * lost (deleted behind the index, as a crash can lose it) is put back
+ * from the index with its bytes, for every process; a record deleted
+ * through the store stays deleted; the index is kept and names the new
+ * file. */
 static void
 test_after_rebuild(void)
 {
 	struct ixmap m;
 	struct sessdb *db = fill("rebuild", 16, &m);
 	struct peer peer;
-	struct tkey k, w;
+	struct tkey k, d, w;
+	struct stat st;
 	pid_t dead;
 
 	small_key(&k, 400);
-	small_key(&w, k.n + 1);
+	small_key(&d, k.n + 1);
+	small_key(&w, k.n + 2);
 	CU_ASSERT_EQUAL(put_v(db, &k, 1), 0);
+	CU_ASSERT_EQUAL(put_v(db, &d, 1), 0);
 	CU_ASSERT_FATAL(slot_layout_ok(find_slot(&m, &k), &k, 1));
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, d.id, d.id_len), 0);
 	peer_start(&peer);
 	expect_peer(&peer, k.n, 1, "before");
 	file_delete(&m, &k);
@@ -772,10 +782,16 @@ test_after_rebuild(void)
 	tc_log_reset();
 	CU_ASSERT_EQUAL(put_v(db, &w, 1), 0);
 	CU_ASSERT_EQUAL(m.page->writer, 0);
-	CU_ASSERT_PTR_NULL(find_slot(&m, &k));
-	expect_v(db, &k, 0, "after a dead writer's check");
-	expect_peer(&peer, k.n, 0, "after a dead writer's check");
-	expect_fresh(&k, 0, "after a dead writer's check");
+	CU_ASSERT(tc_log_seen("1 records put back from the index"));
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(m.page->index_ino, (uint64_t)st.st_ino);
+	CU_ASSERT(slot_layout_ok(find_slot(&m, &k), &k, 1));
+	expect_v(db, &k, 1, "lost by the file, after a dead writer's check");
+	expect_peer(&peer, k.n, 1, "lost by the file, after a dead writer's check");
+	expect_fresh(&k, 1, "lost by the file, after a dead writer's check");
+	expect_v(db, &d, 0, "deleted, after a dead writer's check");
+	expect_peer(&peer, d.n, 0, "deleted, after a dead writer's check");
+	expect_fresh(&d, 0, "deleted, after a dead writer's check");
 	expect_peer(&peer, w.n, 1, "after a dead writer's check");
 	tkey_make(&w, 5);
 	expect_peer(&peer, 5, 1, "an older record after the check");
@@ -1385,7 +1401,7 @@ static const struct tc_case cases[] = {
 	{ "index of another file: not read", test_other_file },
 	{ "deleted or taken: gone for every process", test_gone_everywhere },
 	{ "writers SIGKILLed at random, readers hammering", test_random_kills },
-	{ "after a dead writer's check", test_after_rebuild },
+	{ "after a dead writer's check: lost records put back", test_after_rebuild },
 	{ "after sessdb_compact", test_after_compact },
 	{ "during sessdb_compact: readers go on, writers wait", test_during_compact },
 	{ "after another store renamed over the database", test_after_rename },
