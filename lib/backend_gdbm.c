@@ -1392,14 +1392,12 @@ static int
 store_reserve(struct sessdb *db, size_t bytes)
 {
 	struct gdb *g = db->be_state;
-	size_t elems = 0;
 	int depth = 0, bsize = 4096, fd = gdbm_fdesc(g->dbf);
 	off_t need, extra = RESERVE_SLACK;
 	struct stat st;
 
 	(void)gdbm_setopt(g->dbf, GDBM_GETDIRDEPTH, &depth, sizeof(depth));
 	(void)gdbm_setopt(g->dbf, GDBM_GETBLOCKSIZE, &bsize, sizeof(bsize));
-	(void)elems;
 	/* The record, a doubled directory, split buckets, avail blocks. */
 	need = (off_t)bytes + 2 * ((off_t)sizeof(off_t) << depth) + 4 * (off_t)bsize;
 	if (g->size_seen >= 0)
