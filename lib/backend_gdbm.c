@@ -1770,15 +1770,16 @@ gdbm_be_compact(struct sessdb *db)
 
 	/* Under LOCK_SH: nobody can change the file while it is copied, and
 	 * readers go on (only writers wait).  One compaction at a time, and
-	 * never beside what an interrupted rebuild left, which a writer's
-	 * check clears first: then under LOCK_EX, as a rebuild. */
+	 * never beside what an interrupted rebuild left or a file awaiting
+	 * a writer's check: those a writer clears first, so then under
+	 * LOCK_EX, as before. */
 	for (;;) {
 		if (store_begin(db, op) == -1)
 			return -1;
 		p = g->lock.page;
-		if (g->lock.held == LOCK_EX || __atomic_compare_exchange_n(
-		    &p->rebuild_started, &none, began, 0, __ATOMIC_ACQ_REL,
-		    __ATOMIC_RELAXED))
+		if (g->lock.held == LOCK_EX || (lock_writer(&g->lock) == 0 &&
+		    __atomic_compare_exchange_n(&p->rebuild_started, &none,
+		    began, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
 			break;
 		store_end(db, 0);
 		op = LOCK_EX;
