@@ -1061,12 +1061,13 @@ repair_waits(const struct sessdb *db)
 }
 
 /*
- * index_restamp - say which file the index now describes (LOCK_EX held),
- *	emptying it first unless keep: after a rebuild, a replaced file or a
- *	new boot it is emptied; after a compaction, which copied every
- *	record as it was, it is kept.  Readers trust it only while it names
- *	the file they have open: until they reopen the new file they read
- *	the old one's records from it, which are the same.
+ * index_restamp - say which file the index now describes (LOCK_EX held,
+ *	or LOCK_SH by a compaction), emptying it first unless keep: after a
+ *	replaced file or a new boot it is emptied; it is kept after a
+ *	compaction, which copied every record as it was, and after a repair
+ *	that checked it against the new file.  Readers trust it only while
+ *	it names the file they have open: until they reopen the new file
+ *	they read the old one's records from it, which are the same.
  */
 static void
 index_restamp(struct sessdb *db, int keep)
