@@ -8,6 +8,7 @@ SYNOPSIS
     client.py wrong-peer 1.2|1.3
     client.py once 1.2|1.3
     client.py measure [--processes N] [--lanes L] [--connections K]
+    client.py redis
 
 DESCRIPTION
     Every case starts its own server on loopback (openssl s_server,
@@ -44,9 +45,17 @@ DESCRIPTION
     process's first connections (its lanes') and checks that without the
     cache none resumes and with it every process after the first does.
 
+    redis: the same with the client store in a redis-server of the test's
+    own (loopback, no persistence): sessload --cache redis://...; the
+    second process resumes (TLS 1.2 and 1.3, openssl s_server), and
+    four processes of two lanes each: every process after the first
+    resumes its lanes' first connections.
+
 ENVIRONMENT
     SESSLOAD, SESSDEMO, SESSDUMP   the programs (default: the build tree)
     SESSDB_TOP_SRCDIR              for data/
+    SESSDB_HAVE_REDIS              0: the library has no Redis backend
+                                   (case redis skipped)
 
 EXIT STATUS
     0 pass, 1 fail, 77 skip (a server program is missing).
@@ -171,8 +180,8 @@ def sessload(srv, cache, tls, host="localhost", extra=(), connections=1,
     cmd += list(extra)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if ok:
-        check(p.returncode == 0, "sessload failed (%d): %s %s\n%s" % (
-            p.returncode, p.stdout, p.stderr, srv.errors()))
+        check(p.returncode == 0, "sessload %s failed (%d): %s %s\n%s" % (
+            " ".join(cmd[1:]), p.returncode, p.stdout, p.stderr, srv.errors()))
     return json.loads(p.stdout)
 
 
@@ -329,6 +338,68 @@ def case_measure(tmp, procs=5, lanes=2, conns=4):
     return 0
 
 
+class Redis:
+    """A redis-server on 127.0.0.1: no persistence, a port picked by
+    binding to port 0 first."""
+
+    def __init__(self, tmp):
+        self.tmp, self.proc, self.port = tmp, None, None
+
+    def start(self):
+        if shutil.which("redis-server") is None:
+            raise Skip("redis-server is not installed")
+        if os.environ.get("SESSDB_HAVE_REDIS", "1") == "0":
+            raise Skip("libsessdb was built without the Redis backend")
+        conf = os.path.join(self.tmp, "redis.conf")
+        self.port = free_port()
+        with open(conf, "w") as f:
+            f.write("bind 127.0.0.1\nport %d\nsave \"\"\nappendonly no\n"
+                    "dir %s\n" % (self.port, self.tmp))
+        self.proc = subprocess.Popen(["redis-server", conf],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
+        wait_listening(self.proc, self.port)
+        return self
+
+    def url(self):
+        return "redis://127.0.0.1:%d/0?prefix=client-test:" % self.port
+
+    def stop(self):
+        if self.proc is not None:
+            proctools.stop(self.proc)
+            self.proc = None
+
+
+def case_redis(tmp):
+    """case_redis - resume and measure with the client store in Redis"""
+    red = Redis(tmp).start()
+    try:
+        for tls in ("1.2", "1.3"):
+            srv = Server(tmp, "openssl", tls).start()
+            try:
+                first = sessload(srv, red.url(), tls)
+                check(first["first_offered"] == 0, "offered on an empty store")
+                recs = client_records(red.url())
+                check(any(r["server"] == "localhost:%d" % srv.port for r in recs),
+                      "no client record for the server in Redis: %s" % recs)
+                second = sessload(srv, red.url(), tls)
+                check(second["first_resumed"] == 1, "second process did not "
+                      "resume through Redis: %s" % second)
+                res = [sessload(srv, red.url(), tls, connections=4, lanes=2)
+                       for _ in range(4)]
+                got = [(r["first_resumed"], r["lanes"]) for r in res]
+                check(all(a == b for a, b in got), "a process did not resume "
+                      "its first connections through Redis: %s" % got)
+                log("redis TLS %s: second process resumed; 4 more processes "
+                    "x 2 lanes: %s" % (tls, " ".join("%d/%d" % x for x in got)))
+            finally:
+                srv.stop()
+    finally:
+        red.stop()
+    return 0
+
+
 def main(argv):
     case = argv[1] if len(argv) > 1 else ""
     if not os.access(SESSLOAD, os.X_OK):
@@ -342,6 +413,8 @@ def main(argv):
                 return case_wrong_peer(tmp, argv[2])
             if case == "once" and len(argv) == 3:
                 return case_once(tmp, argv[2])
+            if case == "redis":
+                return case_redis(tmp)
             if case == "measure":
                 opts = dict(zip(argv[2::2], argv[3::2]))
                 return case_measure(tmp, int(opts.get("--processes", 5)),
