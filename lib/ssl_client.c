@@ -63,6 +63,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -984,7 +985,11 @@ sessdb_ssl_attach_client(SSL_CTX *ctx, struct sessdb *db, unsigned flags)
 		g->db = db;
 		g->flags = flags;
 		g->old_mode = SSL_CTX_get_session_cache_mode(ctx);
-		g->next = (unsigned)getpid();
+		/* Random, not the pid: lanes forked one after the other have
+		   consecutive pids, and would store their tickets in
+		   neighbouring slots, colliding more often. */
+		if (RAND_bytes((unsigned char *)&g->next, sizeof(g->next)) != 1)
+			g->next = (unsigned)getpid() * 2654435761u;
 		if (!SSL_CTX_set_ex_data(ctx, cli_ctx_index, g)) {
 			cli_ctx_free(NULL, g, NULL, 0, 0, NULL);
 			return -1;

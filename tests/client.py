@@ -40,10 +40,15 @@ DESCRIPTION
     and the next process offers nothing.
 
     measure: for each server and protocol, N sessload processes one after
-    the other (L lanes each, K connections per process), with and
-    without the shared client cache; prints the resumed fraction of each
-    process's first connections (its lanes') and checks that without the
-    cache none resumes and with it every process after the first does.
+    the other (L lanes each, K connections per process; default 5, 2, 2),
+    with and without the shared client cache; prints the resumed
+    fraction of each process's first connections (its lanes') and
+    checks that without the cache none resumes and with it every process
+    after the first does.  With more connections than lanes the check
+    can fail for TLS 1.3: a lane's second connection may take the ticket
+    another lane's first connection would have found (servers send 1
+    ticket after a resumption, so the pool does not grow); the figures
+    are then still printed.
 
     redis: the same with the client store in a redis-server of the test's
     own (loopback, no persistence): sessload --cache redis://...; the
@@ -193,6 +198,35 @@ def client_records(cache):
     return json.loads(p.stdout)["records"]
 
 
+def sessdump(cache, *args):
+    """sessdump - run sessdump on cache; (exit status, stdout, stderr)"""
+    p = subprocess.run([SESSDUMP, "--db", cache] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check_sessdump(tmp, cache, n, port):
+    """check_sessdump - the n client records are shown apart from server
+    sessions, with their server, decode (verify), and stay out of export"""
+    rc, out, _ = sessdump(cache, "list")
+    check(rc == 0 and "client sessions (%d):" % n in out and
+          "localhost:%d  localhost" % port in out,
+          "list does not show the client sessions with their server:\n" + out)
+    rc, out, _ = sessdump(cache, "list", "--server")
+    check(rc == 0 and len(out.splitlines()) == 1, "list --server shows "
+          "client sessions:\n" + out)
+    rc, out, _ = sessdump(cache, "stats", "--json")
+    ns = json.loads(out)["namespaces"]
+    check(ns["client"] == n and ns["server"] == 0, "stats namespaces: %s" % ns)
+    rc, out, err = sessdump(cache, "verify")
+    check(rc == 0, "verify finds the client records bad:\n" + out + err)
+    pem = os.path.join(tmp, "export.pem")
+    rc, out, err = sessdump(cache, "export", "--all", "-o", pem)
+    check(rc == 0 and "left out %d client sessions" % n in err and
+          (not os.path.exists(pem) or os.path.getsize(pem) == 0),
+          "export did not leave the client sessions out:\n" + err)
+
+
 def case_resume(tmp, kind, tls):
     """case_resume - the second process resumes the first one's session"""
     srv = Server(tmp, kind, tls).start()
@@ -209,6 +243,7 @@ def case_resume(tmp, kind, tls):
                   "client record without its server and SNI: %s" % r)
             check(r["client_kind"] == ("ticket" if tls == "1.3" else "reuse"),
                   "a TLS %s session stored as %s" % (tls, r["client_kind"]))
+        check_sessdump(tmp, cache, len(recs), srv.port)
         second = sessload(srv, cache, tls)
         check(second["first_offered"] == 1 and second["first_resumed"] == 1,
               "second process did not resume the first one's session: %s" % second)
@@ -309,7 +344,7 @@ def measure_one(tmp, kind, tls, use_cache, procs, lanes, conns):
     return out
 
 
-def case_measure(tmp, procs=5, lanes=2, conns=4):
+def case_measure(tmp, procs=5, lanes=2, conns=2):
     """case_measure - resumed fraction of each process's first connections"""
     rows = []
     for kind in ("sessdemo", "openssl", "gnutls"):
@@ -363,7 +398,9 @@ class Redis:
         return self
 
     def url(self):
-        return "redis://127.0.0.1:%d/0?prefix=client-test:" % self.port
+        # a loaded machine (CI) can take longer than the 50 ms default
+        return ("redis://127.0.0.1:%d/0?prefix=client-test:&timeout_ms=2000"
+                % self.port)
 
     def stop(self):
         if self.proc is not None:
@@ -386,7 +423,7 @@ def case_redis(tmp):
                 second = sessload(srv, red.url(), tls)
                 check(second["first_resumed"] == 1, "second process did not "
                       "resume through Redis: %s" % second)
-                res = [sessload(srv, red.url(), tls, connections=4, lanes=2)
+                res = [sessload(srv, red.url(), tls, connections=2, lanes=2)
                        for _ in range(4)]
                 got = [(r["first_resumed"], r["lanes"]) for r in res]
                 check(all(a == b for a, b in got), "a process did not resume "
@@ -419,7 +456,7 @@ def main(argv):
                 opts = dict(zip(argv[2::2], argv[3::2]))
                 return case_measure(tmp, int(opts.get("--processes", 5)),
                                     int(opts.get("--lanes", 2)),
-                                    int(opts.get("--connections", 4)))
+                                    int(opts.get("--connections", 2)))
             print(__doc__)
             return 2
         except Skip as e:

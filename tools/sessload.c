@@ -125,6 +125,7 @@ struct lane {
 	uint64_t	first_offered;	/* lanes whose first connection offered */
 	uint64_t	first_resumed;	/* ... and resumed */
 	uint64_t	lanes;		/* lanes that made a first connection */
+	struct sessdb_ssl_client_stats cst; /* --cache: the client glue's counters */
 	int		done;		/* the lane finished and wrote its results */
 	uint64_t	lat_sum_us;	/* sum of connection latencies */
 	int		npids;
@@ -542,6 +543,13 @@ note_pid(struct lane *l, int pid)
 	l->pids[l->npids++] = pid;
 }
 
+/* cache_log - the client store's log messages, on stderr. */
+static void
+cache_log(void *arg, int level, const char *msg)
+{
+	fprintf(stderr, "sessload: --cache: %s\n", msg);
+}
+
 /* run_lane - n connections in a row, each offering the previous session,
  * lane number k's connection i to target (k + i) mod T; lat[i] gets
  * connection i's latency in microseconds (0 if it failed) */
@@ -551,6 +559,7 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 	SSL_CTX *ctx = make_ctx(o);
 	SSL_SESSION *sess = NULL;
 	struct sessdb *db = NULL;
+	struct sessdb_options dbo = { .log = cache_log };
 	char err[256];
 	int prev_pid = 0, prev_target = -1;
 	long i;
@@ -561,7 +570,7 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 		goto done;
 	}
 	if (o->cache != NULL) {
-		if ((db = sessdb_open(o->cache, NULL, err, sizeof err)) == NULL ||
+		if ((db = sessdb_open(o->cache, &dbo, err, sizeof err)) == NULL ||
 		    sessdb_ssl_attach_client(ctx, db, o->share_cert ?
 		    SESSDB_SSL_SHARE_CLIENT_CERT : 0) < 0) {
 			snprintf(l->error, sizeof l->error, "--cache %.40s: %.100s",
@@ -611,6 +620,8 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 	}
 done:
 	SSL_SESSION_free(sess);
+	if (db != NULL)
+		(void)sessdb_ssl_client_stats(ctx, &l->cst);
 	SSL_CTX_free(ctx);
 	sessdb_close(db);		/* after the ctx that uses it */
 	l->done = 1;
@@ -642,6 +653,14 @@ merge(struct lane *a, const struct lane *b)
 	a->first_offered += b->first_offered;
 	a->first_resumed += b->first_resumed;
 	a->lanes += b->lanes;
+	a->cst.hits += b->cst.hits;
+	a->cst.taken += b->cst.taken;
+	a->cst.misses += b->cst.misses;
+	a->cst.stores += b->cst.stores;
+	a->cst.store_failures += b->cst.store_failures;
+	a->cst.skipped += b->cst.skipped;
+	a->cst.refused += b->cst.refused;
+	a->cst.rejected += b->cst.rejected;
 	a->lat_sum_us += b->lat_sum_us;
 	a->pid_overflow |= b->pid_overflow;
 	for (i = 0; i < b->npids; i++)
@@ -745,6 +764,14 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 		    lt->avg, lt->p50, lt->p90, lt->p99, lt->max,
 		    o->cache ? "true" : "false", t->lanes, t->first_offered,
 		    t->first_resumed);
+		if (o->cache)
+			printf(",\"client_cache\":{\"hits\":%" PRIu64 ",\"taken\":%"
+			    PRIu64 ",\"misses\":%" PRIu64 ",\"stores\":%" PRIu64
+			    ",\"store_failures\":%" PRIu64 ",\"skipped\":%" PRIu64
+			    ",\"refused\":%" PRIu64 ",\"rejected\":%" PRIu64 "}",
+			    t->cst.hits, t->cst.taken, t->cst.misses, t->cst.stores,
+			    t->cst.store_failures, t->cst.skipped, t->cst.refused,
+			    t->cst.rejected);
 		report_targets_json(o, t);
 		return;
 	}
@@ -763,6 +790,13 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 	printf("sessload: first connections: %" PRIu64 "/%" PRIu64 " lanes "
 	    "resumed%s\n", t->first_resumed, t->lanes,
 	    o->cache ? " (shared client cache)" : "");
+	if (o->cache)
+		printf("sessload: client cache: %" PRIu64 " hits (%" PRIu64
+		    " tickets taken), %" PRIu64 " misses, %" PRIu64 " stored, %"
+		    PRIu64 " store failures, %" PRIu64 " skipped, %" PRIu64
+		    " refused, %" PRIu64 " rejected\n", t->cst.hits, t->cst.taken,
+		    t->cst.misses, t->cst.stores, t->cst.store_failures,
+		    t->cst.skipped, t->cst.refused, t->cst.rejected);
 	if (o->early)
 		printf("sessload: early data sent %" PRIu64 ", accepted %" PRIu64 "\n",
 		    t->early_sent, t->early_accepted);
