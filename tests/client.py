@@ -212,6 +212,11 @@ def check_sessdump(tmp, cache, n, port):
     check(rc == 0 and "client sessions (%d):" % n in out and
           "localhost:%d  localhost" % port in out,
           "list does not show the client sessions with their server:\n" + out)
+    key = client_records(cache)[0]["id"]
+    rc, out, _ = sessdump(cache, "show", key)
+    check(rc == 0 and "client session for:    localhost:%d" % port in out and
+          "SNI sent:              localhost" in out,
+          "show does not name the client session's server:\n" + out)
     rc, out, _ = sessdump(cache, "list", "--server")
     check(rc == 0 and len(out.splitlines()) == 1, "list --server shows "
           "client sessions:\n" + out)

@@ -566,6 +566,25 @@ add_session(struct fields *fs, SSL_SESSION *s, int secrets)
 	add_secret(fs, s, secrets);
 }
 
+/* add_client - whom a client session is for (its payload's peer header). */
+static void
+add_client(struct fields *fs, const struct sessdb_record *rec)
+{
+	struct sessdb_ssl_client_info info;
+	SSL_SESSION *s;
+	char buf[sizeof info.host + 8];
+
+	if ((s = sessdb_ssl_client_decode(rec->data, rec->len, &info,
+	    NULL)) == NULL)
+		return;
+	SSL_SESSION_free(s);
+	snprintf(buf, sizeof buf, "%s:%u", info.host, info.port);
+	add_str(fs, "client session for:", "server", buf);
+	add_str(fs, "SNI sent:", "sni_sent", info.sni[0] ? info.sni : NULL);
+	add_str(fs, "kind:", "client_kind", info.single_use ?
+	    "ticket (used once)" : "reuse (until it expires)");
+}
+
 /* What show is looking for and how to print it. */
 struct show {
 	unsigned char	key[1 + SESSDB_ID_MAX];
@@ -584,7 +603,8 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 	char left[32];
 	int bad = sd_decode(rec, &s, &problem) == -1;
 
-	add_own(&fs, bad ? "key:" : "session ID:", bad ? "key" : "id",
+	add_own(&fs, bad ? "key:" : rec->ns == SESSDB_NS_CLIENT ?
+	    "client key:" : "session ID:", bad ? "key" : "id",
 	    bad ? tool_hex(rec->key, rec->key_len) : tool_hex(rec->id, rec->id_len));
 	sd_fmt_left(rec->meta.expires - sh->now, left, sizeof left);
 	add_str(&fs, "status:", "status", bad ? "corrupt" :
@@ -597,6 +617,8 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 		add_time(&fs, "expires:", "expires_utc", rec->meta.expires);
 		add_num(&fs, "expires (unix):", "expires", rec->meta.expires);
 		add_str(&fs, "time left:", "time_left", left);
+		if (rec->ns == SESSDB_NS_CLIENT)
+			add_client(&fs, rec);
 		add_session(&fs, s, sh->secrets);
 		SSL_SESSION_free(s);
 	}
@@ -618,16 +640,17 @@ show_scan(void *arg, const struct sessdb_record *rec)
 	return 1;
 }
 
-/* show_get - try the fast path: a live record through sessdb_get. */
+/* show_get - try the fast path: a live record through sessdb_get, under
+ * the namespace in sh->key[0]. */
 static int
 show_get(struct sessdb *db, struct show *sh)
 {
-	struct sessdb_record rec = { .ns = SESSDB_NS_SERVER };
+	struct sessdb_record rec = { .ns = sh->key[0] };
 	void *data;
 	size_t len;
 	int rc;
 
-	rc = sessdb_get(db, SESSDB_NS_SERVER, sh->key + 1, sh->key_len - 1,
+	rc = sessdb_get(db, sh->key[0], sh->key + 1, sh->key_len - 1,
 	    &data, &len, &rec.meta);
 	if (rc != SESSDB_OK)
 		return rc;
@@ -677,6 +700,12 @@ sd_cmd_show(struct sd_global *g, int argc, char **argv)
 	sh.now = sessdb_now(db);
 	if ((rc = show_get(db, &sh)) == SESSDB_MISS)
 		rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
+	if (rc == 0 && !sh.found && id_len == SESSDB_ID_MAX) {
+		/* a client session's key (peer key and slot) */
+		sh.key[0] = SESSDB_NS_CLIENT;
+		if ((rc = show_get(db, &sh)) == SESSDB_MISS)
+			rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
+	}
 	if (rc == -1)
 		sd_err("%s: %s", g->db_name, sd_db_error(g, db));
 	sd_close(db);
