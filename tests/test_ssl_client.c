@@ -434,6 +434,227 @@ test_attach_refusals(void)
 	sessdb_close(db);
 }
 
+
+/* ---- handshakes in memory (BIO pairs): store, take, refuse ---- */
+
+/* srv_ctx - a server ctx with the test certificate, protocol tls. */
+static SSL_CTX *
+srv_ctx(int tls)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char a[1024], b[1024];
+
+	CU_ASSERT_FATAL(ctx != NULL);
+	SSL_CTX_set_min_proto_version(ctx, tls);
+	SSL_CTX_set_max_proto_version(ctx, tls);
+	CU_ASSERT(SSL_CTX_use_certificate_chain_file(ctx, data("server-chain.pem",
+	    a, sizeof a)) == 1);
+	CU_ASSERT(SSL_CTX_use_PrivateKey_file(ctx, data("server.key", b,
+	    sizeof b), SSL_FILETYPE_PEM) == 1);
+	return ctx;
+}
+
+static int info_done;	/* HANDSHAKE_DONE seen by the application's callback */
+
+/* app_info_cb - the application's own info callback (set on the ctx). */
+static void
+app_info_cb(const SSL *ssl, int where, int ret)
+{
+	if (where & SSL_CB_HANDSHAKE_DONE)
+		info_done++;
+}
+
+/* cli_ctx - a client ctx verifying against ca.pem, attached to db. */
+static SSL_CTX *
+cli_ctx(struct sessdb *db, unsigned flags)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	char a[1024];
+
+	CU_ASSERT_FATAL(ctx != NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	CU_ASSERT(SSL_CTX_load_verify_locations(ctx, data("ca.pem", a,
+	    sizeof a), NULL) == 1);
+	SSL_CTX_set_info_callback(ctx, app_info_cb);
+	CU_ASSERT_FATAL(sessdb_ssl_attach_client(ctx, db, flags) == 0);
+	return ctx;
+}
+
+/*
+ * connect_mem - one connection of a client SSL of cctx to a server SSL of
+ *	sctx over a BIO pair, naming the peer localhost:443; the client
+ *	reads one byte the server writes, so TLS 1.3 tickets are in.
+ *	Returns SSL_session_reused, or -1 if the handshake failed; *offered
+ *	gets sessdb_ssl_client_peer's result.
+ */
+static int
+connect_mem(SSL_CTX *sctx, SSL_CTX *cctx, int *offered, int with_cert)
+{
+	struct sessdb_ssl_peer p = { .host = "localhost", .port = 443,
+	    .sni = "localhost" };
+	SSL *c = SSL_new(cctx), *s = SSL_new(sctx);
+	BIO *cb = NULL, *sb = NULL;
+	char a[1024], b[1024], byte;
+	int i, rc = -1, cdone = 0, sdone = 0;
+
+	CU_ASSERT_FATAL(c != NULL && s != NULL);
+	if (with_cert) {
+		CU_ASSERT(SSL_use_certificate_file(c, data("client.pem", a,
+		    sizeof a), SSL_FILETYPE_PEM) == 1);
+		CU_ASSERT(SSL_use_PrivateKey_file(c, data("client.key", b,
+		    sizeof b), SSL_FILETYPE_PEM) == 1);
+	}
+	CU_ASSERT_FATAL(BIO_new_bio_pair(&cb, 0, &sb, 0) == 1);
+	SSL_set_bio(c, cb, cb);
+	SSL_set_bio(s, sb, sb);
+	SSL_set1_host(c, "localhost");
+	*offered = sessdb_ssl_client_peer(c, &p);
+	SSL_set_connect_state(c);
+	SSL_set_accept_state(s);
+	for (i = 0; i < 100 && !(cdone && sdone); i++) {
+		if (!cdone)
+			cdone = SSL_do_handshake(c) == 1;
+		if (!sdone)
+			sdone = SSL_do_handshake(s) == 1;
+	}
+	if (cdone && sdone && SSL_write(s, "x", 1) == 1 &&
+	    SSL_read(c, &byte, 1) == 1)
+		rc = SSL_session_reused(c);
+	SSL_free(c);
+	SSL_free(s);
+	return rc;
+}
+
+/* count_ns - live records of namespace ns in db. */
+static int
+count_ns_cb(void *arg, const struct sessdb_record *rec)
+{
+	int *n = arg;
+
+	if (rec->problem == NULL && rec->ns == SESSDB_NS_CLIENT)
+		(*n)++;
+	return 0;
+}
+
+static int
+client_records(struct sessdb *db)
+{
+	int n = 0;
+
+	CU_ASSERT(sessdb_foreach(db, SESSDB_ITER_LIVE, count_ns_cb, &n) == 0);
+	return n;
+}
+
+/* check_mem_resume - two client ctxs on one store (two processes): the
+ * second resumes what the first stored; a TLS 1.3 ticket is taken. */
+static void
+check_mem_resume(int tls)
+{
+	SSL_CTX *sctx = srv_ctx(tls);
+	struct sessdb_ssl_client_stats st;
+	struct sessdb *db;
+	SSL_CTX *c1, *c2;
+	char path[1024];
+	int offered, n1;
+
+	CU_ASSERT_FATAL(tc_fresh(path, sizeof path, "mem") == 0);
+	CU_ASSERT_FATAL((db = tc_open(path, NULL)) != NULL);
+	c1 = cli_ctx(db, 0);
+	c2 = cli_ctx(db, 0);
+	info_done = 0;
+	CU_ASSERT(connect_mem(sctx, c1, &offered, 0) == 0);
+	CU_ASSERT(offered == 0);
+	n1 = client_records(db);
+	tc_check("mem resume", n1 == (tls == TLS1_3_VERSION ? 2 : 1),
+	    "TLS %x: %d client records after a full handshake", tls, n1);
+	CU_ASSERT(connect_mem(sctx, c2, &offered, 0) == 1);
+	CU_ASSERT(offered == 1);
+	CU_ASSERT(sessdb_ssl_client_stats(c2, &st) == 0);
+	CU_ASSERT(st.hits == 1 && st.refused == 0);
+	CU_ASSERT(st.taken == (tls == TLS1_3_VERSION ? 1u : 0u));
+	/* the application's info callback still runs (2 handshakes) */
+	CU_ASSERT(info_done == 2);
+	SSL_CTX_free(c1);
+	SSL_CTX_free(c2);
+	SSL_CTX_free(sctx);
+	sessdb_close(db);
+}
+
+static void test_mem_resume_tls12(void) { check_mem_resume(TLS1_2_VERSION); }
+static void test_mem_resume_tls13(void) { check_mem_resume(TLS1_3_VERSION); }
+
+/* check_mem_refused - another server (other ticket keys) does not resume
+ * the stored session: it is removed (a ticket was taken; a TLS 1.2
+ * session is replaced), and never offered again. */
+static void
+check_mem_refused(int tls)
+{
+	SSL_CTX *s1 = srv_ctx(tls), *s2 = srv_ctx(tls);
+	struct sessdb_ssl_client_stats st;
+	struct sessdb *db;
+	SSL_CTX *c;
+	char path[1024];
+	int offered, i, n;
+
+	SSL_CTX_set_num_tickets(s2, 0);
+	SSL_CTX_set_options(s2, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(s2, SSL_SESS_CACHE_OFF);
+	CU_ASSERT_FATAL(tc_fresh(path, sizeof path, "refused") == 0);
+	CU_ASSERT_FATAL((db = tc_open(path, NULL)) != NULL);
+	c = cli_ctx(db, 0);
+	CU_ASSERT(connect_mem(s1, c, &offered, 0) == 0);
+	n = client_records(db);
+	for (i = 0; i < n; i++) {
+		CU_ASSERT(connect_mem(s2, c, &offered, 0) == 0);
+		tc_check("refused", offered == 1, "TLS %x: connection %d of %d "
+		    "offered nothing", tls, i + 1, n);
+	}
+	CU_ASSERT(client_records(db) == 0);
+	CU_ASSERT(connect_mem(s2, c, &offered, 0) == 0);
+	CU_ASSERT(offered == 0);
+	CU_ASSERT(sessdb_ssl_client_stats(c, &st) == 0);
+	CU_ASSERT(st.refused == (uint64_t)n);
+	SSL_CTX_free(c);
+	SSL_CTX_free(s1);
+	SSL_CTX_free(s2);
+	sessdb_close(db);
+}
+
+static void test_mem_refused_tls12(void) { check_mem_refused(TLS1_2_VERSION); }
+static void test_mem_refused_tls13(void) { check_mem_refused(TLS1_3_VERSION); }
+
+/* test_mem_client_cert - a client certificate's sessions are stored only
+ * with SESSDB_SSL_SHARE_CLIENT_CERT, and resumed only with that
+ * certificate. */
+static void
+test_mem_client_cert(void)
+{
+	SSL_CTX *sctx = srv_ctx(TLS1_3_VERSION);
+	struct sessdb_ssl_client_stats st;
+	struct sessdb *db;
+	SSL_CTX *c;
+	char path[1024];
+	int offered;
+
+	CU_ASSERT_FATAL(tc_fresh(path, sizeof path, "cert") == 0);
+	CU_ASSERT_FATAL((db = tc_open(path, NULL)) != NULL);
+	c = cli_ctx(db, 0);
+	CU_ASSERT(connect_mem(sctx, c, &offered, 1) == 0);
+	CU_ASSERT(client_records(db) == 0);
+	CU_ASSERT(sessdb_ssl_client_stats(c, &st) == 0);
+	CU_ASSERT(st.skipped == 2 && st.stores == 0);
+	CU_ASSERT(sessdb_ssl_attach_client(c, db, SESSDB_SSL_SHARE_CLIENT_CERT) == 0);
+	CU_ASSERT(connect_mem(sctx, c, &offered, 1) == 0);
+	CU_ASSERT(client_records(db) == 2);
+	CU_ASSERT(connect_mem(sctx, c, &offered, 0) == 0);	/* no cert */
+	CU_ASSERT(offered == 0);
+	CU_ASSERT(connect_mem(sctx, c, &offered, 1) == 1);	/* same cert */
+	CU_ASSERT(offered == 1);
+	SSL_CTX_free(c);
+	SSL_CTX_free(sctx);
+	sessdb_close(db);
+}
+
 /* suite_init - the data directory and a CA directory with ca.pem. */
 static int
 suite_init(void)
@@ -456,6 +677,11 @@ static const struct tc_case tests[] = {
 	{ "peer key: bad peers refused", test_peer_bad },
 	{ "client payload: good and malformed headers", test_client_decode },
 	{ "attach_client and client_peer refusals", test_attach_refusals },
+	{ "in memory: another ctx resumes, TLS 1.2", test_mem_resume_tls12 },
+	{ "in memory: another ctx resumes, a ticket taken, TLS 1.3", test_mem_resume_tls13 },
+	{ "in memory: a refused session is removed, TLS 1.2", test_mem_refused_tls12 },
+	{ "in memory: refused tickets are gone, TLS 1.3", test_mem_refused_tls13 },
+	{ "in memory: client certificate sessions only with the flag", test_mem_client_cert },
 };
 
 int
