@@ -68,14 +68,14 @@ EXIT STATUS
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import proctools
-from proctools import Fail, Skip, check, die_with_parent, log
+from proctools import (Fail, Skip, check, die_with_parent, free_port, log,
+                       wait_listening)
 
 SRC = os.environ.get("SESSDB_TOP_SRCDIR",
                      os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -88,28 +88,6 @@ CA = os.path.join(DATA, "ca.pem")
 CHAIN = os.path.join(DATA, "server-chain.pem")
 KEY = os.path.join(DATA, "server.key")
 SKIP = 77
-
-
-def free_port():
-    """free_port - a loopback port nobody listens on now (for servers that
-    cannot report the port they bound)"""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(proc, port, seconds=15):
-    """wait_listening - until port accepts connections; Fail if proc exits"""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise Fail("server exited with %d before listening" % proc.returncode)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise Fail("server did not listen on %d in %d s" % (port, seconds))
 
 
 class Server:

@@ -10,8 +10,12 @@
  *	client certificate).  Every row must give a key of its own, and the
  *	base must give the same key on another SSL_CTX (and with its CAs
  *	loaded in another order).  Then the payload codec (a table of good
- *	and malformed peer headers) and the calls' refusals.  Handshakes
- *	against real servers are in tests/client.py.
+ *	and malformed peer headers), the calls' refusals, and handshakes in
+ *	memory (BIO pairs) between two client ctxs on one store and a
+ *	server ctx: resumption, tickets taken, refused sessions removed,
+ *	client certificates (these run under valgrind with the unit suite).
+ *	Handshakes against real servers, in separate processes, are in
+ *	tests/client.py.
  *
  *	Certificates come from $SESSDB_TOP_SRCDIR/data (data/gen-certs.sh).
  */
