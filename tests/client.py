@@ -9,6 +9,7 @@ SYNOPSIS
     client.py once 1.2|1.3
     client.py measure [--processes N] [--lanes L] [--connections K]
     client.py redis
+    client.py usage
 
 DESCRIPTION
     Every case starts its own server on loopback (openssl s_server,
@@ -55,6 +56,11 @@ DESCRIPTION
     second process resumes (TLS 1.2 and 1.3, openssl s_server), and
     four processes of two lanes each: every process after the first
     resumes its lanes' first connections.
+
+    usage: sessload's client options refused with exit 2 and the usage
+    (--cache with --new or --early-data, --cert without --key, an empty
+    --sni), and --cache naming a file that is not a store: exit 1, the
+    store's message, the file unchanged.
 
 ENVIRONMENT
     SESSLOAD, SESSDEMO, SESSDUMP   the programs (default: the build tree)
@@ -422,6 +428,35 @@ def case_redis(tmp):
     return 0
 
 
+def case_usage(tmp):
+    """case_usage - bad client options; a --cache that is not a store"""
+    for args in (["--cache", "x.db", "--new"], ["--cache", "x.db", "--early-data"],
+                 ["--cert", CA], ["--key", KEY], ["--sni", ""]):
+        p = subprocess.run([SESSLOAD, "--connect", "localhost:1"] + args,
+                           capture_output=True, text=True, timeout=30, cwd=tmp)
+        check(p.returncode == 2 and "usage:" in p.stderr,
+              "%s: exit %d, want 2 with usage:\n%s" % (args, p.returncode, p.stderr))
+    srv = Server(tmp, "openssl", "1.3").start()
+    notes = os.path.join(tmp, "notes.txt")
+    with open(notes, "w") as f:
+        f.write("not a session store\n")
+    os.chmod(notes, 0o600)
+    try:
+        p = subprocess.run([SESSLOAD, "--connect", "localhost:%d" % srv.port,
+                            "--cache", notes, "--connections", "1"],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        srv.stop()
+    check(p.returncode == 1 and "not a sessdb store" in p.stdout,
+          "--cache on a text file: exit %d:\n%s%s" % (p.returncode, p.stdout,
+                                                     p.stderr))
+    with open(notes) as f:
+        check(f.read() == "not a session store\n", "the text file was changed")
+    check(not os.path.exists(notes + ".lock"), "a lock file was made beside it")
+    log("bad options: exit 2; a file that is not a store: refused, unchanged")
+    return 0
+
+
 def main(argv):
     case = argv[1] if len(argv) > 1 else ""
     if not os.access(SESSLOAD, os.X_OK):
@@ -435,6 +470,8 @@ def main(argv):
                 return case_wrong_peer(tmp, argv[2])
             if case == "once" and len(argv) == 3:
                 return case_once(tmp, argv[2])
+            if case == "usage":
+                return case_usage(tmp)
             if case == "redis":
                 return case_redis(tmp)
             if case == "measure":
