@@ -320,7 +320,9 @@ int sessdb_ssl_client_peer(SSL *ssl, const struct sessdb_ssl_peer *peer);
  * sessdb_ssl_peer_key - the peer key of ssl's connection to peer: SHA-256,
  *	truncated to SESSDB_SSL_PEER_KEY_LEN bytes, over host, port, SNI,
  *	ALPN, the protocol range, the cipher list, the verification mode,
- *	depth and flags, the trust settings, the client certificate (and
+ *	depth and flags, the names the certificate is verified against
+ *	(SSL_set1_host, an e-mail address, an IP address, host flags), the
+ *	security level, the trust settings, the client certificate (and
  *	whether a client certificate callback is set), and the OpenSSL
  *	major version.  Trust settings: the bytes of peer->ca_file, the
  *	names and bytes of the files in peer->ca_dir, and peer->trust;

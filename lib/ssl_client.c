@@ -467,7 +467,39 @@ cli_peer_ok(const struct sessdb_ssl_peer *peer)
 /* Tags of the peer key's fields (never reuse a number). */
 enum { K_HOST = 1, K_PORT, K_SNI, K_ALPN, K_TRUST, K_MINPROTO, K_MAXPROTO,
     K_CIPHERS, K_VMODE, K_VDEPTH, K_VFLAGS, K_CAFILE, K_CADIR, K_STORE,
-    K_CERT, K_CERTCB, K_LIBVER };
+    K_CERT, K_CERTCB, K_LIBVER, K_VNAME, K_VEMAIL, K_VIP, K_VHFLAGS,
+    K_SECLEVEL };
+
+/*
+ * cli_key_names - the names the server's certificate is checked against
+ *	(SSL_set1_host and friends): a session verified for one name must
+ *	not be resumed by a connection that wants another, since resumption
+ *	does not verify again.
+ */
+static int
+cli_key_names(EVP_MD_CTX *h, SSL *ssl)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+	const char *name;
+	char *ip;
+	int i, rc;
+
+	if (vp == NULL)
+		return 0;
+	for (i = 0; (name = X509_VERIFY_PARAM_get0_host(vp, i)) != NULL; i++)
+		if (cli_field(h, K_VNAME, name, strlen(name)) < 0)
+			return -1;
+	if ((name = X509_VERIFY_PARAM_get0_email(vp)) != NULL &&
+	    cli_field(h, K_VEMAIL, name, strlen(name)) < 0)
+		return -1;
+	if ((ip = X509_VERIFY_PARAM_get1_ip_asc(vp)) != NULL) {
+		rc = cli_field(h, K_VIP, ip, strlen(ip));
+		OPENSSL_free(ip);
+		if (rc < 0)
+			return -1;
+	}
+	return cli_field_u32(h, K_VHFLAGS, X509_VERIFY_PARAM_get_hostflags(vp));
+}
 
 /* cli_key_trust - the trust settings' fields of the peer key. */
 static int
@@ -570,6 +602,8 @@ cli_peer_key(struct cli_glue *g, SSL *ssl, const struct sessdb_ssl_peer *peer,
 	    cli_field_u32(h, K_MAXPROTO, (uint32_t)SSL_get_max_proto_version(ssl)) < 0 ||
 	    cli_key_ciphers(h, ssl) < 0 ||
 	    cli_key_trust(g, h, ssl, peer) < 0 ||
+	    cli_key_names(h, ssl) < 0 ||
+	    cli_field_u32(h, K_SECLEVEL, (uint32_t)SSL_get_security_level(ssl)) < 0 ||
 	    cli_key_cert(h, ssl) < 0 ||
 	    cli_field_u32(h, K_LIBVER, OPENSSL_VERSION_MAJOR) < 0 ||
 	    !EVP_DigestFinal_ex(h, md, &mdlen))

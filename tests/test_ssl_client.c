@@ -79,6 +79,10 @@ static void ch_ciphers13(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { SSL_se
 static void ch_verify_none(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { SSL_set_verify(s, SSL_VERIFY_NONE, NULL); }
 static void ch_depth(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { SSL_set_verify_depth(s, 2); }
 static void ch_crl_flag(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { X509_VERIFY_PARAM_set_flags(SSL_get0_param(s), X509_V_FLAG_PARTIAL_CHAIN); }
+static void ch_vname(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { SSL_set1_host(s, "localhost"); }
+static void ch_vname2(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { SSL_set1_host(s, "www.example"); }
+static void ch_vip(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), "127.0.0.1"); }
+static void ch_seclevel(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { SSL_set_security_level(s, 3); }
 
 static char buf_cafile2[1024];
 static void ch_cafile(SSL_CTX *c, SSL *s, struct sessdb_ssl_peer *p) { p->ca_file = buf_cafile2; }
@@ -143,6 +147,10 @@ static const struct row rows[] = {
 	{ "no verification", ch_verify_none },
 	{ "verify depth", ch_depth },
 	{ "verify flags", ch_crl_flag },
+	{ "verified name localhost", ch_vname },
+	{ "verified name www.example", ch_vname2 },
+	{ "verified IP address", ch_vip },
+	{ "security level", ch_seclevel },
 	{ "another CA file", ch_cafile },
 	{ "a CA directory too", ch_cadir },
 	{ "verify store contents", ch_store },
