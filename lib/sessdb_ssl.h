@@ -289,8 +289,9 @@ struct sessdb_ssl_peer {
  *	unless flags has SESSDB_SSL_SHARE_CLIENT_CERT: such a session
  *	authenticates as that certificate, and every process sharing db
  *	could then use it.  The certificate is part of the peer key in any
- *	case.  db must stay open while ctx is in use.  Attaching again
- *	replaces db and flags.  Returns 0, or -1 (ctx unchanged) for a
+ *	case.  db must stay open while ctx is in use.  The glue serialises
+ *	its calls into db per ctx; in a threaded client give each attached
+ *	ctx its own handle.  Attaching again replaces db and flags.  Returns 0, or -1 (ctx unchanged) for a
  *	server-only method, unknown flags, or no memory.
  */
 int sessdb_ssl_attach_client(SSL_CTX *ctx, struct sessdb *db, unsigned flags);
