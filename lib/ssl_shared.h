@@ -3,8 +3,8 @@
  *	ssl_shared.h - helpers the server glue and the client glue share
  *
  * DESCRIPTION
- *	Internal to libsessdb: ssl_glue.c (server side) and ssl_client.c
- *	(client side) both need a session's absolute expiry and a digest
+ *	Internal to libsessdb: ssl_glue.c (server side) and ssl_client.c,
+ *	ssl_peer.c (client side) both need a session's absolute expiry and a digest
  *	of a set of certificates (the server identity; the client
  *	certificate and the trust store in a peer key).  One home for each.
  */
