@@ -294,9 +294,12 @@ struct sessdb_info {
 int sessdb_info(struct sessdb *db, struct sessdb_info *info);
 
 /*
- * sessdb_compact - rewrite the database without its free space
- *	(gdbm_reorganize) under the exclusive lock, keeping owner and mode.
- *	Other processes notice through the change counter and reopen.
+ * sessdb_compact - rewrite the database without its free space (a copy
+ *	renamed over it), keeping owner and mode.  The copy is made under
+ *	the shared lock: other processes read on, writers wait for it (at
+ *	most lock_timeout_ms, then their call fails with
+ *	SESSDB_E_LOCK_TIMEOUT).  Other processes notice the new file
+ *	through the change counter and reopen.  One compaction at a time.
  */
 int sessdb_compact(struct sessdb *db);
 
