@@ -310,7 +310,9 @@ int sessdb_ssl_detach_client(SSL_CTX *ctx);
  *	stays for other connections until it expires.  Afterwards the
  *	sessions the server sends on ssl are stored under the key, and an
  *	offered session the server does not resume (or a fatal alert on
- *	ssl) removes it from the store.  peer is copied.
+ *	ssl) removes it from the store, seen through an info callback the
+ *	glue sets on ssl, which calls the one ssl (else its ctx) had: set
+ *	yours before this call, not after.  peer is copied.
  *	Returns 1 (a session was set), 0 (none: a full handshake), or -1
  *	(ssl's ctx is not attached, bad peer, SNI/ALPN could not be set).
  *	A store error is a 0, counted in the stats.
