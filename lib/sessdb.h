@@ -80,7 +80,7 @@ extern "C" {
 
 /* Key namespaces (first byte of every key). */
 #define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
-#define SESSDB_NS_CLIENT 0x43	/* 'C': reserved for client sessions by peer name */
+#define SESSDB_NS_CLIENT 0x43	/* 'C': client sessions (peer key, slot: sessdb_ssl.h) */
 
 #define SESSDB_ID_MAX	32	/* longest identifier, as SSL_MAX_SSL_SESSION_ID_LENGTH */
 #define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
