@@ -41,7 +41,7 @@ struct export {
 	BIO			*out;
 	int			der, live_only;
 	int64_t			now;
-	uint64_t		written, skipped;
+	uint64_t		written, skipped, clients;
 	uint64_t		sealed;		/* skipped: sealed, no key for them */
 	int			failed;
 	struct sd_progress	prog;
@@ -122,6 +122,12 @@ export_one(void *arg, const struct sessdb_record *rec)
 		return 0;
 	if (rec->seal == SESSDB_SEAL_NOKEY) {
 		ex->sealed++;
+		return 0;
+	}
+	/* A client session without its peer header would be imported as a
+	   server session: client sessions stay out of the export. */
+	if (rec->ns == SESSDB_NS_CLIENT) {
+		ex->clients++;
 		return 0;
 	}
 	if (sd_decode(rec, &s, &problem) == -1) {
@@ -279,6 +285,9 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 	if (ex->sealed)
 		sd_err("export: skipped %llu sealed records: no key for them "
 		    "(give --key FILE)", (unsigned long long)ex->sealed);
+	if (ex->clients)
+		sd_err("export: left out %llu client sessions (they are not "
+		    "exported)", (unsigned long long)ex->clients);
 	return rc;
 }
 
