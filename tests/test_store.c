@@ -445,6 +445,7 @@ test_add(void)
 	}
 	sessdb_stats(db, &st);
 	CU_ASSERT_EQUAL(st.errors, 0);
+	sessdb_close(db);	/* the children inherit no handle of ours */
 
 	CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
 	fflush(stdout);
@@ -471,6 +472,8 @@ test_add(void)
 		    "want 1\n", ADDERS, stored);
 	CU_ASSERT_EQUAL(stored, 1);
 	CU_ASSERT_EQUAL(existed, ADDERS - 1);
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
 	CU_ASSERT_EQUAL(sessdb_get(db, NS, "race", 4, &data, &len, NULL), SESSDB_OK);
 	CU_ASSERT(len > 6 && memcmp(data, "adder ", 6) == 0);
 	sessdb_free(data);
