@@ -530,8 +530,10 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 		add_time(&fs, "expires:", "expires_utc", rec->meta.expires);
 		add_num(&fs, "expires (unix):", "expires", rec->meta.expires);
 		add_str(&fs, "time left:", "time_left", left);
-		add_session(&fs, s, sh->secrets);
-		SSL_SESSION_free(s);
+		if (s != NULL) {	/* NULL: an opaque record */
+			add_session(&fs, s, sh->secrets);
+			SSL_SESSION_free(s);
+		}
 	}
 	fields_print(&fs, sh->json);
 	fields_free(&fs);
