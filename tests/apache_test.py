@@ -41,6 +41,8 @@ DESCRIPTION
 
 ENVIRONMENT
     MOD_SOCACHE_SESSDB   the module (skipped when it was not built)
+    APACHE_PRELOAD       sanitizer runtimes to preload into apache2 (a
+                         sanitized build); their reports fail the case
     SESSDUMP             the build tree's sessdump
     SESSDB_TOP_SRCDIR    for data/
 
@@ -67,6 +69,7 @@ SRC = os.environ.get("SESSDB_TOP_SRCDIR",
                      os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 MODULE = os.environ.get("MOD_SOCACHE_SESSDB", "")
 SESSDUMP = os.environ.get("SESSDUMP", "")
+PRELOAD = os.environ.get("APACHE_PRELOAD", "")
 CA = os.path.join(SRC, "data", "ca.pem")
 CHAIN = os.path.join(SRC, "data", "server-chain.pem")
 KEY = os.path.join(SRC, "data", "server.key")
@@ -169,7 +172,13 @@ SSLSessionTickets off
             f.write(text)
 
     def ctl(self, verb):
-        return subprocess.run(["apache2", "-f", self.conf, "-k", verb],
+        env = dict(os.environ)
+        if PRELOAD:
+            # leaks at exit are Apache's way; reports go to the error log
+            env["LD_PRELOAD"] = PRELOAD
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
+            env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+        return subprocess.run(["apache2", "-f", self.conf, "-k", verb], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=30)
 
@@ -194,6 +203,10 @@ SSLSessionTickets off
         except (OSError, ValueError):
             return None
 
+    def sanitizer_reports(self):
+        return [line for line in self.error_log().splitlines()
+                if "ERROR: AddressSanitizer" in line or "runtime error:" in line]
+
     def stop(self):
         pid = self.pid()
         self.ctl("stop")
@@ -211,6 +224,8 @@ SSLSessionTickets off
                 except OSError:
                     pass
         self.running = False
+        check(not self.sanitizer_reports(),
+              "sanitizer reports in the error log:\n" + self.error_log())
 
     def graceful(self):
         old = self.generation()
