@@ -312,13 +312,13 @@ sessdb_init(ap_socache_instance_t *ctx, const char *cname,
 	return rv;
 }
 
-/* sessdb_destroy - close this process's handles. */
+/* sessdb_destroy - close this process's handles.  Called from a pool
+ * cleanup with no other thread in the provider, where the mutex (a
+ * cleanup of the same pool) may already be gone: no locking. */
 static void
 sessdb_destroy(ap_socache_instance_t *ctx, server_rec *s)
 {
-	pool_lock(ctx);
 	drop_idle(ctx);
-	pool_unlock(ctx);
 }
 
 /* sessdb_store - store data under id until expiry (apr_time_t). */
