@@ -31,10 +31,12 @@ DESCRIPTION
 
     consumers: one store shared by mod_ssl's sessions, OCSP stapling (an
     `openssl ocsp` responder on loopback, for a CA, an OCSP signer and a
-    server certificate made here) and mod_cache_socache (a page of 60 KiB
-    under a key of about 1 KiB): the stapled response is still served
-    after the responder is stopped, by another process; the page comes
-    back as a cache hit from another process; mod_status ?auto shows the
+    server certificate made here), mod_authn_socache and mod_cache_socache
+    (a page of 60 KiB under a key of about 1 KiB): the stapled response is
+    still served after the responder is stopped, by another process; a
+    login still works in another process after the password file lost the
+    user; the page comes back as a cache hit from another process;
+    mod_status ?auto shows the
     store; sessdump lists the sessions Apache stored (as sessions) and
     the other consumers' records (as opaque), and verify --repair removes
     none of them.
@@ -49,6 +51,7 @@ ENVIRONMENT
 EXIT STATUS
     0 pass, 1 fail, 77 skip (apache2, a module or a client is missing).
 """
+import base64
 import http.client
 import json
 import os
@@ -495,13 +498,32 @@ def start_responder(d):
     raise Fail("openssl ocsp did not start: %s" % text)
 
 
-def https_get(srv, ca, path):
+AUTH = "Basic " + base64.b64encode(b"alice:wonderland").decode()
+
+
+def make_private(tmp):
+    """make_private - /private/index.html and a password file for alice"""
+    os.makedirs(os.path.join(tmp, "htdocs", "private"))
+    os.chmod(os.path.join(tmp, "htdocs", "private"), 0o755)
+    with open(os.path.join(tmp, "htdocs", "private", "index.html"), "w") as f:
+        f.write("private\n")
+    os.chmod(os.path.join(tmp, "htdocs", "private", "index.html"), 0o644)
+    pw = os.path.join(tmp, "htpasswd")
+    subprocess.run(["htpasswd", "-cbs", pw, "alice", "wonderland"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.chmod(pw, 0o644)
+
+
+def https_get(srv, ca, path, auth=None):
     """https_get - one request in its own connection: (status, headers, body)"""
     ctx = ssl.create_default_context(cafile=ca)
     ctx.check_hostname = False
     c = http.client.HTTPSConnection("127.0.0.1", srv.port, context=ctx, timeout=20)
+    headers = {"Host": "localhost"}
+    if auth:
+        headers["Authorization"] = auth
     try:
-        c.request("GET", path, headers={"Host": "localhost"})
+        c.request("GET", path, headers=headers)
         r = c.getresponse()
         return r.status, dict(r.getheaders()), r.read()
     finally:
@@ -537,6 +559,21 @@ def case_consumers(tmp):
 LoadModule cache_module {MODS}/mod_cache.so
 LoadModule cache_socache_module {MODS}/mod_cache_socache.so
 LoadModule expires_module {MODS}/mod_expires.so
+LoadModule auth_basic_module {MODS}/mod_auth_basic.so
+LoadModule authn_core_module {MODS}/mod_authn_core.so
+LoadModule authn_file_module {MODS}/mod_authn_file.so
+LoadModule authn_socache_module {MODS}/mod_authn_socache.so
+LoadModule authz_user_module {MODS}/mod_authz_user.so
+AuthnCacheSOCache sessdb:{store}
+<Location /private/>
+    AuthType Basic
+    AuthName "sessdb test"
+    AuthBasicProvider socache file
+    AuthUserFile {tmp}/htpasswd
+    AuthnCacheProvideFor file
+    AuthnCacheContext sessdb-test
+    Require valid-user
+</Location>
 ExpiresActive On
 ExpiresDefault "access plus 10 minutes"
 SSLUseStapling on
@@ -552,6 +589,7 @@ CacheHeader on
 </Location>
 """
         srv = Apache(tmp, extra=extra, chain=chain, key=key)
+        make_private(tmp)
         page = b"x" * (60 * 1024)
         with open(os.path.join(tmp, "htdocs", "big.html"), "wb") as f:
             f.write(page)
@@ -578,6 +616,17 @@ CacheHeader on
         check("HIT" in h2.get("X-Cache", ""),
               "second request not a cache hit: %r" % h2)
 
+        # mod_authn_socache: the user's check is cached, so the login keeps
+        # working in other processes after the password file lost it
+        check(https_get(srv, ca, "/private/index.html", AUTH)[0] == 200,
+              "basic auth failed")
+        with open(os.path.join(tmp, "htpasswd"), "w"):
+            pass
+        check(https_get(srv, ca, "/private/index.html", AUTH)[0] == 200,
+              "the cached credentials were not used")
+        check(https_get(srv, ca, "/private/index.html", "Basic Zm9vOmJhcg==")[0]
+              == 401, "a user never seen got in")
+
         # mod_status shows the store
         st, _, body = https_get(srv, ca, "/server-status?auto")
         text = body.decode("latin-1")
@@ -599,6 +648,8 @@ CacheHeader on
         # consumer names as Apache 2.4 passes them to init
         check(any(o.startswith("mod_ssl-staple/") for o in opaque),
               "no stapling record listed")
+        check(any(o.startswith("authn-socache/") for o in opaque),
+              "no mod_authn_socache record listed")
         check(any(o.startswith("cache-socache/") and
                   len(o.split("/", 1)[1]) >= 2 * 960 for o in opaque),
               "no mod_cache_socache record under a key of ~1 KiB listed")
@@ -629,7 +680,7 @@ def main(argv):
     try:
         if not MODULE or not os.path.exists(MODULE):
             raise Skip("mod_socache_sessdb.so was not built (no apxs)")
-        need("apache2", "openssl")
+        need("apache2", "openssl", "htpasswd")
         for m in ("mod_ssl", "mod_mpm_prefork", "mod_mpm_event"):
             if not os.path.exists(os.path.join(MODS, m + ".so")):
                 raise Skip("%s is not in %s" % (m, MODS))
