@@ -7,6 +7,8 @@
  *	LoadModule socache_sessdb_module modules/mod_socache_sessdb.so
  *	SSLSessionCache sessdb:/var/cache/apache2/sessdb/sessions.db
  *	SSLStaplingCache sessdb:/var/cache/apache2/sessdb/sessions.db
+ *	SessdbMaxBytes 256M		(the default cap of each store; 0: none)
+ *	SessdbMaxEntries 0		(the default: no cap on the count)
  *
  * DESCRIPTION
  *	Registers the socache provider "sessdb".  Its argument is what
@@ -43,6 +45,7 @@
  *	Apache with the reason.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -63,6 +66,12 @@
  * some versions' documentation: both are sessions. */
 #define CONSUMER_SESSIONS "mod_ssl-sess"
 #define MAX_TTL		(30 * 86400)	/* caps absurd expiries, not HTTP's */
+#define DEFAULT_MAX_BYTES (256ull << 20) /* a flood must not fill the disk */
+
+/* The caps of every store this server opens (SessdbMaxEntries,
+ * SessdbMaxBytes): read from the configuration before init opens them,
+ * back to the defaults before each reading (pre_config). */
+static uint64_t cap_entries, cap_bytes = DEFAULT_MAX_BYTES;
 
 module AP_MODULE_DECLARE_DATA socache_sessdb_module;
 
@@ -82,6 +91,8 @@ struct ap_socache_instance_t {
 	int			nidle, cap;
 	pid_t			pid;		/* process the idle handles are of */
 	struct sessdb_stats	closed;		/* counters of closed handles */
+	uint64_t		max_entries;	/* caps, 0 = none */
+	uint64_t		max_bytes;
 };
 
 /* log_cb - the library's operator messages into the error log. */
@@ -105,6 +116,8 @@ open_store(ap_socache_instance_t *ctx)
 
 	memset(&o, 0, sizeof o);
 	o.max_ttl = MAX_TTL;
+	o.max_entries = ctx->max_entries;
+	o.max_bytes = ctx->max_bytes;
 	o.log = log_cb;
 	o.log_arg = ctx->s;
 	if ((db = sessdb_open(ctx->path, &o, err, sizeof err)) == NULL)
@@ -270,6 +283,8 @@ sessdb_init(ap_socache_instance_t *ctx, const char *cname,
 
 	ctx->s = s;
 	ctx->consumer = apr_pstrdup(p, cname);
+	ctx->max_entries = cap_entries;
+	ctx->max_bytes = cap_bytes;
 	if (strcmp(cname, CONSUMER_SESSIONS) == 0 ||
 	    strcmp(cname, "mod_ssl-session") == 0) {
 		ctx->ns = SESSDB_NS_SERVER;
@@ -544,17 +559,70 @@ static const ap_socache_provider_t socache_sessdb = {
 	sessdb_iterate,
 };
 
+/* set_cap - SessdbMaxEntries N, SessdbMaxBytes N[K|M|G]: 0 is no cap. */
+static const char *
+set_cap(cmd_parms *cmd, void *dummy, const char *arg)
+{
+	const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+	unsigned shift = 0;
+	apr_off_t v;
+	char *end;
+
+	if (err != NULL)
+		return err;
+	if (apr_strtoff(&v, arg, &end, 10) != APR_SUCCESS || v < 0 || end == arg)
+		goto bad;
+	if (cmd->info != NULL && *end != '\0' && end[1] == '\0') {
+		switch (*end) {
+		case 'K': case 'k': shift = 10; end++; break;
+		case 'M': case 'm': shift = 20; end++; break;
+		case 'G': case 'g': shift = 30; end++; break;
+		default: break;
+		}
+	}
+	if (*end != '\0' || (uint64_t)v > (UINT64_MAX >> shift))
+		goto bad;
+	if (cmd->info != NULL)
+		cap_bytes = (uint64_t)v << shift;
+	else
+		cap_entries = (uint64_t)v;
+	return NULL;
+bad:
+	return apr_pstrcat(cmd->pool, cmd->cmd->name, ": not a ",
+	    cmd->info != NULL ? "size (N, NK, NM, NG)" : "number", ": ", arg, NULL);
+}
+
+static const command_rec sessdb_cmds[] = {
+	AP_INIT_TAKE1("SessdbMaxEntries", set_cap, NULL, RSRC_CONF,
+	    "most records in each sessdb: store (0: no cap, the default)"),
+	AP_INIT_TAKE1("SessdbMaxBytes", set_cap, (void *)1, RSRC_CONF,
+	    "most key and value bytes in each sessdb: store, e.g. 256M "
+	    "(the default; 0: no cap)"),
+	{ NULL },
+};
+
+/* pre_config - the caps' defaults before each reading of the configuration. */
+static int
+pre_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+	cap_entries = 0;
+	cap_bytes = DEFAULT_MAX_BYTES;
+	return OK;
+}
+
 /* register_hooks - register the provider. */
 static void
 register_hooks(apr_pool_t *p)
 {
+	ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
 	ap_register_provider(p, AP_SOCACHE_PROVIDER_GROUP, "sessdb",
 	    AP_SOCACHE_PROVIDER_VERSION, &socache_sessdb);
 }
 
 AP_DECLARE_MODULE(socache_sessdb) = {
 	STANDARD20_MODULE_STUFF,
-	NULL, NULL, NULL, NULL, NULL,
+	NULL, NULL, NULL, NULL,
+	sessdb_cmds,
 	register_hooks,
 	AP_MODULE_FLAG_NONE,
 };

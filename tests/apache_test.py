@@ -7,6 +7,7 @@ SYNOPSIS
     apache_test.py resume prefork|event 1.2|1.3
     apache_test.py restart 1.2|1.3
     apache_test.py control
+    apache_test.py caps
     apache_test.py consumers
 
 DESCRIPTION
@@ -28,6 +29,9 @@ DESCRIPTION
 
     control: with SSLSessionCache none no offer resumes across processes,
     so the resumptions above are the store's doing.
+
+    caps: SessdbMaxEntries 3 keeps the store at 3 records or fewer while
+    new sessions keep coming.
 
     consumers: one store shared by mod_ssl's sessions, OCSP stapling (an
     `openssl ocsp` responder on loopback, for a CA, an OCSP signer and a
@@ -423,6 +427,22 @@ def case_control(tmp):
         srv.stop()
 
 
+def case_caps(tmp):
+    srv = Apache(tmp, extra="SessdbMaxEntries 3\nSessdbMaxBytes 1M\n")
+    try:
+        srv.start()
+        rows, _ = offer_chain(srv, "1.2", tmp, 1)
+        for _ in range(5):      # new sessions, one per connection
+            offer_chain(srv, "1.2", tmp, 1)
+        rc, out = sessdump(srv, "stats", "--json")
+        check(rc == 0, "sessdump stats: %s" % out)
+        n = json.loads(out)["records"]["total"]
+        log("6 sessions offered to a store capped at 3: %d kept" % n)
+        check(0 < n <= 3, "SessdbMaxEntries 3, yet %d records" % n)
+    finally:
+        srv.stop()
+
+
 def openssl(*args, cwd=None):
     p = subprocess.run(["openssl"] + list(args), cwd=cwd, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=60)
@@ -694,6 +714,8 @@ def main(argv):
             case_restart(tmp, args[0])
         elif case == "control":
             case_control(tmp)
+        elif case == "caps":
+            case_caps(tmp)
         elif case == "consumers":
             case_consumers(tmp)
         else:
