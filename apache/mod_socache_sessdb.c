@@ -62,8 +62,8 @@
 
 #include "sessdb.h"
 
-/* mod_ssl's session cache: "mod_ssl-sess" in 2.4, "mod_ssl-session" in
- * some versions' documentation: both are sessions. */
+/* mod_ssl's session cache names itself "mod_ssl-sess" (2.4.71), and
+ * "mod_ssl-session" in some earlier 2.4 releases: both are sessions. */
 #define CONSUMER_SESSIONS "mod_ssl-sess"
 #define MAX_TTL		(30 * 86400)	/* caps absurd expiries, not HTTP's */
 #define DEFAULT_MAX_BYTES (256ull << 20) /* a flood must not fill the disk */
@@ -85,7 +85,7 @@ struct ap_socache_instance_t {
 						   sessions */
 	const char		*consumer;
 #if APR_HAS_THREADS
-	apr_thread_mutex_t	*mu;		/* guards the fields below */
+	apr_thread_mutex_t	*mu;		/* guards idle, nidle, pid, closed */
 #endif
 	struct sessdb		**idle;		/* handles no thread is using */
 	int			nidle, cap;
