@@ -81,7 +81,7 @@ extern "C" {
 
 /* Key namespaces (first byte of every key). */
 #define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
-#define SESSDB_NS_CLIENT 0x43	/* 'C': reserved for client sessions by peer name */
+#define SESSDB_NS_CLIENT 0x43	/* 'C': client sessions (peer key, slot: sessdb_ssl.h) */
 /* 'O': opaque payloads of other consumers (Apache's socache users: OCSP
  * stapling, authn, the HTTP cache).  The identifier is the consumer's name
  * (1..SESSDB_CONSUMER_MAX bytes, no 0x00), a 0x00 byte, then the
@@ -305,9 +305,12 @@ struct sessdb_info {
 int sessdb_info(struct sessdb *db, struct sessdb_info *info);
 
 /*
- * sessdb_compact - rewrite the database without its free space
- *	(gdbm_reorganize) under the exclusive lock, keeping owner and mode.
- *	Other processes notice through the change counter and reopen.
+ * sessdb_compact - rewrite the database without its free space (a copy
+ *	renamed over it), keeping owner and mode.  The copy is made under
+ *	the shared lock: other processes read on, writers wait for it (at
+ *	most lock_timeout_ms, then their call fails with
+ *	SESSDB_E_LOCK_TIMEOUT).  Other processes notice the new file
+ *	through the change counter and reopen.  One compaction at a time.
  */
 int sessdb_compact(struct sessdb *db);
 

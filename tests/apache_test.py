@@ -61,7 +61,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -85,22 +84,13 @@ REQUEST = b"GET /index.html HTTP/1.0\r\n\r\n"
 SKIP = 77
 
 
-def free_port():
-    """free_port - a loopback port nobody listens on right now"""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port, seconds=10):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+    """wait_port - does the (detached) daemon listen on port in time?"""
+    try:
+        proctools.wait_listening(None, port, seconds=seconds)
+        return True
+    except Fail:
+        return False
 
 
 class Apache:
@@ -192,7 +182,7 @@ SSLSessionTickets off
     def start(self):
         for _ in range(5):
             if self.port is None:
-                self.port = free_port()
+                self.port = proctools.free_port()
             self.write_conf()
             p = self.ctl("start")
             if p.returncode == 0 and wait_port(self.port):
