@@ -276,7 +276,7 @@ def case_opaque(tmp):
     recs = run_json(["list", "--json"], s.path)["records"]
     got = {r["id"] for r in recs if r.get("protocol") == "opaque"}
     want_eq(got, set(want), "opaque records listed")
-    check(all(r["kind"] == "opaque" for r in recs if r["id"] in got),
+    check(all(r["kind"] == "opaque" for r in recs if r.get("id") in got),
           "opaque records' kind")
     check(any(len(k.split("/")[1]) > 2 * 1024 for k in got), "a key over 1 KiB")
     doc = run_json(["stats", "--json"], s.path)
