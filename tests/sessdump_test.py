@@ -281,6 +281,8 @@ def case_opaque(tmp):
     check(any(len(k.split("/")[1]) > 2 * 1024 for k in got), "a key over 1 KiB")
     doc = run_json(["stats", "--json"], s.path)
     want_eq(doc["records"]["live"], 12 + 8, "stats counts opaque records as live")
+    want_eq(doc["namespaces"]["opaque"], 8, "stats: opaque namespace")
+    want_eq(doc["namespaces"]["server"], s.total(), "stats: server namespace")
     p = run(["verify", "--repair"], db=s.path, rc=0)
     check(b"5 bad, 5 removed" in p.stdout, "verify --repair: %r" % p.stdout)
     run(["sweep"], db=s.path)
