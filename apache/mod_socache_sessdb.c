@@ -21,7 +21,7 @@
  *	OpenSSL glue stores them, so sessdump reads them as sessions; every
  *	other consumer (OCSP stapling, mod_authn_socache, mod_cache_socache)
  *	gets the opaque namespace with its consumer name in front of its
- *	key (docs/FORMAT.md, format 1.3).
+ *	key (docs/FORMAT.md, format 2.1).
  *
  *	Process model: init runs in the parent, as root when Apache starts
  *	as root.  It opens the store once, which creates the files and

@@ -182,21 +182,36 @@ record_crc(const unsigned char *key, size_t key_len, const unsigned char *header
 }
 
 void
-rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
-    const struct rec *r)
+rec_encode_header(unsigned char *out, const struct rec *r)
 {
+	int sealed = (r->flags & REC_F_SEALED) != 0;
+
 	memcpy(out, REC_MAGIC, 4);
-	out[4] = REC_VERSION;
+	/* A plain record stays version 1, which every older reader takes. */
+	out[4] = r->flags != 0 ? REC_VERSION_SEALED : REC_VERSION;
 	out[5] = (unsigned char)r->flags;
-	out[6] = 0;
-	out[7] = 0;
+	out[6] = sealed ? (unsigned char)(r->key_id >> 8) : 0;
+	out[7] = sealed ? (unsigned char)r->key_id : 0;
 	put_be64(out + 8, (uint64_t)r->created);
 	put_be64(out + 16, (uint64_t)r->expires);
 	put_be32(out + 24, (uint32_t)r->payload_len);
+}
+
+void
+rec_encode_finish(unsigned char *out, const unsigned char *key, size_t key_len)
+{
+	put_be32(out + 28, record_crc(key, key_len, out, out + REC_HEADER_LEN,
+	    get_be32(out + 24)));
+}
+
+void
+rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
+    const struct rec *r)
+{
+	rec_encode_header(out, r);
 	if (r->payload_len > 0)
 		memcpy(out + REC_HEADER_LEN, r->payload, r->payload_len);
-	put_be32(out + 28, record_crc(key, key_len, out,
-	    out + REC_HEADER_LEN, r->payload_len));
+	rec_encode_finish(out, key, key_len);
 }
 
 enum rec_status
@@ -217,11 +232,13 @@ rec_decode(const unsigned char *value, size_t value_len,
 		return REC_SHORT;
 	if (memcmp(value, REC_MAGIC, 4) != 0)
 		return REC_BAD_MAGIC;
-	if (value[4] != REC_VERSION)
+	if (value[4] != REC_VERSION && value[4] != REC_VERSION_SEALED)
 		return REC_BAD_VERSION;
-	if ((value[5] & ~REC_FLAGS_KNOWN) != 0)
+	/* Version 1 has no flags; version 2 is written only with one. */
+	if ((value[5] & ~(value[4] == REC_VERSION ? 0 : REC_FLAGS_KNOWN)) != 0 ||
+	    (value[4] == REC_VERSION_SEALED && value[5] == 0))
 		return REC_BAD_FLAGS;
-	if (value[6] != 0 || value[7] != 0)
+	if ((value[5] & REC_F_SEALED) == 0 && (value[6] != 0 || value[7] != 0))
 		return REC_BAD_RESERVED;
 	payload_len = get_be32(value + 24);
 	if (payload_len != value_len - REC_HEADER_LEN)
@@ -238,6 +255,8 @@ rec_decode(const unsigned char *value, size_t value_len,
 		return REC_BAD_CHECKSUM;
 	}
 	r->flags = value[5];
+	if (r->flags & REC_F_SEALED)
+		r->key_id = (unsigned)value[6] << 8 | value[7];
 	r->payload = value + REC_HEADER_LEN;
 	r->payload_len = payload_len;
 	return REC_OK;

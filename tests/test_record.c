@@ -16,7 +16,7 @@ static size_t
 encode_sample(unsigned char *buf, const unsigned char *key, size_t key_len)
 {
 	static const unsigned char payload[16] = "0123456789abcdef";
-	struct rec r = { 0, 1000, 2000, payload, sizeof(payload) };
+	struct rec r = { 0, 1000, 2000, payload, sizeof(payload), 0 };
 
 	rec_encode(buf, key, key_len, &r);
 	return REC_HEADER_LEN + sizeof(payload);
@@ -58,13 +58,62 @@ static void
 test_negative_times(void)
 {
 	unsigned char buf[REC_HEADER_LEN];
-	struct rec in = { 0, -5, -1, NULL, 0 }, out;
+	struct rec in = { 0, -5, -1, NULL, 0, 0 }, out;
 
 	rec_encode(buf, KEY, sizeof(KEY), &in);
 	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
 	CU_ASSERT_EQUAL(out.created, -5);
 	CU_ASSERT_EQUAL(out.expires, -1);
 	CU_ASSERT_EQUAL(out.payload_len, 0);
+}
+
+/* A sealed record's header (format 2): version 2, the flag, the key id;
+ * each rule broken alone (CRC computed again) is refused. */
+static void
+test_sealed_header(void)
+{
+	static const unsigned char payload[40] = "nonce, ciphertext and tag stand-in....";
+	struct rec in = { REC_F_SEALED, 1000, 2000, payload, sizeof(payload), 0xbeef };
+	unsigned char buf[REC_HEADER_LEN + sizeof(payload)];
+	static const struct {
+		const char	*name;
+		int		off, val;
+		enum rec_status	want;
+	} bad[] = {
+		{ "version 1 with the flag",	4, 1,    REC_BAD_FLAGS },
+		{ "unknown flag beside it",	5, 0x03, REC_BAD_FLAGS },
+		{ "version 2 without it",	5, 0,    REC_BAD_FLAGS },
+	};
+	struct rec out;
+
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT_EQUAL(buf[4], REC_VERSION_SEALED);
+	CU_ASSERT_EQUAL(buf[5], REC_F_SEALED);
+	CU_ASSERT(buf[6] == 0xbe && buf[7] == 0xef);
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
+	CU_ASSERT_EQUAL(out.flags, REC_F_SEALED);
+	CU_ASSERT_EQUAL(out.key_id, 0xbeef);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned char c[sizeof(buf)];
+		enum rec_status got;
+
+		memcpy(c, buf, sizeof(c));
+		c[bad[i].off] = (unsigned char)bad[i].val;
+		rec_encode_finish(c, KEY, sizeof(KEY));
+		got = rec_decode(c, sizeof(c), KEY, sizeof(KEY), &out);
+		if (got != bad[i].want)
+			printf("\n  %s: got %s, want %s\n", bad[i].name,
+			    rec_strerror(got), rec_strerror(bad[i].want));
+		CU_ASSERT_EQUAL(got, bad[i].want);
+	}
+	/* A plain record keeps version 1 and zero key id bytes. */
+	in.flags = 0;
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT(buf[4] == REC_VERSION && buf[6] == 0 && buf[7] == 0);
+	buf[6] = 1;
+	rec_encode_finish(buf, KEY, sizeof(KEY));
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out),
+	    REC_BAD_RESERVED);
 }
 
 /* CRC-32C check value from RFC 3720 (B.4): 32 bytes of zeros. */
@@ -100,8 +149,9 @@ static const struct bad_case bad_cases[] = {
 	{ "bad magic",		0,  0,  'X',  REC_BAD_MAGIC },
 	{ "bad magic 4th",	0,  3,  0,    REC_BAD_MAGIC },
 	{ "version 0",		0,  4,  0,    REC_BAD_VERSION },
-	{ "version 2",		0,  4,  2,    REC_BAD_VERSION },
-	{ "flag encrypted",	0,  5,  1,    REC_BAD_FLAGS },
+	{ "version 2, no flag",	0,  4,  2,    REC_BAD_FLAGS },
+	{ "version 3",		0,  4,  3,    REC_BAD_VERSION },
+	{ "flag sealed in v1",	0,  5,  1,    REC_BAD_FLAGS },
 	{ "flag high",		0,  5,  0x80, REC_BAD_FLAGS },
 	{ "reserved",		0,  7,  1,    REC_BAD_RESERVED },
 	{ "huge length",	0,  24, 0xff, REC_BAD_LENGTH },
@@ -221,7 +271,7 @@ struct opaque_case {
 	int		valid;
 };
 
-/* Opaque keys (format 1.3): a consumer name, 0x00, a key of up to 1 KiB and
+/* Opaque keys (format 2.1): a consumer name, 0x00, a key of up to 1 KiB and
  * more; a name that is empty, too long or not ended by 0x00 is refused. */
 static void
 test_opaque_keys(void)
@@ -295,6 +345,7 @@ static const struct tc_case cases[] = {
 	{ "roundtrip", test_roundtrip },
 	{ "layout", test_layout },
 	{ "negative times", test_negative_times },
+	{ "sealed header", test_sealed_header },
 	{ "crc32c vectors", test_crc32c_vectors },
 	{ "malformed records", test_malformed },
 	{ "value under wrong key", test_wrong_key },

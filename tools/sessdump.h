@@ -44,6 +44,7 @@ struct sd_global {
 	int		remote;			/* db_path is a URL (Redis) */
 	unsigned	lock_timeout_ms;	/* 0 = library default */
 	int		progress;		/* show progress on stderr */
+	const char	*key_file;		/* --key or $SESSDB_KEY_FILE */
 };
 
 /* One command: its name, entry point and usage text. */
@@ -69,7 +70,14 @@ struct sd_entry {
 	char		*peer;		/* client records: "host:port", else NULL */
 	int		ticket;		/* client records: a single-use TLS 1.3 ticket */
 	char		*problem;	/* NULL if the record decodes */
+	int		sealed;		/* the record is sealed ... */
+	unsigned	key_id;		/* ... under this key */
+	unsigned	seal;		/* SESSDB_SEAL_*: opened, or why not */
 };
+
+/* sd_entry_unopened - a sealed record we hold no key for: its header
+ * (times, ID) is sound, its payload unread.  Never "corrupt". */
+#define sd_entry_unopened(e) ((e)->seal == SESSDB_SEAL_NOKEY)
 
 /* sessdump.c */
 void sd_usage(FILE *fp, const struct sd_cmd *cmd);
@@ -124,6 +132,7 @@ int sd_cmd_verify(struct sd_global *g, int argc, char **argv);
 int sd_cmd_export(struct sd_global *g, int argc, char **argv);
 int sd_cmd_import(struct sd_global *g, int argc, char **argv);
 int sd_cmd_sweep(struct sd_global *g, int argc, char **argv);
+int sd_cmd_rekey(struct sd_global *g, int argc, char **argv);
 
 const struct sd_cmd *sd_find_cmd(const char *name);
 

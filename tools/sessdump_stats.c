@@ -74,6 +74,8 @@ struct stats {
 	char			*oldest_id, *newest_id;
 	uint64_t		ttl[NBUCKETS];
 	struct tallies		protos, ciphers;
+	uint64_t		sealed, unopened;	/* unopened: no key */
+	struct tallies		keys;		/* sealed records per key id */
 	/* client sessions (namespace 'C'), counted apart as well */
 	uint64_t		client, client_live, client_tickets;
 	uint64_t		opaque;	/* other consumers' records ('O') */
@@ -127,7 +129,16 @@ stats_one(void *arg, const struct sessdb_record *rec)
 	}
 	st->total++;
 	st->bytes += e.size;
-	if (e.problem != NULL) {
+	if (e.sealed) {
+		char kid[8];
+
+		snprintf(kid, sizeof kid, "%04x", e.key_id);
+		st->sealed++;
+		tally_add(&st->keys, kid);
+	}
+	if (sd_entry_unopened(&e))
+		st->unopened++;		/* live or expired by its header */
+	if (e.problem != NULL && !sd_entry_unopened(&e)) {
 		st->corrupt++;
 	} else if (e.expires <= st->now) {
 		st->expired++;
@@ -210,6 +221,9 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 		    (unsigned long long)st->ttl[b]);
 	stats_text_tally("protocols:", &st->protos);
 	stats_text_tally("ciphers:", &st->ciphers);
+	printf("sealed:       %llu (%llu not opened: no key for them)\n",
+	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
+	stats_text_tally("sealed records by key id:", &st->keys);
 	if (st->client > 0)
 		stats_text_tally("client sessions by server (live):",
 		    &st->peers);
@@ -282,6 +296,9 @@ stats_json(const struct stats *st, const struct sessdb_info *info,
 	fputs("]", stdout);
 	stats_json_tally("protocols", &st->protos);
 	stats_json_tally("ciphers", &st->ciphers);
+	printf(",\n \"sealed\": {\"total\": %llu, \"unopened\": %llu}",
+	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
+	stats_json_tally("sealed_by_key_id", &st->keys);
 	printf(",\n \"namespaces\": {\"server\": %llu, \"client\": %llu, "
 	    "\"client_live\": %llu, \"client_tickets\": %llu, \"opaque\": %llu}",
 	    (unsigned long long)(st->total - st->client - st->opaque),
@@ -301,6 +318,7 @@ stats_free(struct stats *st)
 	free(st->newest_id);
 	free(st->protos.v);
 	free(st->ciphers.v);
+	free(st->keys.v);
 	free(st->peers.v);
 }
 

@@ -84,8 +84,9 @@ uint64_t
 sd_record_size(const struct sessdb_record *rec)
 {
 	if (rec->problem != NULL)
-		return rec->key_len + rec->len;
-	return rec->key_len + SESSDB_RECORD_OVERHEAD + rec->len;
+		return rec->key_len + rec->len;	/* the raw value */
+	return rec->key_len + SESSDB_RECORD_OVERHEAD + rec->len +
+	    (rec->seal == SESSDB_SEAL_OPENED ? SESSDB_SEAL_OVERHEAD : 0);
 }
 
 /* sd_parse_hex_id - a hex session ID (colons allowed) into out
@@ -182,8 +183,13 @@ sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec)
 	e->created = rec->meta.created;
 	e->expires = rec->meta.expires;
 	e->size = sd_record_size(rec);
+	e->sealed = (rec->meta.flags & SESSDB_REC_SEALED) != 0;
+	e->key_id = rec->meta.key_id;
+	e->seal = rec->seal;
 	if (sd_decode(rec, &s, &problem) == -1) {
-		e->idhex = tool_hex(rec->key, rec->key_len);
+		/* A sealed record we cannot open still has a sound ID. */
+		e->idhex = rec->seal == SESSDB_SEAL_NOKEY ?
+		    tool_hex(rec->id, rec->id_len) : tool_hex(rec->key, rec->key_len);
 		e->problem = strdup(problem);
 		return e->idhex && e->problem ? 0 : -1;
 	}

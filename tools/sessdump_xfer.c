@@ -38,13 +38,14 @@
 
 #define INPUT_MAX (64u << 20)	/* largest import input accepted */
 #define PEM_LABEL "-----BEGIN SSL SESSION PARAMETERS-----"
-#define OPAQUE_LABEL "SESSDB OPAQUE RECORD"	/* format 1.3 */
+#define OPAQUE_LABEL "SESSDB OPAQUE RECORD"	/* format 2.1 */
 
 struct export {
 	BIO			*out;
 	int			der, live_only;
 	int64_t			now;
 	uint64_t		written, skipped, clients;
+	uint64_t		sealed;		/* skipped: sealed, no key for them */
 	int			failed;
 	struct sd_progress	prog;
 };
@@ -154,8 +155,13 @@ export_one(void *arg, const struct sessdb_record *rec)
 	int rc;
 
 	sd_progress_tick(&ex->prog);
-	if (ex->live_only && rec->problem == NULL && rec->meta.expires <= ex->now)
+	if (ex->live_only && (rec->problem == NULL ||
+	    rec->seal == SESSDB_SEAL_NOKEY) && rec->meta.expires <= ex->now)
 		return 0;
+	if (rec->seal == SESSDB_SEAL_NOKEY) {
+		ex->sealed++;
+		return 0;
+	}
 	/* A client session without its peer header would be imported as a
 	   server session: client sessions stay out of the export. */
 	if (rec->ns == SESSDB_NS_CLIENT) {
@@ -316,6 +322,9 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 	if (ex->skipped)
 		sd_err("export: skipped %llu undecodable records (see verify)",
 		    (unsigned long long)ex->skipped);
+	if (ex->sealed)
+		sd_err("export: skipped %llu sealed records: no key for them "
+		    "(give --key FILE)", (unsigned long long)ex->sealed);
 	if (ex->clients)
 		sd_err("export: left out %llu client sessions (they are not "
 		    "exported)", (unsigned long long)ex->clients);
