@@ -9,6 +9,7 @@
  *	SSLStaplingCache sessdb:/var/cache/apache2/sessdb/sessions.db
  *	SessdbMaxBytes 256M		(the default cap of each store; 0: none)
  *	SessdbMaxEntries 0		(the default: no cap on the count)
+ *	SessdbKeyFile /etc/apache2/sessdb.key	(seal records: AES-256-GCM)
  *
  * DESCRIPTION
  *	Registers the socache provider "sessdb".  Its argument is what
@@ -44,6 +45,8 @@
  *	failed request.  A store that cannot be opened at startup stops
  *	Apache with the reason.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -72,6 +75,7 @@
  * SessdbMaxBytes): read from the configuration before init opens them,
  * back to the defaults before each reading (pre_config). */
 static uint64_t cap_entries, cap_bytes = DEFAULT_MAX_BYTES;
+static const char *key_file;	/* SessdbKeyFile: seal every record */
 
 module AP_MODULE_DECLARE_DATA socache_sessdb_module;
 
@@ -93,6 +97,7 @@ struct ap_socache_instance_t {
 	struct sessdb_stats	closed;		/* counters of closed handles */
 	uint64_t		max_entries;	/* caps, 0 = none */
 	uint64_t		max_bytes;
+	const char		*key_file;	/* sealing keys, NULL = none */
 };
 
 /* log_cb - the library's operator messages into the error log. */
@@ -118,6 +123,7 @@ open_store(ap_socache_instance_t *ctx)
 	o.max_ttl = MAX_TTL;
 	o.max_entries = ctx->max_entries;
 	o.max_bytes = ctx->max_bytes;
+	o.key_file = ctx->key_file;
 	o.log = log_cb;
 	o.log_arg = ctx->s;
 	if ((db = sessdb_open(ctx->path, &o, err, sizeof err)) == NULL)
@@ -271,6 +277,29 @@ own_file(const ap_socache_instance_t *ctx, const char *path)
 	return APR_SUCCESS;
 }
 
+/* check_key_file - is the key file User's (the children open it as User)? */
+static apr_status_t
+check_key_file(const ap_socache_instance_t *ctx)
+{
+	struct stat st;
+
+	if (stat(ctx->key_file, &st) == -1) {
+		apr_status_t rv = APR_FROM_OS_ERROR(errno);
+
+		ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ctx->s,
+		    "sessdb: SessdbKeyFile %s", ctx->key_file);
+		return rv;
+	}
+	if (st.st_uid != ap_unixd_config.user_id) {
+		ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ctx->s, "sessdb: "
+		    "SessdbKeyFile %s must belong to User %s (mode 0600 or "
+		    "0400): the children read it", ctx->key_file,
+		    ap_unixd_config.user_name);
+		return APR_EACCES;
+	}
+	return APR_SUCCESS;
+}
+
 /* sessdb_init - choose the consumer's namespace; in the parent, create or
  * check the store and give its files to User. */
 static apr_status_t
@@ -285,6 +314,7 @@ sessdb_init(ap_socache_instance_t *ctx, const char *cname,
 	ctx->consumer = apr_pstrdup(p, cname);
 	ctx->max_entries = cap_entries;
 	ctx->max_bytes = cap_bytes;
+	ctx->key_file = key_file != NULL ? apr_pstrdup(p, key_file) : NULL;
 	if (strcmp(cname, CONSUMER_SESSIONS) == 0 ||
 	    strcmp(cname, "mod_ssl-session") == 0) {
 		ctx->ns = SESSDB_NS_SERVER;
@@ -312,6 +342,12 @@ sessdb_init(ap_socache_instance_t *ctx, const char *cname,
 		return rv;
 	}
 #endif
+	/* The children read the key file as User: one they could not read
+	 * (the library wants it theirs, 0600 or 0400) stops the start here
+	 * rather than failing every call later. */
+	if (ctx->key_file != NULL && geteuid() == 0 &&
+	    (rv = check_key_file(ctx)) != APR_SUCCESS)
+		return rv;
 	/* Create or check the store now, while the parent may be root, so
 	 * a path that cannot work stops the start with its reason. */
 	if ((db = open_store(ctx)) == NULL)
@@ -592,21 +628,39 @@ bad:
 	    cmd->info != NULL ? "size (N, NK, NM, NG)" : "number", ": ", arg, NULL);
 }
 
+/* set_key_file - SessdbKeyFile PATH (relative: to ServerRoot). */
+static const char *
+set_key_file(cmd_parms *cmd, void *dummy, const char *arg)
+{
+	const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+	if (err != NULL)
+		return err;
+	if ((key_file = ap_server_root_relative(cmd->pool, arg)) == NULL)
+		return apr_pstrcat(cmd->pool, "SessdbKeyFile: invalid path ", arg,
+		    NULL);
+	return NULL;
+}
+
 static const command_rec sessdb_cmds[] = {
 	AP_INIT_TAKE1("SessdbMaxEntries", set_cap, NULL, RSRC_CONF,
 	    "most records in each sessdb: store (0: no cap, the default)"),
 	AP_INIT_TAKE1("SessdbMaxBytes", set_cap, (void *)1, RSRC_CONF,
 	    "most key and value bytes in each sessdb: store, e.g. 256M "
 	    "(the default; 0: no cap)"),
+	AP_INIT_TAKE1("SessdbKeyFile", set_key_file, NULL, RSRC_CONF,
+	    "seal every record of every sessdb: store with the keys in this "
+	    "file (32 random bytes each, owned by User, mode 0600)"),
 	{ NULL },
 };
 
-/* pre_config - the caps' defaults before each reading of the configuration. */
+/* pre_config - the defaults before each reading of the configuration. */
 static int
 pre_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp)
 {
 	cap_entries = 0;
 	cap_bytes = DEFAULT_MAX_BYTES;
+	key_file = NULL;
 	return OK;
 }
 

@@ -8,6 +8,7 @@ SYNOPSIS
     apache_test.py restart 1.2|1.3
     apache_test.py control
     apache_test.py caps
+    apache_test.py sealed
     apache_test.py consumers
 
 DESCRIPTION
@@ -32,6 +33,10 @@ DESCRIPTION
 
     caps: SessdbMaxEntries 3 keeps the store at 3 records or fewer while
     new sessions keep coming.
+
+    sealed: with SessdbKeyFile the sessions resume and are sealed (sessdump
+    reads them only with the key); as root, a key file that is not User's
+    stops the start with the reason.
 
     consumers: one store shared by mod_ssl's sessions, OCSP stapling (an
     `openssl ocsp` responder on loopback, for a CA, an OCSP signer and a
@@ -433,6 +438,41 @@ def case_caps(tmp):
         srv.stop()
 
 
+def case_sealed(tmp):
+    keyfile = os.path.join(tmp, "store", "sessdb.key")
+    srv = Apache(tmp, extra="SessdbKeyFile %s\n" % keyfile)
+    with open(keyfile, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(keyfile, 0o600)
+    try:
+        if os.geteuid() == 0:
+            # a key file the children (User) cannot read stops the start
+            try:
+                srv.start()
+                raise Fail("started with a key file of root's")
+            except Fail as e:
+                check("must belong to User" in srv.error_log(),
+                      "no reason for the refused key file: %s" % e)
+            st = os.stat(os.path.dirname(keyfile))
+            os.chown(keyfile, st.st_uid, st.st_gid)
+        srv.start()
+        rows, _ = offer_chain(srv, "1.2", tmp, 3)
+        check([r[1] for r in rows] == ["Initial", "Resumed", "Resumed"],
+              "sealed store: %r" % rows)
+        rc, out = sessdump(srv, "--key", keyfile, "list", "--json")
+        check(rc == 0, "sessdump --key list: %s" % out)
+        opened = [r for r in json.loads(out)["records"]
+                  if r.get("protocol", "").startswith("TLS")]
+        rc, out = sessdump(srv, "list", "--json")
+        plain = [r for r in json.loads(out)["records"]
+                 if r.get("protocol", "").startswith("TLS")]
+        log("sealed: %d sessions opened with the key, %d without" %
+            (len(opened), len(plain)))
+        check(opened and not plain, "records are not sealed")
+    finally:
+        srv.stop()
+
+
 def openssl(*args, cwd=None):
     p = subprocess.run(["openssl"] + list(args), cwd=cwd, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=60)
@@ -706,6 +746,8 @@ def main(argv):
             case_control(tmp)
         elif case == "caps":
             case_caps(tmp)
+        elif case == "sealed":
+            case_sealed(tmp)
         elif case == "consumers":
             case_consumers(tmp)
         else:
