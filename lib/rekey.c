@@ -201,8 +201,9 @@ reseal_batch(struct sessdb *db, const struct redo *keys, size_t n,
 			res->skipped++;		/* replaced or taken meanwhile */
 			continue;
 		}
+		/* Only where nothing new was put since the removal. */
 		int s = db->be->store(db, old[i].key, old[i].key_len, neu[i].val,
-		    neu[i].val_len, exp[i]);
+		    neu[i].val_len, exp[i], BSTORE_NEW);
 		if (s == 1) {
 			res->resealed++;
 			continue;

@@ -58,6 +58,7 @@ extern "C" {
 #define SESSDB_OK	0
 #define SESSDB_MISS	1	/* get/take: no live record under that key */
 #define SESSDB_FULL	2	/* put: declined, the store is at its cap */
+#define SESSDB_EXISTS	3	/* add: a live record is already there */
 
 /*
  * Error codes: sessdb_errcode() of a handle, sessdb_open_errcode() after a
@@ -266,6 +267,17 @@ const char *sessdb_path(const struct sessdb *db);
  *	refused (-1).  Returns 0, SESSDB_FULL (declined, counted) or -1.
  */
 int sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    const void *data, size_t len, int64_t expires);
+
+/*
+ * sessdb_add - sessdb_put only where no live record is under (ns, id):
+ *	the test and the store are one atomic step across processes (and,
+ *	on Redis, across machines: SET NX), so of several processes adding
+ *	under one key at once, exactly one stores.  An expired or unreadable
+ *	record there is replaced.  Returns 0 (stored), SESSDB_EXISTS (a live
+ *	record is there; nothing changed), SESSDB_FULL or -1.
+ */
+int sessdb_add(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
     const void *data, size_t len, int64_t expires);
 
 /*

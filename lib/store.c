@@ -449,8 +449,10 @@ sessdb_take(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 	if (f == FOUND_KEEP || f == FOUND_ERROR) {
 		/* Not ours to consume: whoever holds its key (or, plain, a
 		 * rekey) may want it. */
-		if (db->be->store(db, key, key_len, v.val, v.val_len,
-		    r.expires) != 1)
+		int put = db->be->store(db, key, key_len, v.val, v.val_len,
+		    r.expires, BSTORE_NEW);
+
+		if (put != 1 && put != 2)	/* 2: a newer one is there */
 			diag_log(db, SESSDB_LOG_WARNING, "%s: a sealed record "
 			    "taken without its key could not be put back", db->path);
 	}
@@ -495,26 +497,27 @@ store_cap_exceeded(const struct sessdb *db, uint64_t entries, uint64_t bytes,
 	return 0;
 }
 
-/* store_record - put a new or replacing record; when the caps decline a
- * new one, sweep the expired records first (at most once a
- * CAP_SWEEP_INTERVAL across all processes) and try once more.  1 stored,
- * 0 declined, -1. */
+/* store_record - put a new or replacing record (flags: BSTORE_NEW);
+ * when the caps decline a new one, sweep the expired records first (at
+ * most once a CAP_SWEEP_INTERVAL across all processes) and try once
+ * more.  1 stored, 0 declined, 2 a live record is there, -1. */
 static int
 store_record(struct sessdb *db, const unsigned char *key, size_t key_len,
-    const unsigned char *val, size_t val_len, int64_t expires)
+    const unsigned char *val, size_t val_len, int64_t expires, unsigned flags)
 {
-	int rc = db->be->store(db, key, key_len, val, val_len, expires);
+	int rc = db->be->store(db, key, key_len, val, val_len, expires, flags);
 
 	if (rc != 0 || !db->be->claim_sweep(db, sessdb_now(db), CAP_SWEEP_INTERVAL))
 		return rc;
 	if (sessdb_sweep(db, 0, NULL, NULL, NULL) == -1)
 		diag_log(db, SESSDB_LOG_WARNING, "%s", db->err);
-	return db->be->store(db, key, key_len, val, val_len, expires);
+	return db->be->store(db, key, key_len, val, val_len, expires, flags);
 }
 
-int
-sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
-    const void *data, size_t len, int64_t expires)
+/* put_flags - sessdb_put and sessdb_add. */
+static int
+put_flags(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    const void *data, size_t len, int64_t expires, unsigned flags)
 {
 	unsigned char key[REC_KEY_MAX];
 	size_t key_len;
@@ -542,15 +545,34 @@ sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 	buf = store_encode(db, key, key_len, data, len, now, expires, &val_len);
 	if (buf == NULL)
 		return -1;
-	rc = store_record(db, key, key_len, buf, val_len, expires);
+	rc = store_record(db, key, key_len, buf, val_len, expires, flags);
 	store_free_value(buf, val_len);	/* payloads hold secrets */
-	if (rc == 0) {
+	switch (rc) {
+	case 0:
 		db->st.declined++;
 		return SESSDB_FULL;
-	}
-	if (rc == 1)
+	case 1:
 		db->st.stores++;
-	return rc == 1 ? 0 : -1;
+		return 0;
+	case 2:
+		return SESSDB_EXISTS;
+	default:
+		return -1;
+	}
+}
+
+int
+sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    const void *data, size_t len, int64_t expires)
+{
+	return put_flags(db, ns, id, id_len, data, len, expires, 0);
+}
+
+int
+sessdb_add(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    const void *data, size_t len, int64_t expires)
+{
+	return put_flags(db, ns, id, id_len, data, len, expires, BSTORE_NEW);
 }
 
 int

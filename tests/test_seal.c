@@ -441,7 +441,7 @@ raw_put(struct sessdb *db, const char *id, unsigned char *val, size_t len)
 
 	rec_encode_finish(val, key, key_len);
 	CU_ASSERT_EQUAL(rec_decode(val, len, key, key_len, &r), REC_OK);
-	CU_ASSERT_EQUAL(db->be->store(db, key, key_len, val, len, T0 + LIFE), 1);
+	CU_ASSERT_EQUAL(db->be->store(db, key, key_len, val, len, T0 + LIFE, 0), 1);
 }
 
 static const char secret[] = "master secret: 0123456789abcdef0123456789abcdef";
