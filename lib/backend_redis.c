@@ -1270,7 +1270,10 @@ scan_keys(struct sessdb *db, struct bscan *s, size_t max, struct call *k)
 			redisReply *e = ks->element[i];
 			struct bitem *it = &s->items[s->n];
 
+			/* A key longer than any record's is not ours: skipped,
+			 * it would not fit the fixed key buffers below. */
 			if (e->type != REDIS_REPLY_STRING || e->len < r->prefix_len ||
+			    e->len - r->prefix_len > REC_KEY_MAX ||
 			    rec_key_is_meta(e->str + r->prefix_len,
 			    e->len - r->prefix_len))
 				continue;

@@ -124,12 +124,32 @@ rec_strerror(enum rec_status status)
 	}
 }
 
+/* id_valid - is id a well-formed identifier of namespace ns? */
+static int
+id_valid(unsigned ns, const unsigned char *id, size_t id_len)
+{
+	const unsigned char *nul;
+
+	switch (ns) {
+	case SESSDB_NS_SERVER:
+	case SESSDB_NS_CLIENT:
+		return id_len >= 1 && id_len <= SESSDB_ID_MAX;
+	case SESSDB_NS_OPAQUE:
+		/* consumer name, 0x00, the consumer's key: both non-empty */
+		if (id_len < 3 || id_len > SESSDB_OPAQUE_ID_MAX)
+			return 0;
+		nul = memchr(id, 0, id_len < SESSDB_CONSUMER_MAX + 1 ?
+		    id_len : SESSDB_CONSUMER_MAX + 1);
+		return nul != NULL && nul != id && nul != id + id_len - 1;
+	default:
+		return 0;
+	}
+}
+
 size_t
 rec_key_make(unsigned char out[REC_KEY_MAX], unsigned ns, const void *id, size_t id_len)
 {
-	if (ns != SESSDB_NS_SERVER && ns != SESSDB_NS_CLIENT)
-		return 0;
-	if (id == NULL || id_len == 0 || id_len > SESSDB_ID_MAX)
+	if (id == NULL || !id_valid(ns, id, id_len))
 		return 0;
 	out[0] = (unsigned char)ns;
 	memcpy(out + 1, id, id_len);
@@ -142,7 +162,7 @@ rec_key_parse(const unsigned char *key, size_t key_len, unsigned *ns,
 {
 	if (key == NULL || key_len < 2 || key_len > REC_KEY_MAX)
 		return REC_BAD_KEY;
-	if (key[0] != SESSDB_NS_SERVER && key[0] != SESSDB_NS_CLIENT)
+	if (!id_valid(key[0], key + 1, key_len - 1))
 		return REC_BAD_KEY;
 	*ns = key[0];
 	*id = key + 1;

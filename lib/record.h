@@ -3,7 +3,11 @@
  *	record.h - the on-disk key and record codec (pure: no I/O, no allocation)
  *
  * DESCRIPTION
- *	Key:    one namespace byte, then the identifier (1..SESSDB_ID_MAX bytes).
+ *	Key:    one namespace byte, then the identifier: 1..SESSDB_ID_MAX bytes
+ *	        for sessions ('S', 'C'); for opaque payloads ('O', format 2.1)
+ *	        a consumer name (1..SESSDB_CONSUMER_MAX bytes, no 0x00), 0x00,
+ *	        and the consumer's key (1 or more bytes), SESSDB_OPAQUE_ID_MAX
+ *	        bytes in all.
  *	Value:  a 32-byte big-endian header, then the payload:
  *
  *	  off len field
@@ -33,7 +37,8 @@
 #define REC_VERSION	1	/* plain records: what older versions read */
 #define REC_VERSION_SEALED 2	/* records with flags (sealed) */
 #define REC_HEADER_LEN	SESSDB_RECORD_OVERHEAD
-#define REC_KEY_MAX	(1 + SESSDB_ID_MAX)
+#define REC_KEY_MAX	(1 + SESSDB_OPAQUE_ID_MAX)	/* longest key of any namespace */
+#define REC_SESSION_KEY_MAX (1 + SESSDB_ID_MAX)	/* longest session key ('S', 'C') */
 #define REC_NS_META	0x00	/* the store's own keys (the marker), never records */
 #define REC_F_SEALED	0x01	/* payload: nonce, ciphertext, tag (seal.h) */
 #define REC_FLAGS_KNOWN	REC_F_SEALED
@@ -51,7 +56,8 @@ enum rec_status {
 	REC_BAD_LENGTH,		/* payload length disagrees with the value size */
 	REC_BAD_TIMES,		/* expires not after created */
 	REC_BAD_CHECKSUM,	/* torn write, bit rot, or value under the wrong key */
-	REC_BAD_KEY,		/* key: empty, unknown namespace, id of 0 or > 32 bytes */
+	REC_BAD_KEY,		/* key: empty, unknown namespace, id too short or long,
+				   opaque id without its consumer name */
 };
 
 struct rec {

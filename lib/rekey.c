@@ -28,7 +28,8 @@
 
 /* One record to seal again: its key, the bytes read, the new bytes. */
 struct redo {
-	unsigned char	key[REC_KEY_MAX];
+	unsigned char	*key;		/* malloc'ed: keys run to REC_KEY_MAX
+					   (1281) bytes, most are 33 */
 	size_t		key_len;
 };
 
@@ -94,6 +95,11 @@ list_keys(struct sessdb *db, struct redo_list *l, struct sessdb_rekey_result *re
 				}
 				l->v = v;
 				l->cap = cap;
+			}
+			if ((l->v[l->n].key = malloc(it->key_len)) == NULL) {
+				rc = diag_error(db, SESSDB_E_NOMEM,
+				    "rekey: out of memory");
+				break;
 			}
 			memcpy(l->v[l->n].key, it->key, it->key_len);
 			l->v[l->n++].key_len = it->key_len;
@@ -249,6 +255,8 @@ sessdb_rekey(struct sessdb *db, struct sessdb_rekey_result *res)
 	}
 	rc = 0;
 out:
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].key);
 	free(l.v);
 	return rc;
 }

@@ -6,7 +6,8 @@
  *	#include <sessdb.h>
  *
  * DESCRIPTION
- *	A store maps keys (a namespace byte and a 1..32 byte identifier) to
+ *	A store maps keys (a namespace byte and an identifier: 1..32 bytes
+ *	for sessions, up to 1280 for other consumers' opaque payloads) to
  *	records (opaque payload bytes with a creation and an expiry time) in one
  *	GDBM file.  Any number of processes may open the same file: readers
  *	take a shared flock on "<db>.lock", writers an exclusive one, and each
@@ -84,8 +85,18 @@ extern "C" {
 /* Key namespaces (first byte of every key). */
 #define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
 #define SESSDB_NS_CLIENT 0x43	/* 'C': client sessions (peer key, slot: sessdb_ssl.h) */
+/* 'O': opaque payloads of other consumers (Apache's socache users: OCSP
+ * stapling, authn, the HTTP cache).  The identifier is the consumer's name
+ * (1..SESSDB_CONSUMER_MAX bytes, no 0x00), a 0x00 byte, then the
+ * consumer's own key (1 or more bytes, any bytes), SESSDB_OPAQUE_ID_MAX in
+ * all.  The store never looks inside the payload; sessdump lists, counts
+ * and exports it as it is. */
+#define SESSDB_NS_OPAQUE 0x4f
+#define SESSDB_CONSUMER_MAX 64
+#define SESSDB_OPAQUE_ID_MAX 1280	/* a key of 1 KiB with a long name */
 
-#define SESSDB_ID_MAX	32	/* longest identifier, as SSL_MAX_SSL_SESSION_ID_LENGTH */
+#define SESSDB_ID_MAX	32	/* longest identifier in the session namespaces
+				   ('S', 'C'), as SSL_MAX_SSL_SESSION_ID_LENGTH */
 #define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
 #define SESSDB_RECORD_OVERHEAD 32	/* bytes a stored value holds beyond its
 					   payload (the record header) */

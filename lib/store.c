@@ -211,7 +211,9 @@ make_key(struct sessdb *db, unsigned char key[REC_KEY_MAX], size_t *key_len,
 	*key_len = rec_key_make(key, ns, id, id_len);
 	if (*key_len == 0)
 		return diag_error(db, SESSDB_E_ARG, "invalid key: namespace 0x%02x, "
-		    "id of %zu bytes (want 1..%d)", ns, id_len, SESSDB_ID_MAX);
+		    "id of %zu bytes (want 1..%d, or for namespace 'O' a consumer "
+		    "name of 1..%d bytes, 0x00 and a key, %d bytes at most)", ns,
+		    id_len, SESSDB_ID_MAX, SESSDB_CONSUMER_MAX, SESSDB_OPAQUE_ID_MAX);
 	return 0;
 }
 

@@ -220,6 +220,7 @@ test_keys(void)
 		{ SESSDB_NS_CLIENT, 16, 17 },
 		{ 0,                16, 0 },
 		{ 0x1ff,            16, 0 },
+		{ SESSDB_NS_OPAQUE, 16, 0 },	/* no 0x00 after a consumer name */
 	};
 	unsigned char id[64], key[REC_KEY_MAX];
 
@@ -263,6 +264,75 @@ test_keys(void)
 	}
 }
 
+struct opaque_case {
+	const char	*name;		/* consumer name, then 0x00 */
+	size_t		name_len;
+	size_t		key_len;	/* bytes of the consumer's key after it */
+	int		valid;
+};
+
+/* Opaque keys (format 2.1): a consumer name, 0x00, a key of up to 1 KiB and
+ * more; a name that is empty, too long or not ended by 0x00 is refused. */
+static void
+test_opaque_keys(void)
+{
+	static char long_name[SESSDB_CONSUMER_MAX + 2];
+	static const struct opaque_case cases[] = {
+		{ "mod_ssl-stapling", 16, 20, 1 },
+		{ "authn-socache", 13, 1, 1 },
+		{ "mod_cache_socache", 17, 1024, 1 },
+		{ "c", 1, SESSDB_OPAQUE_ID_MAX - 2, 1 },
+		{ "c", 1, SESSDB_OPAQUE_ID_MAX - 1, 0 },	/* one byte too long */
+		{ "mod_ssl-stapling", 16, 0, 0 },		/* no key */
+		{ "", 0, 20, 0 },				/* no name */
+		{ long_name, SESSDB_CONSUMER_MAX, 20, 1 },
+		{ long_name, SESSDB_CONSUMER_MAX + 1, 20, 0 },
+	};
+	static unsigned char id[SESSDB_OPAQUE_ID_MAX + 8];
+	unsigned char key[REC_KEY_MAX];
+
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct opaque_case *c = &cases[i];
+		size_t id_len = c->name_len + 1 + c->key_len, got;
+
+		memcpy(id, c->name, c->name_len);
+		id[c->name_len] = 0;
+		memset(id + c->name_len + 1, 0, c->key_len);	/* keys may hold 0x00 */
+		got = rec_key_make(key, SESSDB_NS_OPAQUE, id, id_len);
+		if ((got != 0) != c->valid)
+			printf("\n  opaque key %zu (name %zu, key %zu): got %zu, "
+			    "want %s\n", i, c->name_len, c->key_len, got,
+			    c->valid ? "valid" : "refused");
+		CU_ASSERT_EQUAL(got != 0, c->valid);
+		if (got > 0) {
+			unsigned ns;
+			const unsigned char *pid;
+			size_t plen;
+			unsigned char buf[64 + REC_HEADER_LEN];
+			size_t len = encode_sample(buf, key, got);
+			struct rec r;
+
+			CU_ASSERT_EQUAL(got, 1 + id_len);
+			CU_ASSERT_EQUAL(rec_key_parse(key, got, &ns, &pid, &plen), REC_OK);
+			CU_ASSERT_EQUAL(ns, SESSDB_NS_OPAQUE);
+			CU_ASSERT_EQUAL(plen, id_len);
+			CU_ASSERT_EQUAL(rec_decode(buf, len, key, got, &r), REC_OK);
+		} else {
+			unsigned ns;
+			const unsigned char *pid;
+			size_t plen;
+
+			key[0] = SESSDB_NS_OPAQUE;
+			if (id_len <= REC_KEY_MAX - 1) {
+				memcpy(key + 1, id, id_len);
+				CU_ASSERT_EQUAL(rec_key_parse(key, 1 + id_len, &ns,
+				    &pid, &plen), REC_BAD_KEY);
+			}
+		}
+	}
+}
+
 static void
 test_strerror(void)
 {
@@ -279,6 +349,7 @@ static const struct tc_case cases[] = {
 	{ "crc32c vectors", test_crc32c_vectors },
 	{ "malformed records", test_malformed },
 	{ "value under wrong key", test_wrong_key },
+	{ "opaque keys", test_opaque_keys },
 	{ "keys", test_keys },
 	{ "strerror", test_strerror },
 };

@@ -57,7 +57,8 @@ struct sd_cmd {
 
 /* A decoded record, copied out of a sessdb_foreach callback. */
 struct sd_entry {
-	char		*idhex;		/* session ID, or the raw key if corrupt */
+	char		*idhex;		/* session ID, the raw key if corrupt,
+					   "consumer/hexkey" if opaque */
 	unsigned	ns;
 	int64_t		created;	/* record header times */
 	int64_t		expires;
@@ -97,6 +98,7 @@ int sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 int sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec);
 void sd_entry_clear(struct sd_entry *e);
 uint64_t sd_record_size(const struct sessdb_record *rec);
+char *sd_opaque_name(const struct sessdb_record *rec);
 int sd_parse_hex_id(const char *s, unsigned char *out, size_t *len);
 const char *sd_proto_name(int version, char *buf, size_t len);
 void sd_fmt_time(int64_t t, char *buf, size_t len);

@@ -330,7 +330,7 @@ json_entry(const struct sd_entry *e, int64_t now)
 		sd_json_kint(stdout, "seconds_left",
 		    e->expires > now ? e->expires - now : 0, 1);
 		sd_json_kstr(stdout, "kind", is_client(e) ? "client" :
-		    "server", 1);
+		    e->ns == SESSDB_NS_OPAQUE ? "opaque" : "server", 1);
 		sd_json_kstr(stdout, "sni", e->sni, 1);
 		sd_json_kstr(stdout, "peer_subject", e->subject, 1);
 		if (is_client(e)) {
@@ -648,8 +648,10 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 	if (!bad) {
 		if (rec->ns == SESSDB_NS_CLIENT)
 			add_client(&fs, rec);
-		add_session(&fs, s, sh->secrets);
-		SSL_SESSION_free(s);
+		if (s != NULL) {	/* NULL: an opaque record */
+			add_session(&fs, s, sh->secrets);
+			SSL_SESSION_free(s);
+		}
 	}
 	fields_print(&fs, sh->json);
 	fields_free(&fs);

@@ -78,6 +78,7 @@ struct stats {
 	struct tallies		keys;		/* sealed records per key id */
 	/* client sessions (namespace 'C'), counted apart as well */
 	uint64_t		client, client_live, client_tickets;
+	uint64_t		opaque;	/* other consumers' records ('O') */
 	struct tallies		peers;		/* "host:port sni" of live ones */
 	struct sd_progress	prog;
 };
@@ -151,6 +152,7 @@ stats_one(void *arg, const struct sessdb_record *rec)
 	}
 	if (e.ns == SESSDB_NS_CLIENT)
 		stats_client(st, &e);
+	st->opaque += e.ns == SESSDB_NS_OPAQUE && e.problem == NULL;
 	if (e.problem == NULL) {
 		stats_times(st, &e);
 		tally_add(&st->protos, e.proto);
@@ -201,11 +203,12 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 	    (unsigned long long)st->total, (unsigned long long)st->live,
 	    (unsigned long long)st->expired, (unsigned long long)st->corrupt);
 	printf("namespaces:   server %llu, client %llu (live %llu, of which "
-	    "%llu single-use tickets, for %zu servers)\n",
-	    (unsigned long long)(st->total - st->client),
+	    "%llu single-use tickets, for %zu servers), opaque %llu\n",
+	    (unsigned long long)(st->total - st->client - st->opaque),
 	    (unsigned long long)st->client,
 	    (unsigned long long)st->client_live,
-	    (unsigned long long)st->client_tickets, st->peers.n);
+	    (unsigned long long)st->client_tickets, st->peers.n,
+	    (unsigned long long)st->opaque);
 	if (st->oldest_id != NULL) {
 		sd_fmt_time(st->oldest, t, sizeof t);
 		printf("oldest:       %s  %s\n", t, st->oldest_id);
@@ -297,11 +300,12 @@ stats_json(const struct stats *st, const struct sessdb_info *info,
 	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
 	stats_json_tally("sealed_by_key_id", &st->keys);
 	printf(",\n \"namespaces\": {\"server\": %llu, \"client\": %llu, "
-	    "\"client_live\": %llu, \"client_tickets\": %llu}",
-	    (unsigned long long)(st->total - st->client),
+	    "\"client_live\": %llu, \"client_tickets\": %llu, \"opaque\": %llu}",
+	    (unsigned long long)(st->total - st->client - st->opaque),
 	    (unsigned long long)st->client,
 	    (unsigned long long)st->client_live,
-	    (unsigned long long)st->client_tickets);
+	    (unsigned long long)st->client_tickets,
+	    (unsigned long long)st->opaque);
 	stats_json_tally("client_servers", &st->peers);
 	fputs("\n}\n", stdout);
 }

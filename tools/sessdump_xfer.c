@@ -6,7 +6,9 @@
  *	export writes sessions as PEM "SSL SESSION PARAMETERS" blocks
  *	(PEM_write_bio_SSL_SESSION) or as concatenated DER, the formats that
  *	`openssl sess_id` reads and writes.  The output holds master secrets:
- *	a file named with -o is created mode 0600.
+ *	a file named with -o is created mode 0600.  Other consumers' opaque
+ *	records go out as "SESSDB OPAQUE RECORD" blocks (PEM only), which
+ *	import stores back unchanged and `openssl sess_id` skips.
  *
  *	import reads such files (or stdin), parses every session before it
  *	stores any, refuses the whole run if an input is malformed, and
@@ -36,6 +38,7 @@
 
 #define INPUT_MAX (64u << 20)	/* largest import input accepted */
 #define PEM_LABEL "-----BEGIN SSL SESSION PARAMETERS-----"
+#define OPAQUE_LABEL "SESSDB OPAQUE RECORD"	/* format 2.1 */
 
 struct export {
 	BIO			*out;
@@ -107,6 +110,41 @@ write_session(struct export *ex, SSL_SESSION *s)
 	return 0;
 }
 
+/* write_opaque - an opaque record (another consumer's) as a PEM block
+ * OPAQUE_LABEL holding: expires (8 bytes, big-endian), the identifier's
+ * length (2 bytes), the identifier (consumer name, 0x00, key), the payload.
+ * DER output has no room for it: counted as skipped.  Returns 0 or -1. */
+static int
+write_opaque(struct export *ex, const struct sessdb_record *rec)
+{
+	size_t len = 10 + rec->id_len + rec->len;
+	unsigned char *buf;
+	int ok;
+
+	if (ex->der) {
+		ex->skipped++;
+		return 0;
+	}
+	if ((buf = malloc(len)) == NULL) {
+		ex->failed = 1;
+		return -1;
+	}
+	for (int i = 0; i < 8; i++)
+		buf[i] = (unsigned char)((uint64_t)rec->meta.expires >> (56 - 8 * i));
+	buf[8] = (unsigned char)(rec->id_len >> 8);
+	buf[9] = (unsigned char)rec->id_len;
+	memcpy(buf + 10, rec->id, rec->id_len);
+	memcpy(buf + 10 + rec->id_len, rec->data, rec->len);
+	ok = PEM_write_bio(ex->out, OPAQUE_LABEL, "", buf, (long)len) > 0;
+	tool_wipe_free(buf, len);
+	if (!ok) {
+		ex->failed = 1;
+		return -1;
+	}
+	ex->written++;
+	return 0;
+}
+
 /* export_one - foreach callback for --all and --live. */
 static int
 export_one(void *arg, const struct sessdb_record *rec)
@@ -134,6 +172,8 @@ export_one(void *arg, const struct sessdb_record *rec)
 		ex->skipped++;
 		return 0;
 	}
+	if (s == NULL)		/* opaque: another consumer's record */
+		return write_opaque(ex, rec) == -1 ? -2 : 0;
 	rc = write_session(ex, s);
 	SSL_SESSION_free(s);
 	return rc == -1 ? -2 : 0;
@@ -365,7 +405,9 @@ sd_cmd_export(struct sd_global *g, int argc, char **argv)
 
 /* One parsed session and where it came from. */
 struct in_sess {
-	SSL_SESSION	*s;
+	SSL_SESSION	*s;		/* NULL for an opaque record */
+	unsigned char	*opaque;	/* the OPAQUE_LABEL block's bytes */
+	size_t		opaque_len;
 	const char	*name;		/* input file name */
 	unsigned	index;		/* 1-based position in that file */
 };
@@ -393,7 +435,23 @@ add_session(struct import *im, SSL_SESSION *s, const char *name, unsigned idx)
 		im->v = v;
 		im->cap = cap;
 	}
-	im->v[im->n++] = (struct in_sess){ s, name, idx };
+	im->v[im->n++] = (struct in_sess){ s, NULL, 0, name, idx };
+	return 0;
+}
+
+/* add_opaque - append one opaque record block (taking data, of len bytes,
+ * malloc'ed by OpenSSL); -1 if it is malformed or memory ran out. */
+static int
+add_opaque(struct import *im, unsigned char *data, long len, const char *name,
+    unsigned idx)
+{
+	if (len < 10 || (size_t)len < 10u + ((size_t)data[8] << 8 | data[9]) ||
+	    add_session(im, NULL, name, idx) == -1) {
+		OPENSSL_clear_free(data, len > 0 ? (size_t)len : 0);
+		return -1;
+	}
+	im->v[im->n - 1].opaque = data;
+	im->v[im->n - 1].opaque_len = (size_t)len;
 	return 0;
 }
 
@@ -447,36 +505,63 @@ read_input(int fd, size_t *len, size_t *cap, const char *name)
 	return NULL;
 }
 
-/* parse_pem - every SSL SESSION PARAMETERS block of buf. */
+/* parse_pem - every SSL SESSION PARAMETERS and OPAQUE_LABEL block of
+ * buf (blocks of other names are skipped). */
 static int
 parse_pem(struct import *im, const unsigned char *buf, size_t len,
     const char *name)
 {
 	BIO *b = BIO_new_mem_buf(buf, (int)len);
-	SSL_SESSION *s;
+	char *pname = NULL, *header = NULL;
+	unsigned char *data = NULL;
 	unsigned idx = 0;
+	long dlen;
 	unsigned long e;
+	int rc = -1;
 
 	if (b == NULL)
 		return -1;
 	ERR_clear_error();
-	while ((s = PEM_read_bio_SSL_SESSION(b, NULL, NULL, NULL)) != NULL)
-		if (add_session(im, s, name, ++idx) == -1)
-			break;
-	e = ERR_peek_last_error();
-	BIO_free(b);
-	if (s == NULL && ERR_GET_REASON(e) == PEM_R_NO_START_LINE && idx > 0) {
-		ERR_clear_error();
-		return 0;
+	while (PEM_read_bio(b, &pname, &header, &data, &dlen) == 1) {
+		const unsigned char *p = data;
+		SSL_SESSION *s;
+
+		OPENSSL_free(header);
+		if (strcmp(pname, "SSL SESSION PARAMETERS") == 0) {
+			++idx;
+			s = d2i_SSL_SESSION(NULL, &p, dlen);
+			OPENSSL_clear_free(data, (size_t)dlen);
+			if (s == NULL || add_session(im, s, name, idx) == -1) {
+				OPENSSL_free(pname);
+				goto bad;
+			}
+		} else if (strcmp(pname, OPAQUE_LABEL) == 0) {
+			if (add_opaque(im, data, dlen, name, ++idx) == -1) {
+				OPENSSL_free(pname);
+				goto bad;
+			}
+		} else {
+			OPENSSL_clear_free(data, (size_t)dlen);
+		}
+		OPENSSL_free(pname);
 	}
+	e = ERR_peek_last_error();
+	if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE && idx > 0) {
+		rc = 0;
+		goto out;
+	}
+bad:
+	e = ERR_peek_last_error();
 	if (idx == 0 && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
 		sd_err("import: %s: no SSL SESSION PARAMETERS block", name);
 	else
-		sd_err("import: %s: session %u is malformed (%s)", name, idx + 1,
-		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
-		    "bad PEM or DER");
+		sd_err("import: %s: session %u is malformed (%s)", name,
+		    idx > 0 ? idx : 1, ERR_reason_error_string(e) ?
+		    ERR_reason_error_string(e) : "bad PEM or DER");
+out:
 	ERR_clear_error();
-	return -1;
+	BIO_free(b);
+	return rc;
 }
 
 /* parse_der - concatenated DER sessions filling all of buf. */
@@ -525,7 +610,9 @@ parse_input(struct import *im, const char *name)
 	if (buf == NULL)
 		return -2;
 	pem = im->fmt ? im->fmt == 'p' :
-	    memmem(buf, len, PEM_LABEL, strlen(PEM_LABEL)) != NULL;
+	    memmem(buf, len, PEM_LABEL, strlen(PEM_LABEL)) != NULL ||
+	    memmem(buf, len, "-----BEGIN " OPAQUE_LABEL "-----",
+	    strlen("-----BEGIN " OPAQUE_LABEL "-----")) != NULL;
 	if (len == 0) {
 		sd_err("import: %s: empty input", stdin_ ? "standard input" : name);
 		rc = -1;
@@ -593,6 +680,49 @@ store_one(struct sessdb *db, struct import *im, SSL_SESSION *s)
 	return 0;
 }
 
+/* store_opaque - put one opaque record block back under its identifier
+ * with its expiry; 0 or an exit status.  An expired one is refused. */
+static int
+store_opaque(struct sessdb *db, struct import *im, const struct in_sess *in,
+    int64_t now)
+{
+	const unsigned char *b = in->opaque;
+	size_t id_len = (size_t)b[8] << 8 | b[9];
+	int64_t expires = 0;
+	int rc;
+
+	for (int i = 0; i < 8; i++)
+		expires = (int64_t)((uint64_t)expires << 8 | b[i]);
+	if (expires <= now) {
+		sd_err("import: %s: record %u refused: it has expired", in->name,
+		    in->index);
+		im->refused++;
+		return SD_EXIT_INPUT;
+	}
+	if (im->dry) {
+		im->stored++;
+		return 0;
+	}
+	rc = sessdb_put(db, SESSDB_NS_OPAQUE, b + 10, id_len, b + 10 + id_len,
+	    in->opaque_len - 10 - id_len, expires);
+	if (rc == SESSDB_FULL) {
+		sd_err("import: the store is full; record declined");
+		return SD_EXIT_DB;
+	}
+	if (rc == -1 && sessdb_errcode(db) == SESSDB_E_ARG) {
+		sd_err("import: %s: record %u refused: %s", in->name, in->index,
+		    sessdb_error(db));
+		im->refused++;
+		return SD_EXIT_INPUT;
+	}
+	if (rc == -1) {
+		sd_err("import: %s", sessdb_error(db));
+		return SD_EXIT_DB;
+	}
+	im->stored++;
+	return 0;
+}
+
 /* import_all - check and store every parsed session; an exit status. */
 static int
 import_all(struct sessdb *db, struct import *im)
@@ -602,11 +732,21 @@ import_all(struct sessdb *db, struct import *im)
 
 	for (size_t i = 0; i < im->n; i++) {
 		const struct in_sess *in = &im->v[i];
-		const char *why = refusal(in->s, now);
+		const char *why;
 		unsigned int id_len;
-		const unsigned char *id = SSL_SESSION_get_id(in->s, &id_len);
+		const unsigned char *id;
 		char *hex;
 
+		if (in->s == NULL) {
+			if ((r = store_opaque(db, im, in, now)) != 0) {
+				rc = r;
+				if (r == SD_EXIT_DB)
+					break;
+			}
+			continue;
+		}
+		why = refusal(in->s, now);
+		id = SSL_SESSION_get_id(in->s, &id_len);
 		if (why != NULL) {
 			hex = tool_hex(id, id_len);
 			sd_err("import: %s: session %u (%s) refused: %s", in->name,
@@ -636,8 +776,10 @@ static const struct option import_opts[] = {
 static void
 import_free(struct import *im)
 {
-	for (size_t i = 0; i < im->n; i++)
+	for (size_t i = 0; i < im->n; i++) {
 		SSL_SESSION_free(im->v[i].s);
+		OPENSSL_clear_free(im->v[i].opaque, im->v[i].opaque_len);
+	}
 	free(im->v);
 }
 
