@@ -827,8 +827,10 @@ exchange(struct rds *r, const struct pipe *p, redisReply **rep,
 			e = errno;
 			*timed_out = e == EAGAIN || e == EWOULDBLOCK;
 			*broken = r->c->err == REDIS_ERR_EOF || e == ECONNRESET;
-			while (i-- > 0)
+			while (i-- > 0) {	/* the callers free rep[] too */
 				reply_free(rep[i]);
+				rep[i] = NULL;
+			}
 			return -1;
 		}
 		rep[i] = x;
