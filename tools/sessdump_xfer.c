@@ -8,7 +8,8 @@
  *	`openssl sess_id` reads and writes.  The output holds master secrets:
  *	a file named with -o is created mode 0600.
  *
- *	import reads such files (or stdin), parses every session before it
+ *	import reads such files (or stdin), parses every session (with
+ *	sd_parse_sessions, sessdump_parse.c, which is fuzzed) before it
  *	stores any, refuses the whole run if an input is malformed, and
  *	refuses single sessions that are expired or cannot be resumed.  A
  *	session is stored under its own ID with the expiry it carries
@@ -35,7 +36,6 @@
 #include "sessdump.h"
 
 #define INPUT_MAX (64u << 20)	/* largest import input accepted */
-#define PEM_LABEL "-----BEGIN SSL SESSION PARAMETERS-----"
 
 struct export {
 	BIO			*out;
@@ -52,7 +52,7 @@ struct export {
 static int
 write_pem(BIO *out, const unsigned char *der, size_t len)
 {
-	static const char begin[] = PEM_LABEL "\n";
+	static const char begin[] = SD_PEM_LABEL "\n";
 	static const char end[] = "-----END SSL SESSION PARAMETERS-----\n";
 	size_t b64len = 4 * ((len + 2) / 3);
 	size_t cap = sizeof begin + b64len + b64len / 64 + 1 + sizeof end;
@@ -345,39 +345,12 @@ sd_cmd_export(struct sd_global *g, int argc, char **argv)
 
 /* ---- import ---- */
 
-/* One parsed session and where it came from. */
-struct in_sess {
-	SSL_SESSION	*s;
-	const char	*name;		/* input file name */
-	unsigned	index;		/* 1-based position in that file */
-};
-
 struct import {
-	struct in_sess	*v;
-	size_t		n, cap;
+	struct sd_sessions in;		/* parsed: sessdump_parse.c */
 	int		fmt;		/* 0 detect, 'p' PEM, 'd' DER */
 	int		dry;
 	uint64_t	stored, refused;
 };
-
-/* add_session - append one parsed session (taking the reference). */
-static int
-add_session(struct import *im, SSL_SESSION *s, const char *name, unsigned idx)
-{
-	if (im->n == im->cap) {
-		size_t cap = im->cap ? 2 * im->cap : 16;
-		struct in_sess *v = realloc(im->v, cap * sizeof *v);
-
-		if (v == NULL) {
-			SSL_SESSION_free(s);
-			return -1;
-		}
-		im->v = v;
-		im->cap = cap;
-	}
-	im->v[im->n++] = (struct in_sess){ s, name, idx };
-	return 0;
-}
 
 /* grow - double buf (cap bytes, n used) into a new buffer, wiping the old
  * one (realloc would free it with the sessions still in it). */
@@ -429,63 +402,6 @@ read_input(int fd, size_t *len, size_t *cap, const char *name)
 	return NULL;
 }
 
-/* parse_pem - every SSL SESSION PARAMETERS block of buf. */
-static int
-parse_pem(struct import *im, const unsigned char *buf, size_t len,
-    const char *name)
-{
-	BIO *b = BIO_new_mem_buf(buf, (int)len);
-	SSL_SESSION *s;
-	unsigned idx = 0;
-	unsigned long e;
-
-	if (b == NULL)
-		return -1;
-	ERR_clear_error();
-	while ((s = PEM_read_bio_SSL_SESSION(b, NULL, NULL, NULL)) != NULL)
-		if (add_session(im, s, name, ++idx) == -1)
-			break;
-	e = ERR_peek_last_error();
-	BIO_free(b);
-	if (s == NULL && ERR_GET_REASON(e) == PEM_R_NO_START_LINE && idx > 0) {
-		ERR_clear_error();
-		return 0;
-	}
-	if (idx == 0 && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
-		sd_err("import: %s: no SSL SESSION PARAMETERS block", name);
-	else
-		sd_err("import: %s: session %u is malformed (%s)", name, idx + 1,
-		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
-		    "bad PEM or DER");
-	ERR_clear_error();
-	return -1;
-}
-
-/* parse_der - concatenated DER sessions filling all of buf. */
-static int
-parse_der(struct import *im, const unsigned char *buf, size_t len,
-    const char *name)
-{
-	const unsigned char *p = buf, *end = buf + len;
-	SSL_SESSION *s;
-	unsigned idx = 0;
-
-	while (p < end) {
-		const unsigned char *start = p;
-
-		s = d2i_SSL_SESSION(NULL, &p, end - p);
-		if (s == NULL) {
-			sd_err("import: %s: malformed DER session at byte %zu "
-			    "(not an SSL session)", name, (size_t)(start - buf));
-			ERR_clear_error();
-			return -1;
-		}
-		if (add_session(im, s, name, ++idx) == -1)
-			return -1;
-	}
-	return 0;
-}
-
 /* parse_input - one input: PEM if it carries the PEM label or --pem.
  * Returns 0, -1 if it is malformed, -2 if it cannot be read. */
 static int
@@ -495,7 +411,7 @@ parse_input(struct import *im, const char *name)
 	int fd = stdin_ ? STDIN_FILENO : open(name, O_RDONLY | O_CLOEXEC);
 	unsigned char *buf;
 	size_t len, cap;
-	int rc, pem;
+	int rc;
 
 	if (fd == -1) {
 		sd_err("import: %s: %s", name, strerror(errno));
@@ -506,16 +422,8 @@ parse_input(struct import *im, const char *name)
 		close(fd);
 	if (buf == NULL)
 		return -2;
-	pem = im->fmt ? im->fmt == 'p' :
-	    memmem(buf, len, PEM_LABEL, strlen(PEM_LABEL)) != NULL;
-	if (len == 0) {
-		sd_err("import: %s: empty input", stdin_ ? "standard input" : name);
-		rc = -1;
-	} else if (pem) {
-		rc = parse_pem(im, buf, len, stdin_ ? "standard input" : name);
-	} else {
-		rc = parse_der(im, buf, len, stdin_ ? "standard input" : name);
-	}
+	rc = sd_parse_sessions(&im->in, buf, len, im->fmt,
+	    stdin_ ? "standard input" : name);
 	tool_wipe_free(buf, cap);
 	return rc;
 }
@@ -582,8 +490,8 @@ import_all(struct sessdb *db, struct import *im)
 	int64_t now = sessdb_now(db);
 	int rc = 0, r;
 
-	for (size_t i = 0; i < im->n; i++) {
-		const struct in_sess *in = &im->v[i];
+	for (size_t i = 0; i < im->in.n; i++) {
+		const struct sd_insess *in = &im->in.v[i];
 		const char *why = refusal(in->s, now);
 		unsigned int id_len;
 		const unsigned char *id = SSL_SESSION_get_id(in->s, &id_len);
@@ -614,15 +522,6 @@ static const struct option import_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* import_free - release the parsed sessions. */
-static void
-import_free(struct import *im)
-{
-	for (size_t i = 0; i < im->n; i++)
-		SSL_SESSION_free(im->v[i].s);
-	free(im->v);
-}
-
 /* sd_cmd_import - sessions from PEM/DER files or stdin into the store. */
 int
 sd_cmd_import(struct sd_global *g, int argc, char **argv)
@@ -652,11 +551,11 @@ sd_cmd_import(struct sd_global *g, int argc, char **argv)
 			rc = ch == -2 ? SD_EXIT_IO : SD_EXIT_INPUT;
 	if (rc != 0) {
 		sd_err("import: nothing imported");
-		import_free(&im);
+		sd_sessions_free(&im.in);
 		return rc;
 	}
 	if ((db = sd_open(g, im.dry ? SESSDB_RDONLY : 0, NULL)) == NULL) {
-		import_free(&im);
+		sd_sessions_free(&im.in);
 		return SD_EXIT_DB;
 	}
 	rc = import_all(db, &im);
@@ -664,6 +563,6 @@ sd_cmd_import(struct sd_global *g, int argc, char **argv)
 	    im.dry ? "would store" : "stored", (unsigned long long)im.stored,
 	    (unsigned long long)im.refused);
 	sd_close(db);
-	import_free(&im);
+	sd_sessions_free(&im.in);
 	return rc;
 }
