@@ -204,6 +204,7 @@ default_dir(const char *argv0, char *dir, size_t len)
 	return 0;
 }
 
+/* main - load the seeds, run them, then the mutants. */
 int
 main(int argc, char **argv)
 {

@@ -217,6 +217,7 @@ operate(struct sessdb *db, int rdonly, int compact)
 	    "foreach live");
 }
 
+/* LLVMFuzzerTestOneInput - one input: write the files, open, operate. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -65,6 +65,7 @@ check(SSL_SESSION *s)
 	sessdb_ssl_der_free(der, len);
 }
 
+/* LLVMFuzzerTestOneInput - one input: parse it, check each session. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

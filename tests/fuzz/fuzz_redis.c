@@ -217,6 +217,7 @@ operate(struct sessdb *db)
 	want(sessdb_compact(db), 0, 0, "compact");
 }
 
+/* LLVMFuzzerTestOneInput - one input: serve it, open, operate. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
