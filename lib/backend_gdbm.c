@@ -67,7 +67,7 @@ static void store_end(struct sessdb *db, int wrote);
 static int store_gdbm_fail(struct sessdb *db, const char *what);
 static void store_recount(struct sessdb *db);
 static int store_reserve(struct sessdb *db, size_t bytes);
-static void index_restamp(struct sessdb *db);
+static void index_restamp(struct sessdb *db, int keep);
 
 /* The GDBM backend's part of a handle. */
 struct gdb {
@@ -89,6 +89,8 @@ struct gdb {
 						   or -1 */
 	struct index		ix;		/* the index after the lock page */
 	int			index_tried;	/* made (or failed to make) one */
+	int			index_agrees;	/* a repair checked the index
+						   against the new file */
 	uint64_t		boot;		/* index_boot() of this process */
 };
 
@@ -172,6 +174,14 @@ is_damage(gdbm_error e, int sys)
 	default:
 		return 0;
 	}
+}
+
+/* to_datum - a GDBM datum for bytes (no copy). */
+static datum
+to_datum(const unsigned char *p, size_t len)
+{
+	datum d = { (char *)p, (int)len };
+	return d;
 }
 
 /* gdbm_sys - the system error behind the last GDBM error of dbf, or 0. */
@@ -414,6 +424,7 @@ open_gdbm(struct sessdb *db, int creat, gdbm_error *gerr, int *sys_errno)
 		}
 	}
 	remember_file(db, &st);
+	g->reserved_to = 0;	/* nothing allocated ahead in this file yet */
 	*gerr = GDBM_NO_ERROR;
 	return dbf;
 }
@@ -508,6 +519,91 @@ scrub(struct sessdb *db)
 	db->st.corrupt += n;
 	lock_set_counts(&g->lock, entries, bytes);
 	return n;
+}
+
+/*
+ * The index of live records holds a copy of every record written through
+ * it that was neither deleted nor replaced since (deletes and puts clear a
+ * key's slot before touching the file, and a slot is filled only after the
+ * file took the record).  So after a rebuild, or a file moved aside, the
+ * index can give back what the new file lacks: each record checked (its
+ * CRC over key, header and payload; live), and only under a key the file
+ * does not have.  A key the file has must hold the same bytes, or the
+ * slot goes: the file is the store of record.  An index that went through
+ * this whole pass agrees with the new file and is kept; any other is
+ * emptied.  Only an index that described the damaged file, in this boot,
+ * is read.
+ */
+struct restore {
+	struct sessdb	*db;
+	int64_t		now;
+	size_t		restored;
+	int		failed;		/* errno of a write that failed: stop */
+};
+
+/* restore_one - put one of the index's records back if the file lacks it;
+ * keep its slot only if the file now holds exactly its bytes. */
+static int
+restore_one(void *arg, const unsigned char *key, size_t key_len,
+    const unsigned char *val, size_t val_len)
+{
+	struct restore *rs = arg;
+	struct gdb *g = rs->db->be_state;
+	datum k = to_datum(key, key_len), v;
+	struct rec r;
+	int rc, same;
+
+	if (rec_key_is_meta(key, key_len) ||
+	    rec_decode(val, val_len, key, key_len, &r) != REC_OK ||
+	    r.expires <= rs->now)
+		return INDEX_DROP;
+	if (store_reserve(rs->db, key_len + val_len) == -1) {
+		rs->failed = errno;
+		return INDEX_STOP;
+	}
+	rc = gdbm_store(g->dbf, k, to_datum(val, val_len), GDBM_INSERT);
+	if (rc == 1) {		/* the file has the key: the same record? */
+		v = gdbm_fetch(g->dbf, k);
+		same = v.dptr != NULL && (size_t)v.dsize == val_len &&
+		    memcmp(v.dptr, val, val_len) == 0;
+		store_free_value(v.dptr, v.dptr != NULL ? (size_t)v.dsize : 0);
+		return same ? INDEX_KEEP : INDEX_DROP;
+	}
+	if (!wrote_all(g->dbf, rc)) {
+		rs->failed = gdbm_sys(g->dbf) ? gdbm_sys(g->dbf) : EIO;
+		return INDEX_STOP;
+	}
+	lock_count(&g->lock, 1, (int64_t)(key_len + val_len));
+	rs->restored++;
+	return INDEX_KEEP;
+}
+
+/*
+ * restore_from_index - after a rebuild or a move aside of the file (dev,
+ *	ino), put back what the index holds and g->dbf lacks, and make the
+ *	index agree with g->dbf (LOCK_EX held).  Returns how many records
+ *	were put back; g->index_agrees says whether the index may be kept.
+ */
+static size_t
+restore_from_index(struct sessdb *db, uint64_t dev, uint64_t ino)
+{
+	struct gdb *g = db->be_state;
+	const struct lock_page *p = g->lock.page;
+	struct restore rs = { db, sessdb_now(db), 0, 0 };
+
+	g->index_agrees = 0;
+	if (g->dbf == NULL || g->ix.base == NULL || !g->ix.writable ||
+	    ino == 0 || p->index_ino != ino || p->index_dev != dev ||
+	    p->index_boot != g->boot)
+		return 0;
+	g->size_seen = -1;
+	if (index_walk(&g->ix, restore_one, &rs) == 0)
+		g->index_agrees = 1;
+	else
+		diag_log(db, SESSDB_LOG_WARNING, "%s: putting back records from "
+		    "the index of live records stopped after %zu: %s", db->path,
+		    rs.restored, strerror(rs.failed));
+	return rs.restored;
 }
 
 /*
@@ -640,8 +736,9 @@ rebuild(struct sessdb *db, const char *why)
 	gdbm_recovery rcvr;
 	gdbm_error gerr;
 	int sys_errno, kept = 0, rc;
-	size_t lost;
-	char keep[4096], aside[4096];
+	uint64_t dev = g->db_dev, ino = g->db_ino;
+	size_t lost, restored = 0;
+	char keep[4096], aside[4096], back[96] = "";
 
 	snprintf(keep, sizeof(keep), "%s" REBUILD_KEEP, db->path);
 	if (p->rebuild_started != 0)
@@ -680,6 +777,10 @@ rebuild(struct sessdb *db, const char *why)
 	remember_path(db);
 	g->dbf = open_gdbm(db, 0, &gerr, &sys_errno);
 	lost = rcvr.failed_keys + (g->dbf != NULL ? scrub(db) : 0);
+	restored = restore_from_index(db, dev, ino);
+	if (restored > 0)
+		snprintf(back, sizeof(back), "; %zu records put back from the "
+		    "index of live records", restored);
 	if ((lost > 0 || rcvr.failed_buckets > 0) &&
 	    aside_name(db, aside, sizeof(aside)) == 0 && rename(keep, aside) == 0)
 		kept = 1;
@@ -688,8 +789,8 @@ rebuild(struct sessdb *db, const char *why)
 	__atomic_store_n(&p->rebuild_started, 0, __ATOMIC_RELAXED);
 	diag_log(db, lost > 0 || rcvr.failed_buckets > 0 ? SESSDB_LOG_ERR :
 	    SESSDB_LOG_INFO, "%s: %s; rebuilt with %zu records, lost %zu records "
-	    "and %zu buckets%s%s", db->path, why, rcvr.recovered_keys -
-	    (lost - rcvr.failed_keys), lost, rcvr.failed_buckets,
+	    "and %zu buckets%s%s%s", db->path, why, rcvr.recovered_keys -
+	    (lost - rcvr.failed_keys), lost, rcvr.failed_buckets, back,
 	    kept ? "; the file before the rebuild is kept as " : "",
 	    kept ? aside : (lost > 0 || rcvr.failed_buckets > 0 ?
 	    "; the file before the rebuild could not be kept" : ""));
@@ -712,7 +813,10 @@ checked(struct sessdb *db)
 	}
 	lock_set_writer(&g->lock, 0);
 	g->seen_gen = lock_bump(&g->lock);
-	index_restamp(db);	/* the file was rebuilt or replaced */
+	/* The file was rebuilt or replaced: the index describes it only if
+	 * the repair checked the two against each other. */
+	index_restamp(db, g->index_agrees);
+	g->index_agrees = 0;
 }
 
 /* check_failed - a check or repair could not run for a system error e
@@ -750,7 +854,9 @@ recover(struct sessdb *db, const char *why)
 {
 	struct gdb *g = db->be_state;
 	gdbm_error gerr;
+	uint64_t dev = g->db_dev, ino = g->db_ino;
 	int sys_errno, rc = g->dbf != NULL ? rebuild(db, why) : -1;
+	size_t restored;
 
 	if (rc == -2)
 		return check_failed(db, errno, why);
@@ -766,6 +872,10 @@ recover(struct sessdb *db, const char *why)
 		if (g->dbf == NULL)
 			return check_failed(db, sys_errno, "creating a fresh store");
 		lock_set_counts(&g->lock, 0, 0);
+		if ((restored = restore_from_index(db, dev, ino)) > 0)
+			diag_log(db, SESSDB_LOG_WARNING, "%s: %zu records put "
+			    "back from the index of live records", db->path,
+			    restored);
 	}
 	checked(db);
 	return 0;
@@ -951,12 +1061,16 @@ repair_waits(const struct sessdb *db)
 }
 
 /*
- * index_restamp - empty the index and say which file it now describes
- *	(LOCK_EX held): after a rebuild, a compaction, a replaced file, a new
- *	boot.  Readers trust it only while it names the file they have open.
+ * index_restamp - say which file the index now describes (LOCK_EX held,
+ *	or LOCK_SH by a compaction), emptying it first unless keep: after a
+ *	replaced file or a new boot it is emptied; it is kept after a
+ *	compaction, which copied every record as it was, and after a repair
+ *	that checked it against the new file.  Readers trust it only while
+ *	it names the file they have open: until they reopen the new file
+ *	they read the old one's records from it, which are the same.
  */
 static void
-index_restamp(struct sessdb *db)
+index_restamp(struct sessdb *db, int keep)
 {
 	struct gdb *g = db->be_state;
 	struct lock_page *p = g->lock.page;
@@ -964,7 +1078,8 @@ index_restamp(struct sessdb *db)
 	if (g->ix.base == NULL || !g->ix.writable)
 		return;
 	__atomic_store_n(&p->index_ino, 0, __ATOMIC_RELEASE);
-	index_reset(&g->ix);
+	if (!keep)
+		index_reset(&g->ix);
 	__atomic_store_n(&p->index_dev, g->db_dev, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->index_boot, g->boot, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->index_ino, g->db_ino, __ATOMIC_RELEASE);
@@ -1002,7 +1117,7 @@ index_upkeep(struct sessdb *db)
 		(void)index_open(&g->ix, &g->lock);
 	if (g->ix.base != NULL && (p->index_ino != g->db_ino ||
 	    p->index_dev != g->db_dev || p->index_boot != g->boot))
-		index_restamp(db);
+		index_restamp(db, 0);
 }
 
 /* index_usable - may a lookup trust the index now, with no lock?  Only
@@ -1254,14 +1369,6 @@ precheck(struct sessdb *db)
 	return 0;
 }
 
-
-static datum
-to_datum(const unsigned char *p, size_t len)
-{
-	datum d = { (char *)p, (int)len };
-	return d;
-}
-
 /* to_item - hand a GDBM key and value over to an item (no copy). */
 static void
 to_item(struct bitem *it, datum k, datum v)
@@ -1286,14 +1393,12 @@ static int
 store_reserve(struct sessdb *db, size_t bytes)
 {
 	struct gdb *g = db->be_state;
-	size_t elems = 0;
 	int depth = 0, bsize = 4096, fd = gdbm_fdesc(g->dbf);
 	off_t need, extra = RESERVE_SLACK;
 	struct stat st;
 
 	(void)gdbm_setopt(g->dbf, GDBM_GETDIRDEPTH, &depth, sizeof(depth));
 	(void)gdbm_setopt(g->dbf, GDBM_GETBLOCKSIZE, &bsize, sizeof(bsize));
-	(void)elems;
 	/* The record, a doubled directory, split buckets, avail blocks. */
 	need = (off_t)bytes + 2 * ((off_t)sizeof(off_t) << depth) + 4 * (off_t)bsize;
 	if (g->size_seen >= 0)
@@ -1661,11 +1766,26 @@ gdbm_be_compact(struct sessdb *db)
 	gdbm_recovery rcvr;
 	struct lock_page *p;
 	struct stat st;
-	int e;
+	int64_t none = 0, began = (int64_t)time(NULL);
+	int e, op = LOCK_SH;
 
-	if (store_begin(db, LOCK_EX) == -1)
-		return -1;
-	p = g->lock.page;
+	/* Under LOCK_SH: nobody can change the file while it is copied, and
+	 * readers go on (only writers wait).  One compaction at a time, and
+	 * never beside what an interrupted rebuild left or a file awaiting
+	 * a writer's check: those a writer clears first, so then under
+	 * LOCK_EX, as before. */
+	for (;;) {
+		if (store_begin(db, op) == -1)
+			return -1;
+		p = g->lock.page;
+		if (g->lock.held == LOCK_EX || (lock_writer(&g->lock) == 0 &&
+		    __atomic_compare_exchange_n(&p->rebuild_started, &none,
+		    began, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
+			break;
+		store_end(db, 0);
+		op = LOCK_EX;
+		none = 0;
+	}
 	if (fstat(gdbm_fdesc(g->dbf), &st) == -1) {
 		e = errno;
 		store_end(db, 0);
@@ -1679,7 +1799,7 @@ gdbm_be_compact(struct sessdb *db)
 	 * any failure (no space), its temporary file must not stay behind. */
 	memset(&rcvr, 0, sizeof(rcvr));
 	rcvr.max_failures = 1;
-	__atomic_store_n(&p->rebuild_started, (int64_t)time(NULL), __ATOMIC_RELAXED);
+	__atomic_store_n(&p->rebuild_started, began, __ATOMIC_RELAXED);
 	errno = 0;
 	if (gdbm_recover(g->dbf, &rcvr, GDBM_RCVR_FORCE |
 	    GDBM_RCVR_MAX_FAILURES) != 0 || rcvr.failed_keys + rcvr.failed_buckets > 0) {
@@ -1700,7 +1820,7 @@ gdbm_be_compact(struct sessdb *db)
 		diag_log(db, SESSDB_LOG_WARNING, "%s: restoring owner/mode after "
 		    "compaction: %s", db->path, strerror(errno));
 	remember_path(db);
-	index_restamp(db);	/* a new file: the index describes it */
+	index_restamp(db, 1);	/* the same records in a new file */
 	store_end(db, 1);	/* everyone else must reopen the new file */
 	return 0;
 }

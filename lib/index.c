@@ -227,6 +227,30 @@ index_put(struct index *ix, const unsigned char *key, size_t key_len,
 	slot_end(s);
 }
 
+int
+index_walk(struct index *ix, index_walk_fn fn, void *arg)
+{
+	struct slot *slots = (struct slot *)ix->base;
+
+	for (size_t i = 0; ix->base != NULL && ix->writable && i < ix->nslots; i++) {
+		struct slot *s = &slots[i];
+		int rc;
+
+		if (s->key_len == 0 && !(s->seq & 1))
+			continue;
+		if ((s->seq & 1) || s->key_len > INDEX_KEY_MAX ||
+		    s->val_len == 0 || s->val_len > sizeof(s->val))
+			rc = INDEX_DROP;
+		else
+			rc = fn(arg, s->key, s->key_len, s->val, s->val_len);
+		if (rc == INDEX_STOP)
+			return -1;
+		if (rc == INDEX_DROP)
+			slot_empty(s);
+	}
+	return 0;
+}
+
 void
 index_reset(struct index *ix)
 {

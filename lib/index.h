@@ -14,8 +14,10 @@
  *	reuses it.  The record's own CRC (over key, header and payload)
  *	catches anything else.  The index describes one database file (its
  *	device and inode, and the boot it was written in, in the lock page)
- *	and is emptied whenever the file is rebuilt, compacted, replaced or
- *	moved aside: it is never trusted beyond the file it was filled from.
+ *	and is emptied whenever the file is replaced: it is never trusted
+ *	beyond the file it was filled from.  A compaction, which copies every
+ *	record unchanged, keeps it; a rebuild checks it against the new file
+ *	(putting back what the file lost, index_walk) and then keeps it.
  */
 #ifndef SESSDB_INDEX_H
 #define SESSDB_INDEX_H
@@ -61,6 +63,15 @@ void index_put(struct index *ix, const unsigned char *key, size_t key_len,
 
 /* index_clear - key is about to change or go (LOCK_EX held). */
 void index_clear(struct index *ix, const unsigned char *key, size_t key_len);
+
+/* index_walk - call fn for each record a slot holds whole (LOCK_EX held);
+ * key and val point into the index, valid during the call.  fn returns
+ * INDEX_KEEP, INDEX_DROP (the slot is emptied) or INDEX_STOP.  A slot left
+ * odd by a killed writer is emptied.  Returns 0, or -1 if fn stopped. */
+enum { INDEX_KEEP = 0, INDEX_DROP = 1, INDEX_STOP = -1 };
+typedef int (*index_walk_fn)(void *arg, const unsigned char *key,
+    size_t key_len, const unsigned char *val, size_t val_len);
+int index_walk(struct index *ix, index_walk_fn fn, void *arg);
 
 /* index_reset - empty every slot (LOCK_EX held). */
 void index_reset(struct index *ix);

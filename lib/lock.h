@@ -108,7 +108,8 @@ void lock_release(struct lockfile *lf);
 uint64_t lock_generation(const struct lockfile *lf);
 
 /* lock_bump - a write was committed: increment the change counter.  Must
- * hold LOCK_EX.  Returns the new value. */
+ * hold LOCK_EX, or LOCK_SH while nobody can write (a compaction renamed
+ * its copy over the file).  Returns the new value. */
 uint64_t lock_bump(struct lockfile *lf);
 
 /* lock_writer - the pid marked as writing, or 0. */

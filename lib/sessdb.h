@@ -80,7 +80,7 @@ extern "C" {
 
 /* Key namespaces (first byte of every key). */
 #define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
-#define SESSDB_NS_CLIENT 0x43	/* 'C': reserved for client sessions by peer name */
+#define SESSDB_NS_CLIENT 0x43	/* 'C': client sessions (peer key, slot: sessdb_ssl.h) */
 
 #define SESSDB_ID_MAX	32	/* longest identifier, as SSL_MAX_SSL_SESSION_ID_LENGTH */
 #define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
@@ -294,9 +294,12 @@ struct sessdb_info {
 int sessdb_info(struct sessdb *db, struct sessdb_info *info);
 
 /*
- * sessdb_compact - rewrite the database without its free space
- *	(gdbm_reorganize) under the exclusive lock, keeping owner and mode.
- *	Other processes notice through the change counter and reopen.
+ * sessdb_compact - rewrite the database without its free space (a copy
+ *	renamed over it), keeping owner and mode.  The copy is made under
+ *	the shared lock: other processes read on, writers wait for it (at
+ *	most lock_timeout_ms, then their call fails with
+ *	SESSDB_E_LOCK_TIMEOUT).  Other processes notice the new file
+ *	through the change counter and reopen.  One compaction at a time.
  */
 int sessdb_compact(struct sessdb *db);
 

@@ -1,6 +1,6 @@
 /*
  * NAME
- *	sessdb_ssl.h - attach a sessdb store to an OpenSSL server SSL_CTX
+ *	sessdb_ssl.h - attach a sessdb store to an OpenSSL SSL_CTX, server or client
  *
  * SYNOPSIS
  *	#include <sessdb_ssl.h>
@@ -232,6 +232,149 @@ SSL_SESSION *sessdb_ssl_decode(const void *der, size_t len,
  *	error: sessdb_error), or SESSDB_SSL_UNENCODABLE.
  */
 int sessdb_ssl_put(struct sessdb *db, SSL_SESSION *sess, int64_t expires);
+
+/*
+ * Client side.  A TLS client's processes share the sessions their
+ * servers hand out through the same store, under SESSDB_NS_CLIENT and a
+ * peer key (docs/GLUE.md, "Client side"):
+ *
+ *	sessdb_ssl_attach_client(ctx, db, 0);		once per SSL_CTX
+ *	ssl = SSL_new(ctx); ... verify, ciphers, client certificate ...
+ *	struct sessdb_ssl_peer peer = { .host = "mx.example.org",
+ *	    .port = 25, .sni = "mx.example.org" };
+ *	sessdb_ssl_client_peer(ssl, &peer);		per connection
+ *	SSL_connect(ssl); ...
+ */
+
+/* Flags for sessdb_ssl_attach_client. */
+#define SESSDB_SSL_SHARE_CLIENT_CERT 0x02	/* also share sessions made by
+						   an SSL that has a client
+						   certificate (or callback) */
+
+/* The peer of one client connection (sessdb_ssl_client_peer). */
+struct sessdb_ssl_peer {
+	const char		*host;	/* the server's name or address as the
+					   application knows it; 1..255 bytes */
+	unsigned		port;	/* 1..65535 */
+	const char		*sni;	/* server name to send (the glue sets it
+					   on the SSL); NULL: send none */
+	const unsigned char	*alpn;	/* ALPN protocol list, wire format (the
+					   glue sets it); NULL: none */
+	size_t			alpn_len;
+	const char		*ca_file; /* the CA file ssl's ctx loaded: its
+					   bytes are part of the key; NULL:
+					   none, or see below */
+	const char		*ca_dir;  /* the CA directory it uses: its files'
+					   names and bytes are part of the key */
+	const char		*trust;	/* names other trust settings (a verify
+					   callback's policy); NULL: none */
+};
+
+/* Bytes of a peer key: SHA-256 truncated, so a slot byte fits beside it
+ * in a record identifier (SESSDB_ID_MAX). */
+#define SESSDB_SSL_PEER_KEY_LEN	31
+/* Record slots per peer key: slot 0 holds the reusable session (TLS 1.2
+ * and below), slots 1..7 single-use TLS 1.3 tickets. */
+#define SESSDB_SSL_PEER_SLOTS	8
+
+/*
+ * sessdb_ssl_attach_client - make every SSL of ctx (a client) that names
+ *	its peer (sessdb_ssl_client_peer) resume from db and store in db
+ *	the sessions its servers send.  What it changes on ctx: the session
+ *	cache mode (SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE),
+ *	the new-session callback, an ex_data slot.  OpenSSL's own client
+ *	cache is off: db is the only one.
+ *	Sessions of an SSL that has a client certificate (or a ctx with a
+ *	client certificate callback) are neither stored nor looked up
+ *	unless flags has SESSDB_SSL_SHARE_CLIENT_CERT: such a session
+ *	authenticates as that certificate, and every process sharing db
+ *	could then use it.  The certificate is part of the peer key in any
+ *	case.  db must stay open while ctx is in use.  The glue serialises
+ *	its calls into db per ctx; in a threaded client give each attached
+ *	ctx its own handle.  Attaching again replaces db and flags.  Returns 0, or -1 (ctx unchanged) for a
+ *	server-only method, unknown flags, or no memory.
+ */
+int sessdb_ssl_attach_client(SSL_CTX *ctx, struct sessdb *db, unsigned flags);
+
+/* sessdb_ssl_detach_client - undo attach_client (cache mode, callback,
+ *	state); records stay.  Returns 0, or -1 if ctx is not attached. */
+int sessdb_ssl_detach_client(SSL_CTX *ctx);
+
+/*
+ * sessdb_ssl_client_peer - name ssl's peer, once, after ssl's settings are
+ *	final (protocol range, ciphers, verification, trust store, client
+ *	certificate) and before SSL_connect: sets SNI and ALPN from peer,
+ *	derives the peer key (sessdb_ssl_peer_key), and sets a stored
+ *	session for that key, if any (SSL_set_session).  A TLS 1.3 ticket
+ *	is taken from the store (used once); a TLS 1.2 session is read and
+ *	stays for other connections until it expires.  Afterwards the
+ *	sessions the server sends on ssl are stored under the key, and an
+ *	offered session the server does not resume (or a fatal alert on
+ *	ssl) removes it from the store, seen through an info callback the
+ *	glue sets on ssl, which calls the one ssl (else its ctx) had: set
+ *	yours before this call, not after.  peer is copied.
+ *	Returns 1 (a session was set), 0 (none: a full handshake), or -1
+ *	(ssl's ctx is not attached, bad peer, SNI/ALPN could not be set).
+ *	A store error is a 0, counted in the stats.
+ */
+int sessdb_ssl_client_peer(SSL *ssl, const struct sessdb_ssl_peer *peer);
+
+/*
+ * sessdb_ssl_peer_key - the peer key of ssl's connection to peer: SHA-256,
+ *	truncated to SESSDB_SSL_PEER_KEY_LEN bytes, over host, port, SNI,
+ *	ALPN, the protocol range, the cipher list, the verification mode,
+ *	depth and flags, the names the certificate is verified against
+ *	(SSL_set1_host, an e-mail address, an IP address, host flags), the
+ *	security level, the trust settings, the client certificate (and
+ *	whether a client certificate callback is set), and the OpenSSL
+ *	major version.  Trust settings: the bytes of peer->ca_file, the
+ *	names and bytes of the files in peer->ca_dir, and peer->trust;
+ *	when neither ca_file nor ca_dir is given, the certificates and
+ *	CRLs ssl's verify store holds now instead (a store that loads a
+ *	directory lazily grows as it verifies: name the directory in
+ *	ca_dir so the key stays the same).  Two connections get the same
+ *	key only if all of these agree.  Reads ssl only.  0, or -1 (bad
+ *	peer, a CA file or directory that cannot be read).
+ */
+int sessdb_ssl_peer_key(SSL *ssl, const struct sessdb_ssl_peer *peer,
+    unsigned char key[SESSDB_SSL_PEER_KEY_LEN]);
+
+/* Counters of the client glue on one ctx since attach. */
+struct sessdb_ssl_client_stats {
+	uint64_t lookups;	/* sessdb_ssl_client_peer calls */
+	uint64_t hits;		/* sessions set (offered to the server) */
+	uint64_t taken;		/* of those, single-use tickets taken */
+	uint64_t misses;	/* no usable session for the peer */
+	uint64_t stores;	/* sessions written */
+	uint64_t store_failures; /* encode failed, store full or in error */
+	uint64_t skipped;	/* not written: not resumable, no peer named,
+				   a client certificate without the flag */
+	uint64_t refused;	/* offered sessions the server did not resume
+				   (or a fatal alert): removed */
+	uint64_t rejected;	/* records that did not decode or named another
+				   peer: removed, a miss */
+};
+
+/* sessdb_ssl_client_stats - copy ctx's counters; 0, or -1 if not attached. */
+int sessdb_ssl_client_stats(const SSL_CTX *ctx,
+    struct sessdb_ssl_client_stats *st);
+
+/* Who a client record is for: its payload's peer header. */
+struct sessdb_ssl_client_info {
+	char		host[256];
+	unsigned	port;
+	char		sni[256];	/* "" when no SNI was sent */
+	int		single_use;	/* a TLS 1.3 ticket (taken once) */
+};
+
+/*
+ * sessdb_ssl_client_decode - a client record's payload (docs/FORMAT.md:
+ *	peer header, then the DER): the session as a new reference, info
+ *	(if not NULL) filled.  NULL with *why (if why) set when the payload
+ *	is malformed.  Used by the glue and by sessdump.
+ */
+SSL_SESSION *sessdb_ssl_client_decode(const void *payload, size_t len,
+    struct sessdb_ssl_client_info *info, const char **why);
 
 #ifdef __cplusplus
 }

@@ -51,6 +51,7 @@
 
 #include "sessdb.h"
 #include "sessdb_ssl.h"
+#include "ssl_shared.h"	/* expiry, certificate digests */
 #include "diag.h"	/* diag_log: glue events go to the
 				   application's store log callback */
 
@@ -65,7 +66,7 @@
 #define GLUE_ID_LEN		SHA256_DIGEST_LENGTH
 #define GLUE_ID_MARK_LEN	(GLUE_ID_MAGIC_LEN + GLUE_ID_LEN)
 #define GLUE_ID_TAG		"sessdb server identity v1"
-#define GLUE_CERTS_MAX		16	/* > OpenSSL's key types (9 in 3.0) */
+#define GLUE_CERTS_MAX		SSL_SHARED_CERTS_MAX
 
 /* Per-ctx state, kept in the SSL_CTX's ex_data. */
 struct glue {
@@ -235,26 +236,6 @@ glue_ssl_certs(SSL *ssl, X509 **certs, int max)
 }
 
 /*
- * glue_certs_digest - SHA-256 over the number of certificates and the
- *	SHA-256 of each one's DER, in OpenSSL's key-type order; 0 or -1.
- */
-static int
-glue_certs_digest(X509 *const *certs, int n, unsigned char *md)
-{
-	unsigned char buf[1 + GLUE_CERTS_MAX * GLUE_ID_LEN];
-	unsigned int mdlen;
-	int i;
-
-	buf[0] = (unsigned char)n;
-	for (i = 0; i < n; i++)
-		if (!X509_digest(certs[i], EVP_sha256(),
-		    buf + 1 + i * GLUE_ID_LEN, &mdlen) || mdlen != GLUE_ID_LEN)
-			return -1;
-	SHA256(buf, 1 + (size_t)n * GLUE_ID_LEN, md);
-	return 0;
-}
-
-/*
  * glue_identity_update - note the certificates of ssl, a new SSL of the
  *	attached ctx, as the ctx's identity.  Certificates loaded after
  *	attach, or replaced later, are seen by the next SSL_new; the digest
@@ -277,7 +258,7 @@ glue_identity_update(struct glue *g, SSL *ssl)
 	if (same)
 		return;
 	ERR_set_mark();
-	if (glue_certs_digest(certs, n, md) < 0)
+	if (ssl_shared_certs_digest(certs, n, md) < 0)
 		n = 0;		/* cannot name it: treated as no certificate */
 	ERR_pop_to_mark();
 	if (pthread_mutex_lock(&g->idmu) != 0)
@@ -417,18 +398,6 @@ done:
 	return dup;
 }
 
-/* glue_expires - absolute expiry of sess: its start time plus its timeout. */
-static int64_t
-glue_expires(const SSL_SESSION *sess)
-{
-	int64_t t = (int64_t)SSL_SESSION_get_time(sess);
-	int64_t timeout = (int64_t)SSL_SESSION_get_timeout(sess);
-
-	if (t <= 0 || timeout <= 0)
-		return 0;	/* the store's default_ttl */
-	return t + timeout;
-}
-
 /* Why a session was not stored (glue_skip_unsafe). */
 enum glue_skip { SKIP_BAD_ID, SKIP_NO_SID_CTX, SKIP_NO_CERT };
 
@@ -494,7 +463,7 @@ glue_new_cb(SSL *ssl, SSL_SESSION *sess)
 	if (glue_lock(g) == 0) {
 		/* Encodes (wiping the DER) and stores; the file lock is
 		   taken for the store only. */
-		rc = sessdb_ssl_put(g->db, bound, glue_expires(sess));
+		rc = sessdb_ssl_put(g->db, bound, ssl_shared_expires(sess));
 		if (rc == SESSDB_OK)
 			g->st.stores++;
 		else

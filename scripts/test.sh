@@ -12,8 +12,8 @@
 #	     build-test-asan/ and runs the whole suite again;
 #	  3. runs the C test programs under valgrind (meson test --setup
 #	     valgrind: the suites unit, multiproc, kill, corrupt, identity);
-#	     the script-driven suites (sessdump, realpeer, bench-smoke, fault,
-#	     faults-live, install) would put valgrind around python3, so they
+#	     the script-driven suites (sessdump, realpeer, client, bench-smoke,
+#	     fault, faults-live, install) would put valgrind around python3, so they
 #	     are left to the ASan run, which checks the programs they drive.
 #	     Without valgrind the build has no such setup: step 3 is skipped,
 #	     and says so;
@@ -61,7 +61,8 @@ echo "=== valgrind ==="
 if command -v valgrind >/dev/null 2>&1; then
 	meson test -C build-test --setup valgrind --print-errorlogs \
 	    --num-processes 2 \
-	    --no-suite sessdump --no-suite realpeer --no-suite bench-smoke \
+	    --no-suite sessdump --no-suite realpeer --no-suite client \
+	    --no-suite bench-smoke \
 	    --no-suite fault --no-suite faults-live --no-suite install || status=1
 	# meson names the log after the setup: testlog-valgrind.json
 	summary_files="$summary_files build-test/meson-logs/testlog-valgrind.json"

@@ -9,7 +9,8 @@ SYNOPSIS
 
 DESCRIPTION
     wait_ready waits for a server started with --ready-file to write its
-    port there; stop ends a server as an operator would (SIGTERM, then
+    port there; free_port and wait_listening serve programs that cannot
+    report the port they bound (openssl s_server, gnutls-serv, redis); stop ends a server as an operator would (SIGTERM, then
     SIGKILL if it hangs); die_with_parent (a preexec_fn) makes a server
     die with its test.  Fail, Skip, check and log are the tests' way to
     stop a case and say why.  Used by diskfull.py, realpeer.py and
@@ -60,6 +61,32 @@ def wait_ready(proc, ready, seconds=15):
         time.sleep(0.05)
     with open(ready) as f:
         return int(f.read())
+
+
+def free_port(host="127.0.0.1"):
+    """free_port - a port on host that nobody listens on now (the kernel's
+    choice; another program may take it before the caller binds it)"""
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(proc, port, host="127.0.0.1", seconds=15):
+    """wait_listening - until host:port accepts connections; Fail if proc
+    exits first or it takes longer than seconds"""
+    import socket
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise Fail("server exited with %d before listening on %d" % (
+                proc.returncode, port))
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise Fail("server did not listen on %s:%d in %d s" % (host, port, seconds))
 
 
 def stop(proc, timeout=20):

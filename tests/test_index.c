@@ -35,9 +35,12 @@
  *	round whose kill left a file GDBM could not rebuild (moved aside as
  *	"<db>.corrupt-*") may lose records; how many is printed.
  *
- *	file changed: after a rebuild (a dead writer planted in the lock
- *	page), a compaction, or another store renamed over the database, the
- *	index never answers with a record the file no longer has.
+ *	file changed: after another store renamed over the database the
+ *	index never answers with a record of the old file; after a rebuild
+ *	(a dead writer planted in the lock page) a record the file lost is
+ *	put back from the index and one deleted through the store is not;
+ *	after a compaction (every record copied) the index is kept and
+ *	names the new file.  During a compaction readers go on.
  *
  *	The slot layout is private to lib/index.c; this file mirrors its
  *	header offsets (SLOT_*) and checks them against a real slot first.
@@ -742,21 +745,29 @@ still_indexed(struct sessdb *db, const struct tkey *k, const char *what)
 		    (long long)got);
 }
 
-/* A dead writer planted in the lock page: the next writer checks the
- * file and the index is emptied. */
+/* A dead writer planted in the lock page: the next writer rebuilds the
+ * file and checks the index against the new file.  A record the file
+ * lost (deleted behind the index, as a crash can lose it) is put back
+ * from the index with its bytes, for every process; a record deleted
+ * through the store stays deleted; the index is kept and names the new
+ * file. */
 static void
 test_after_rebuild(void)
 {
 	struct ixmap m;
 	struct sessdb *db = fill("rebuild", 16, &m);
 	struct peer peer;
-	struct tkey k, w;
+	struct tkey k, d, w;
+	struct stat st;
 	pid_t dead;
 
 	small_key(&k, 400);
-	small_key(&w, k.n + 1);
+	small_key(&d, k.n + 1);
+	small_key(&w, k.n + 2);
 	CU_ASSERT_EQUAL(put_v(db, &k, 1), 0);
+	CU_ASSERT_EQUAL(put_v(db, &d, 1), 0);
 	CU_ASSERT_FATAL(slot_layout_ok(find_slot(&m, &k), &k, 1));
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, d.id, d.id_len), 0);
 	peer_start(&peer);
 	expect_peer(&peer, k.n, 1, "before");
 	file_delete(&m, &k);
@@ -771,10 +782,16 @@ test_after_rebuild(void)
 	tc_log_reset();
 	CU_ASSERT_EQUAL(put_v(db, &w, 1), 0);
 	CU_ASSERT_EQUAL(m.page->writer, 0);
-	CU_ASSERT_PTR_NULL(find_slot(&m, &k));
-	expect_v(db, &k, 0, "after a dead writer's check");
-	expect_peer(&peer, k.n, 0, "after a dead writer's check");
-	expect_fresh(&k, 0, "after a dead writer's check");
+	CU_ASSERT(tc_log_seen("1 records put back from the index"));
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(m.page->index_ino, (uint64_t)st.st_ino);
+	CU_ASSERT(slot_layout_ok(find_slot(&m, &k), &k, 1));
+	expect_v(db, &k, 1, "lost by the file, after a dead writer's check");
+	expect_peer(&peer, k.n, 1, "lost by the file, after a dead writer's check");
+	expect_fresh(&k, 1, "lost by the file, after a dead writer's check");
+	expect_v(db, &d, 0, "deleted, after a dead writer's check");
+	expect_peer(&peer, d.n, 0, "deleted, after a dead writer's check");
+	expect_fresh(&d, 0, "deleted, after a dead writer's check");
 	expect_peer(&peer, w.n, 1, "after a dead writer's check");
 	tkey_make(&w, 5);
 	expect_peer(&peer, 5, 1, "an older record after the check");
@@ -784,7 +801,10 @@ test_after_rebuild(void)
 	sessdb_close(db);
 }
 
-/* sessdb_compact rewrites the file (a new inode): the index is emptied. */
+/* sessdb_compact copies every record into a new file (a new inode): the
+ * index is kept and now names the new file, so what it held is still
+ * answered, here, in another process and in a fresh handle, and what is
+ * deleted after the compaction is gone for every one of them. */
 static void
 test_after_compact(void)
 {
@@ -792,26 +812,100 @@ test_after_compact(void)
 	struct sessdb *db = fill("compact", 64, &m);
 	struct peer peer;
 	struct tkey k, w;
+	struct stat st;
 
 	small_key(&k, 500);
 	CU_ASSERT_EQUAL(put_v(db, &k, 1), 0);
 	CU_ASSERT_FATAL(slot_layout_ok(find_slot(&m, &k), &k, 1));
 	peer_start(&peer);
 	expect_peer(&peer, k.n, 1, "before");
-	file_delete(&m, &k);
-	still_indexed(db, &k, "compact");
-	CU_ASSERT_EQUAL(peer_do(&peer, OP_GET, k.n), 1);
 
 	CU_ASSERT_EQUAL(sessdb_compact(db), 0);
-	CU_ASSERT_PTR_NULL(find_slot(&m, &k));
-	expect_v(db, &k, 0, "after a compaction");
-	expect_peer(&peer, k.n, 0, "after a compaction");
-	expect_fresh(&k, 0, "after a compaction");
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(m.page->index_ino, (uint64_t)st.st_ino);
+	CU_ASSERT(slot_layout_ok(find_slot(&m, &k), &k, 1));
+	expect_v(db, &k, 1, "after a compaction");
+	expect_peer(&peer, k.n, 1, "after a compaction");
+	expect_fresh(&k, 1, "after a compaction");
 	tkey_make(&w, 7);
 	expect_peer(&peer, 7, 1, "an older record after a compaction");
 	expect_v(db, &w, 1, "an older record after a compaction");
 
+	CU_ASSERT_EQUAL(sessdb_delete(db, NS, k.id, k.id_len), 0);
+	CU_ASSERT_PTR_NULL(find_slot(&m, &k));
+	expect_v(db, &k, 0, "deleted after a compaction");
+	expect_peer(&peer, k.n, 0, "deleted after a compaction");
+	expect_fresh(&k, 0, "deleted after a compaction");
+
 	peer_stop(&peer);
+	ixmap_close(&m);
+	sessdb_close(db);
+}
+
+/* During a compaction readers go on and writers wait: the copy is made
+ * under LOCK_SH.  A child compacts a store larger than the index; while
+ * the lock page says a compaction runs, this process can take the shared
+ * lock but not the exclusive one, and reads records (indexed or not,
+ * hence through the file) with no lock timeout.  Afterwards every record
+ * is still there.  A probe counts only if the compaction was still
+ * running after it. */
+static void
+test_during_compact(void)
+{
+	unsigned n = tc_under_valgrind() ? 3000 : 30000, probed = 0, reads = 0;
+	struct ixmap m;
+	struct sessdb *db = fill("compacting", n, &m);
+	struct tkey k;
+	pid_t pid;
+	double t0;
+
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		struct sessdb *c = open_store();
+		int rc = c != NULL && sessdb_compact(c) == 0 ? 0 : 1;
+
+		sessdb_close(c);
+		_exit(rc);
+	}
+	CU_ASSERT_FATAL(pid > 0);
+	t0 = tc_mono_secs();
+	while (__atomic_load_n(&m.page->rebuild_started, __ATOMIC_ACQUIRE) == 0 &&
+	    tc_mono_secs() - t0 < 30 && waitpid(pid, NULL, WNOHANG) == 0)
+		;
+	for (unsigned i = 0; __atomic_load_n(&m.page->rebuild_started,
+	    __ATOMIC_ACQUIRE) != 0; i = (i + 7919) % n) {
+		int sh = flock(m.fd, LOCK_SH | LOCK_NB);
+		int ex;
+		int64_t got;
+
+		if (sh == 0)
+			flock(m.fd, LOCK_UN);
+		ex = flock(m.fd, LOCK_EX | LOCK_NB);
+		if (ex == 0)
+			flock(m.fd, LOCK_UN);
+		tkey_make(&k, i);
+		got = get_v(db, &k);
+		if (__atomic_load_n(&m.page->rebuild_started, __ATOMIC_ACQUIRE) == 0)
+			break;		/* it ended meanwhile: not a probe */
+		if (got != 1)
+			printf("\n  during a compaction: key %u: got %lld, want 1\n",
+			    i, (long long)got);
+		reads += got == 1;
+		CU_ASSERT_EQUAL(sh, 0);
+		CU_ASSERT_EQUAL(ex, -1);
+		probed++;
+	}
+	CU_ASSERT(tc_wait_ok(pid, "compacting child"));
+	if (probed == 0)
+		printf("\n  the compaction ended before a probe could be made "
+		    "(%u records); nothing was checked during it\n", n);
+	CU_ASSERT(probed > 0);
+	CU_ASSERT_EQUAL(reads, probed);
+	CU_ASSERT_EQUAL(sessdb_errcode(db), 0);
+	for (unsigned i = 0; i < n; i += 97) {
+		tkey_make(&k, i);
+		expect_v(db, &k, 1, "after a compaction others read during");
+	}
 	ixmap_close(&m);
 	sessdb_close(db);
 }
@@ -1307,8 +1401,9 @@ static const struct tc_case cases[] = {
 	{ "index of another file: not read", test_other_file },
 	{ "deleted or taken: gone for every process", test_gone_everywhere },
 	{ "writers SIGKILLed at random, readers hammering", test_random_kills },
-	{ "after a dead writer's check", test_after_rebuild },
+	{ "after a dead writer's check: lost records put back", test_after_rebuild },
 	{ "after sessdb_compact", test_after_compact },
+	{ "during sessdb_compact: readers go on, writers wait", test_during_compact },
 	{ "after another store renamed over the database", test_after_rename },
 };
 

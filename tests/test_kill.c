@@ -30,7 +30,10 @@
  *	"<db>.lock" and sleeps; calls that need the lock fail after
  *	lock_timeout_ms with an error naming the lock, and are counted.
  *
- *	Rounds are reduced under valgrind (SESSDB_UNDER_VALGRIND set).
+ *	Rounds are reduced under valgrind (SESSDB_UNDER_VALGRIND set).  A
+ *	manual long run: SESSDB_KILL_ROUNDS=1000 build/tests/test_kill (the
+ *	summary line gives rounds, records lost with a moved-aside file, and
+ *	wrong records).
  */
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -362,6 +365,7 @@ struct totals {
 	unsigned	early_kills;	/* kills before the writer said a word */
 	unsigned	recovered;	/* rounds repaired in place */
 	unsigned	moved;		/* rounds that moved a damaged file aside */
+	unsigned	moved_lost;	/* acknowledged records lost with them */
 	unsigned	debris;		/* undecodable leftovers of those, swept */
 	unsigned	inflight_lost;	/* puts in flight that lost both versions */
 	/* failures: */
@@ -538,6 +542,7 @@ check_fresh(int round, const struct inflight *fl, unsigned corrupt_before,
 		 * with what could be rebuilt).  Records may be lost; the
 		 * log says so and the store must work. */
 		tot->moved++;
+		tot->moved_lost += t.missing;
 		CU_ASSERT(tc_log_calls > 0);
 		CU_ASSERT(st.recoveries > 0);
 		printf("\n  round %d: damaged file moved aside (%s)\n", round,
@@ -639,11 +644,13 @@ check_totals(struct sessdb *lived, int rounds, const struct totals *tot)
 		sb.st_size = 0;
 	printf("\n  %d kill rounds: %u operations acknowledged; %u kills with an "
 	    "operation in flight, %u while opening; %u repaired in place, %u "
-	    "moved a damaged file aside (%u undecodable leftovers swept); %u "
-	    "puts in flight lost both versions; entry counter drift %lld; %u "
+	    "moved a damaged file aside (%u acknowledged records lost with "
+	    "them, %u undecodable leftovers swept); %u puts in flight lost both "
+	    "versions; %u wrong records; entry counter drift %lld; %u "
 	    "records, file %lld bytes\n", rounds, tot->acked,
 	    tot->inflight_kills, tot->early_kills, tot->recovered, tot->moved,
-	    tot->debris, tot->inflight_lost, drift, model_count(),
+	    tot->moved_lost, tot->debris, tot->inflight_lost, tot->wrong, drift,
+	    model_count(),
 	    (long long)sb.st_size);
 }
 
@@ -651,7 +658,9 @@ check_totals(struct sessdb *lived, int rounds, const struct totals *tot)
 static void
 test_kill_rounds(void)
 {
-	int rounds = tc_under_valgrind() ? ROUNDS_VG : ROUNDS;
+	const char *manual = getenv("SESSDB_KILL_ROUNDS");
+	int rounds = manual != NULL && atoi(manual) > 0 ? atoi(manual) :
+	    tc_under_valgrind() ? ROUNDS_VG : ROUNDS;
 	unsigned max_delay = tc_under_valgrind() ? 20 * MAX_DELAY_US : MAX_DELAY_US;
 	struct sessdb_options o = opts();
 	struct totals tot = { 0 };

@@ -32,8 +32,10 @@
 
 /* cmds - every command, in the order --help lists them. */
 static const struct sd_cmd cmds[] = {
-	{ "list", sd_cmd_list, "list [--live|--expired|--corrupt] [--sort KEY] [--reverse] [--json]",
+	{ "list", sd_cmd_list, "list [--live|--expired|--corrupt] [--server|--client] [--sort KEY] [--reverse] [--json]",
 	  "  --live          only records that have not expired\n"
+	  "  --server        only server sessions\n"
+	  "  --client        only client sessions (a table with their servers)\n"
 	  "  --expired       only expired records\n"
 	  "  --corrupt       only records that fail to decode\n"
 	  "  --sort KEY      created (default), expires, id, size, protocol, cipher\n"

@@ -65,6 +65,8 @@ struct sd_entry {
 	char		cipher[64];
 	char		*sni;		/* NULL if none */
 	char		*subject;	/* peer certificate subject, NULL if none */
+	char		*peer;		/* client records: "host:port", else NULL */
+	int		ticket;		/* client records: a single-use TLS 1.3 ticket */
 	char		*problem;	/* NULL if the record decodes */
 };
 

@@ -34,11 +34,22 @@ keep(const struct sd_entry *e, enum filter f, int64_t now)
 	}
 }
 
+/* Which kind of record list shows: server sessions, client sessions. */
+enum kind { K_BOTH, K_SERVER, K_CLIENT };
+
+/* is_client - whether e is a client session (namespace 'C'). */
+static int
+is_client(const struct sd_entry *e)
+{
+	return e->ns == SESSDB_NS_CLIENT;
+}
+
 /* The entries list collects. */
 struct collect {
 	struct sd_entry		*v;
 	size_t			n, cap;
 	enum filter		filter;
+	enum kind		kind;
 	int64_t			now;
 	struct sd_progress	prog;
 };
@@ -53,7 +64,9 @@ collect_one(void *arg, const struct sessdb_record *rec)
 	sd_progress_tick(&c->prog);
 	if (sd_entry_fill(&e, rec) == -1)
 		goto oom;
-	if (!keep(&e, c->filter, c->now)) {
+	if (!keep(&e, c->filter, c->now) ||
+	    (c->kind == K_SERVER && is_client(&e)) ||
+	    (c->kind == K_CLIENT && !is_client(&e))) {
 		sd_entry_clear(&e);
 		return 0;
 	}
@@ -218,15 +231,55 @@ list_text_row(const struct sd_entry *e, int64_t now)
 	fputc('\n', stdout);
 }
 
-/* list_text - the table for list. */
+/* list_client_row - one row of the client sessions' table. */
+static void
+list_client_row(const struct sd_entry *e, int64_t now)
+{
+	char created[32], expires[32], left[32];
+
+	if (e->problem != NULL) {
+		list_text_row(e, now);
+		return;
+	}
+	sd_fmt_time(e->created, created, sizeof created);
+	sd_fmt_time(e->expires, expires, sizeof expires);
+	sd_fmt_left(e->expires - now, left, sizeof left);
+	printf("%-64s  %-7s  %-29s  %s  %s  %-8s  %5llu  %-6s  ", e->idhex,
+	    e->proto, e->cipher, created, expires, left,
+	    (unsigned long long)e->size, e->ticket ? "ticket" : "reuse");
+	sd_print_safe(stdout, e->peer ? e->peer : "-");
+	fputs("  ", stdout);
+	sd_print_safe(stdout, e->sni ? e->sni : "-");
+	fputc('\n', stdout);
+}
+
+/* list_text - the tables for list: server sessions, then (apart, with
+ * their peers) client sessions. */
 static void
 list_text(const struct collect *c)
 {
-	printf("%-64s  %-7s  %-29s  %-20s  %-20s  %-8s  %5s  %s  %s\n", "ID",
-	    "PROTO", "CIPHER", "CREATED", "EXPIRES", "LEFT", "SIZE", "SNI",
-	    "PEER");
-	for (size_t i = 0; i < c->n; i++)
-		list_text_row(&c->v[i], c->now);
+	size_t i, nclient = 0;
+
+	for (i = 0; i < c->n; i++)
+		nclient += is_client(&c->v[i]);
+	if (c->kind != K_CLIENT) {
+		printf("%-64s  %-7s  %-29s  %-20s  %-20s  %-8s  %5s  %s  %s\n",
+		    "ID", "PROTO", "CIPHER", "CREATED", "EXPIRES", "LEFT",
+		    "SIZE", "SNI", "PEER");
+		for (i = 0; i < c->n; i++)
+			if (!is_client(&c->v[i]))
+				list_text_row(&c->v[i], c->now);
+	}
+	if (nclient == 0 && c->kind != K_CLIENT)
+		return;
+	if (c->kind != K_CLIENT)
+		printf("\nclient sessions (%zu):\n", nclient);
+	printf("%-64s  %-7s  %-29s  %-20s  %-20s  %-8s  %5s  %-6s  %s  %s\n",
+	    "CLIENT KEY", "PROTO", "CIPHER", "CREATED", "EXPIRES", "LEFT",
+	    "SIZE", "KIND", "SERVER", "SNI");
+	for (i = 0; i < c->n; i++)
+		if (is_client(&c->v[i]))
+			list_client_row(&c->v[i], c->now);
 }
 
 /* json_entry - one record as a JSON object (no trailing newline). */
@@ -254,8 +307,15 @@ json_entry(const struct sd_entry *e, int64_t now)
 		sd_json_kstr(stdout, "expires_utc", expires, 1);
 		sd_json_kint(stdout, "seconds_left",
 		    e->expires > now ? e->expires - now : 0, 1);
+		sd_json_kstr(stdout, "kind", is_client(e) ? "client" :
+		    "server", 1);
 		sd_json_kstr(stdout, "sni", e->sni, 1);
 		sd_json_kstr(stdout, "peer_subject", e->subject, 1);
+		if (is_client(e)) {
+			sd_json_kstr(stdout, "server", e->peer, 1);
+			sd_json_kstr(stdout, "client_kind", e->ticket ?
+			    "ticket" : "reuse", 1);
+		}
 	}
 	fputs("}", stdout);
 }
@@ -283,6 +343,8 @@ static const struct option list_opts[] = {
 	{ "sort", required_argument, NULL, 's' },
 	{ "reverse", no_argument, NULL, 'r' },
 	{ "json", no_argument, NULL, 'j' },
+	{ "server", no_argument, NULL, 'S' },
+	{ "client", no_argument, NULL, 'C' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -293,7 +355,7 @@ sd_cmd_list(struct sd_global *g, int argc, char **argv)
 	const struct sd_cmd *me = sd_find_cmd("list");
 	int (*cmp)(const void *, const void *) = cmp_created;
 	struct collect c = { .filter = F_ALL };
-	int json = 0, rev = 0, ch, rc, nfilt = 0;
+	int json = 0, rev = 0, ch, rc, nfilt = 0, nkind = 0;
 	struct sessdb *db;
 
 	while ((ch = sd_getopt(g, argc, argv, "", list_opts)) != -1) {
@@ -303,6 +365,8 @@ sd_cmd_list(struct sd_global *g, int argc, char **argv)
 		case 'c': c.filter = F_CORRUPT; nfilt++; break;
 		case 'r': rev = 1; break;
 		case 'j': json = 1; break;
+		case 'S': c.kind = K_SERVER; nkind++; break;
+		case 'C': c.kind = K_CLIENT; nkind++; break;
 		case 's':
 			if ((cmp = find_sort(optarg)) == NULL)
 				return sd_bad_usage(me, "list: unknown sort key '%s'",
@@ -317,6 +381,9 @@ sd_cmd_list(struct sd_global *g, int argc, char **argv)
 	if (nfilt > 1)
 		return sd_bad_usage(me, "list: --live, --expired and --corrupt "
 		    "exclude each other");
+	if (nkind > 1)
+		return sd_bad_usage(me, "list: --server and --client exclude "
+		    "each other");
 	if ((db = sd_open(g, SESSDB_RDONLY, NULL)) == NULL)
 		return SD_EXIT_DB;
 	if ((rc = collect_all(db, g, &c)) == 0) {
@@ -499,6 +566,25 @@ add_session(struct fields *fs, SSL_SESSION *s, int secrets)
 	add_secret(fs, s, secrets);
 }
 
+/* add_client - whom a client session is for (its payload's peer header). */
+static void
+add_client(struct fields *fs, const struct sessdb_record *rec)
+{
+	struct sessdb_ssl_client_info info;
+	SSL_SESSION *s;
+	char buf[sizeof info.host + 8];
+
+	if ((s = sessdb_ssl_client_decode(rec->data, rec->len, &info,
+	    NULL)) == NULL)
+		return;
+	SSL_SESSION_free(s);
+	snprintf(buf, sizeof buf, "%s:%u", info.host, info.port);
+	add_str(fs, "client session for:", "server", buf);
+	add_str(fs, "SNI sent:", "sni_sent", info.sni[0] ? info.sni : NULL);
+	add_str(fs, "kind:", "client_kind", info.single_use ?
+	    "ticket (used once)" : "reuse (until it expires)");
+}
+
 /* What show is looking for and how to print it. */
 struct show {
 	unsigned char	key[1 + SESSDB_ID_MAX];
@@ -517,7 +603,8 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 	char left[32];
 	int bad = sd_decode(rec, &s, &problem) == -1;
 
-	add_own(&fs, bad ? "key:" : "session ID:", bad ? "key" : "id",
+	add_own(&fs, bad ? "key:" : rec->ns == SESSDB_NS_CLIENT ?
+	    "client key:" : "session ID:", bad ? "key" : "id",
 	    bad ? tool_hex(rec->key, rec->key_len) : tool_hex(rec->id, rec->id_len));
 	sd_fmt_left(rec->meta.expires - sh->now, left, sizeof left);
 	add_str(&fs, "status:", "status", bad ? "corrupt" :
@@ -530,6 +617,8 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 		add_time(&fs, "expires:", "expires_utc", rec->meta.expires);
 		add_num(&fs, "expires (unix):", "expires", rec->meta.expires);
 		add_str(&fs, "time left:", "time_left", left);
+		if (rec->ns == SESSDB_NS_CLIENT)
+			add_client(&fs, rec);
 		add_session(&fs, s, sh->secrets);
 		SSL_SESSION_free(s);
 	}
@@ -551,16 +640,17 @@ show_scan(void *arg, const struct sessdb_record *rec)
 	return 1;
 }
 
-/* show_get - try the fast path: a live record through sessdb_get. */
+/* show_get - try the fast path: a live record through sessdb_get, under
+ * the namespace in sh->key[0]. */
 static int
 show_get(struct sessdb *db, struct show *sh)
 {
-	struct sessdb_record rec = { .ns = SESSDB_NS_SERVER };
+	struct sessdb_record rec = { .ns = sh->key[0] };
 	void *data;
 	size_t len;
 	int rc;
 
-	rc = sessdb_get(db, SESSDB_NS_SERVER, sh->key + 1, sh->key_len - 1,
+	rc = sessdb_get(db, sh->key[0], sh->key + 1, sh->key_len - 1,
 	    &data, &len, &rec.meta);
 	if (rc != SESSDB_OK)
 		return rc;
@@ -610,6 +700,12 @@ sd_cmd_show(struct sd_global *g, int argc, char **argv)
 	sh.now = sessdb_now(db);
 	if ((rc = show_get(db, &sh)) == SESSDB_MISS)
 		rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
+	if (rc == 0 && !sh.found && id_len == SESSDB_ID_MAX) {
+		/* a client session's key (peer key and slot) */
+		sh.key[0] = SESSDB_NS_CLIENT;
+		if ((rc = show_get(db, &sh)) == SESSDB_MISS)
+			rc = sessdb_foreach(db, 0, show_scan, &sh) == -1 ? -1 : 0;
+	}
 	if (rc == -1)
 		sd_err("%s: %s", g->db_name, sd_db_error(g, db));
 	sd_close(db);

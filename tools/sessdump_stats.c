@@ -74,6 +74,9 @@ struct stats {
 	char			*oldest_id, *newest_id;
 	uint64_t		ttl[NBUCKETS];
 	struct tallies		protos, ciphers;
+	/* client sessions (namespace 'C'), counted apart as well */
+	uint64_t		client, client_live, client_tickets;
+	struct tallies		peers;		/* "host:port sni" of live ones */
 	struct sd_progress	prog;
 };
 
@@ -91,6 +94,22 @@ stats_times(struct stats *st, const struct sd_entry *e)
 		st->newest_id = strdup(e->idhex);
 		st->newest = e->created;
 	}
+}
+
+/* stats_client - count a client session and its server. */
+static void
+stats_client(struct stats *st, const struct sd_entry *e)
+{
+	char name[64];
+
+	st->client++;
+	if (e->problem != NULL || e->expires <= st->now)
+		return;
+	st->client_live++;
+	st->client_tickets += (uint64_t)e->ticket;
+	snprintf(name, sizeof name, "%s%s%s", e->peer ? e->peer : "?",
+	    e->sni ? " " : "", e->sni ? e->sni : "");
+	tally_add(&st->peers, name);
 }
 
 /* stats_one - foreach callback: count one record. */
@@ -119,6 +138,8 @@ stats_one(void *arg, const struct sessdb_record *rec)
 			b++;
 		st->ttl[b]++;
 	}
+	if (e.ns == SESSDB_NS_CLIENT)
+		stats_client(st, &e);
 	if (e.problem == NULL) {
 		stats_times(st, &e);
 		tally_add(&st->protos, e.proto);
@@ -168,6 +189,12 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 	printf("records:      %llu (live %llu, expired %llu, corrupt %llu)\n",
 	    (unsigned long long)st->total, (unsigned long long)st->live,
 	    (unsigned long long)st->expired, (unsigned long long)st->corrupt);
+	printf("namespaces:   server %llu, client %llu (live %llu, of which "
+	    "%llu single-use tickets, for %zu servers)\n",
+	    (unsigned long long)(st->total - st->client),
+	    (unsigned long long)st->client,
+	    (unsigned long long)st->client_live,
+	    (unsigned long long)st->client_tickets, st->peers.n);
 	if (st->oldest_id != NULL) {
 		sd_fmt_time(st->oldest, t, sizeof t);
 		printf("oldest:       %s  %s\n", t, st->oldest_id);
@@ -180,6 +207,9 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 		    (unsigned long long)st->ttl[b]);
 	stats_text_tally("protocols:", &st->protos);
 	stats_text_tally("ciphers:", &st->ciphers);
+	if (st->client > 0)
+		stats_text_tally("client sessions by server (live):",
+		    &st->peers);
 }
 
 /* stats_json_tally - a breakdown as a JSON object of counts. */
@@ -249,6 +279,13 @@ stats_json(const struct stats *st, const struct sessdb_info *info,
 	fputs("]", stdout);
 	stats_json_tally("protocols", &st->protos);
 	stats_json_tally("ciphers", &st->ciphers);
+	printf(",\n \"namespaces\": {\"server\": %llu, \"client\": %llu, "
+	    "\"client_live\": %llu, \"client_tickets\": %llu}",
+	    (unsigned long long)(st->total - st->client),
+	    (unsigned long long)st->client,
+	    (unsigned long long)st->client_live,
+	    (unsigned long long)st->client_tickets);
+	stats_json_tally("client_servers", &st->peers);
 	fputs("\n}\n", stdout);
 }
 
@@ -260,6 +297,7 @@ stats_free(struct stats *st)
 	free(st->newest_id);
 	free(st->protos.v);
 	free(st->ciphers.v);
+	free(st->peers.v);
 }
 
 static const struct option stats_opts[] = {

@@ -34,8 +34,12 @@ sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 		*problem = rec->problem;
 		return -1;
 	}
-	s = sessdb_ssl_decode(rec->data, rec->len,
-	    rec->ns == SESSDB_NS_SERVER ? rec->id : NULL, rec->id_len, problem);
+	if (rec->ns == SESSDB_NS_CLIENT)	/* a peer header, then the DER */
+		s = sessdb_ssl_client_decode(rec->data, rec->len, NULL, problem);
+	else
+		s = sessdb_ssl_decode(rec->data, rec->len,
+		    rec->ns == SESSDB_NS_SERVER ? rec->id : NULL, rec->id_len,
+		    problem);
 	if (s == NULL)
 		return -1;
 	if (out != NULL)
@@ -112,6 +116,29 @@ fill_session(struct sd_entry *e, SSL_SESSION *s)
 	    tool_x509_name(X509_get_subject_name(peer)) : NULL;
 }
 
+/* fill_client - the peer of a client record (its payload's header): the
+ * SNI the client sent replaces the session's, which a client notes only
+ * when the server acknowledged it.  0, or -1 when out of memory. */
+static int
+fill_client(struct sd_entry *e, const struct sessdb_record *rec)
+{
+	struct sessdb_ssl_client_info info;
+	SSL_SESSION *s;
+	char buf[sizeof info.host + 8];
+
+	if ((s = sessdb_ssl_client_decode(rec->data, rec->len, &info,
+	    NULL)) == NULL)
+		return 0;		/* sd_decode read it: cannot happen */
+	SSL_SESSION_free(s);
+	snprintf(buf, sizeof buf, "%s:%u", info.host, info.port);
+	free(e->sni);
+	e->sni = info.sni[0] ? strdup(info.sni) : NULL;
+	e->ticket = info.single_use;
+	e->peer = strdup(buf);
+	return e->peer != NULL && (info.sni[0] == '\0' || e->sni != NULL) ?
+	    0 : -1;
+}
+
 /* sd_entry_fill - decode rec into e (zeroed first).  Returns 0, or -1 when
  * out of memory.  A bad record is not an error: e->problem says why. */
 int
@@ -133,6 +160,8 @@ sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec)
 	e->idhex = tool_hex(rec->id, rec->id_len);
 	fill_session(e, s);
 	SSL_SESSION_free(s);
+	if (rec->ns == SESSDB_NS_CLIENT)
+		return e->idhex && fill_client(e, rec) == 0 ? 0 : -1;
 	return e->idhex ? 0 : -1;
 }
 
@@ -143,6 +172,7 @@ sd_entry_clear(struct sd_entry *e)
 	free(e->idhex);
 	free(e->sni);
 	free(e->subject);
+	free(e->peer);
 	free(e->problem);
 	memset(e, 0, sizeof *e);
 }

@@ -41,7 +41,7 @@ struct export {
 	BIO			*out;
 	int			der, live_only;
 	int64_t			now;
-	uint64_t		written, skipped;
+	uint64_t		written, skipped, clients;
 	int			failed;
 	struct sd_progress	prog;
 };
@@ -118,6 +118,12 @@ export_one(void *arg, const struct sessdb_record *rec)
 	sd_progress_tick(&ex->prog);
 	if (ex->live_only && rec->problem == NULL && rec->meta.expires <= ex->now)
 		return 0;
+	/* A client session without its peer header would be imported as a
+	   server session: client sessions stay out of the export. */
+	if (rec->ns == SESSDB_NS_CLIENT) {
+		ex->clients++;
+		return 0;
+	}
 	if (sd_decode(rec, &s, &problem) == -1) {
 		ex->skipped++;
 		return 0;
@@ -270,6 +276,9 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 	if (ex->skipped)
 		sd_err("export: skipped %llu undecodable records (see verify)",
 		    (unsigned long long)ex->skipped);
+	if (ex->clients)
+		sd_err("export: left out %llu client sessions (they are not "
+		    "exported)", (unsigned long long)ex->clients);
 	return rc;
 }
 

@@ -6,7 +6,8 @@
  *	sessload --connect HOST:PORT [--connect HOST:PORT ...]
  *	    [--connections K] [--parallel C]
  *	    [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE] [--path PATH]
- *	    [--timeout SECS] [--json]
+ *	    [--cache PATH] [--sni NAME] [--cert FILE --key FILE]
+ *	    [--share-client-cert] [--timeout SECS] [--json]
  *
  * DESCRIPTION
  *	Opens K connections, C at a time.  Each of the C lanes is a process
@@ -24,6 +25,14 @@
  *	goes to target (i + j) mod T, so each connection offers a session
  *	that another target issued, and a resumption proves the session
  *	crossed hosts.  The report gives each target's own counts.
+ *
+ *	With --cache PATH (a store file, or a redis:// URL), the lanes do not
+ *	keep sessions themselves: every connection names its peer to the
+ *	client glue (sessdb_ssl_client_peer), which offers a session from
+ *	the shared store and stores the ones the server sends, so the lanes
+ *	of this and of other sessload processes resume each other's
+ *	sessions.  The report then counts the lanes whose first connection
+ *	resumed (first_resumed): without a shared cache that is always 0.
  *
  *	Lanes write their results and each connection's latency into a
  *	shared anonymous mapping; the parent times the whole run, merges the
@@ -53,6 +62,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "sessdb.h"
+#include "sessdb_ssl.h"
 #include "tooling.h"
 
 #define MAX_PARALLEL	1024
@@ -81,6 +92,11 @@ struct options {
 	int		timeout_s;
 	const char	*ca;
 	const char	*path;
+	const char	*cache;		/* --cache: the shared client store */
+	char		*sni;		/* --sni: instead of the host name */
+	const char	*cert;		/* --cert, --key: a client certificate */
+	const char	*key;
+	int		share_cert;	/* --share-client-cert */
 };
 
 /* One target's share of a lane's results. */
@@ -106,6 +122,10 @@ struct lane {
 	uint64_t	tls13;
 	uint64_t	early_sent;
 	uint64_t	early_accepted;
+	uint64_t	first_offered;	/* lanes whose first connection offered */
+	uint64_t	first_resumed;	/* ... and resumed */
+	uint64_t	lanes;		/* lanes that made a first connection */
+	struct sessdb_ssl_client_stats cst; /* --cache: the client glue's counters */
 	int		done;		/* the lane finished and wrote its results */
 	uint64_t	lat_sum_us;	/* sum of connection latencies */
 	int		npids;
@@ -126,8 +146,9 @@ struct result {
 static const char usage_text[] =
 "usage: sessload --connect HOST:PORT [--connect HOST:PORT ...]\n"
 "                [--connections K] [--parallel C] [--tls 1.2|1.3] [--new]\n"
-"                [--early-data] [--ca FILE] [--path PATH] [--timeout SECS]\n"
-"                [--json]\n";
+"                [--early-data] [--ca FILE] [--path PATH] [--cache PATH]\n"
+"                [--sni NAME] [--cert FILE --key FILE] [--share-client-cert]\n"
+"                [--timeout SECS] [--json]\n";
 
 /* want_long - parse option name's value arg into *out, in [lo, hi];
  * -1 after saying what was wanted */
@@ -176,6 +197,11 @@ parse_args(int argc, char **argv, struct options *o)
 		{ "path",	 required_argument, NULL, 'P' },
 		{ "timeout",	 required_argument, NULL, 'T' },
 		{ "json",	 no_argument,	    NULL, 'j' },
+		{ "cache",	 required_argument, NULL, 'C' },
+		{ "sni",	 required_argument, NULL, 'S' },
+		{ "cert",	 required_argument, NULL, 'X' },
+		{ "key",	 required_argument, NULL, 'K' },
+		{ "share-client-cert", no_argument, NULL, 's' },
 		{ "help",	 no_argument,	    NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -229,6 +255,16 @@ parse_args(int argc, char **argv, struct options *o)
 				bad = -1;
 			break;
 		case 'j': o->json = 1; break;
+		case 'C': o->cache = optarg; break;
+		case 'S':
+			if (optarg[0] == '\0' || strlen(optarg) > 255)
+				bad = bad_arg("sni", optarg, "a name of 1 to "
+				    "255 bytes");
+			o->sni = optarg;
+			break;
+		case 'X': o->cert = optarg; break;
+		case 'K': o->key = optarg; break;
+		case 's': o->share_cert = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		default: bad = -1; break;	/* getopt named the option */
 		}
@@ -240,6 +276,15 @@ parse_args(int argc, char **argv, struct options *o)
 	if (!bad && optind != argc) {
 		fprintf(stderr, "sessload: unexpected argument '%s'\n",
 		    argv[optind]);
+		bad = -1;
+	}
+	if (!bad && (o->cert == NULL) != (o->key == NULL)) {
+		fputs("sessload: --cert and --key go together\n", stderr);
+		bad = -1;
+	}
+	if (!bad && o->cache != NULL && (o->fresh || o->early)) {
+		fputs("sessload: --cache does not go with --new or "
+		    "--early-data\n", stderr);
 		bad = -1;
 	}
 	if (bad || check_path(o->path) == -1) {
@@ -268,6 +313,12 @@ make_ctx(const struct options *o)
 			return NULL;
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	if (o->cert != NULL &&
+	    (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1)) {
+		SSL_CTX_free(ctx);
+		return NULL;
 	}
 	return ctx;
 }
@@ -386,11 +437,38 @@ is_numeric_host(const char *host)
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-/* one_conn - one connection offering *sess; on success *sess is replaced
- * by the connection's session (unless fresh).  0 or -1. */
+/* name_peer - name the connection's peer to the client glue (SNI, and the
+ * shared cache's session if it has one for the peer); 0 or -1. */
 static int
-one_conn(const struct options *o, SSL_CTX *ctx, const struct target *t,
-    SSL_SESSION **sess, struct result *r, struct lane *l)
+name_peer(const struct options *o, SSL *ssl, const struct target *t,
+    struct result *r, struct lane *l)
+{
+	struct sessdb_ssl_peer peer = { .host = t->host, .ca_file = o->ca };
+	int rc;
+
+	peer.port = (unsigned)atoi(t->port);
+	if (o->sni != NULL)
+		peer.sni = o->sni;
+	else if (!is_numeric_host(t->host))
+		peer.sni = t->host;
+	if ((rc = sessdb_ssl_client_peer(ssl, &peer)) < 0) {
+		lane_error(l, "sessdb_ssl_client_peer");
+		return -1;
+	}
+	if (rc == 1) {
+		l->offered++;
+		r->offered = 1;
+	}
+	return 0;
+}
+
+/* one_conn - one connection offering *sess (or, with db, what the shared
+ * cache has for the peer); on success *sess is replaced by the
+ * connection's session (unless fresh or db).  0 or -1. */
+static int
+one_conn(const struct options *o, SSL_CTX *ctx, struct sessdb *db,
+    const struct target *t, SSL_SESSION **sess, struct result *r,
+    struct lane *l)
 {
 	char req[512], resp[RESP_MAX];
 	SSL *ssl = NULL;
@@ -406,17 +484,19 @@ one_conn(const struct options *o, SSL_CTX *ctx, const struct target *t,
 		lane_error(l, "SSL_new");
 		goto done;
 	}
-	if (!is_numeric_host(t->host)) {
-		SSL_set_tlsext_host_name(ssl, t->host);
-		if (o->ca != NULL)
-			SSL_set1_host(ssl, t->host);
-	}
-	if (*sess != NULL && !o->fresh) {
+	if (o->ca != NULL && !is_numeric_host(t->host))
+		SSL_set1_host(ssl, t->host);
+	if (db != NULL) {
+		if (name_peer(o, ssl, t, r, l) < 0)
+			goto done;
+	} else if (o->sni != NULL || !is_numeric_host(t->host))
+		SSL_set_tlsext_host_name(ssl, (o->sni ? o->sni : t->host));
+	if (db == NULL && *sess != NULL && !o->fresh) {
 		SSL_set_session(ssl, *sess);
 		l->offered++;
 		r->offered = 1;
 	}
-	try_early = o->early && *sess != NULL && !o->fresh &&
+	try_early = db == NULL && o->early && *sess != NULL && !o->fresh &&
 	    SSL_SESSION_get_max_early_data(*sess) > 0;
 	if (send_request(ssl, req, strlen(req), try_early, r, l) < 0) {
 		lane_error(l, "handshake");
@@ -432,7 +512,7 @@ one_conn(const struct options *o, SSL_CTX *ctx, const struct target *t,
 		l->tls13++;
 	else
 		l->tls12++;
-	if (!o->fresh) {
+	if (!o->fresh && db == NULL) {
 		SSL_SESSION_free(*sess);
 		*sess = SSL_get1_session(ssl);
 	}
@@ -463,6 +543,13 @@ note_pid(struct lane *l, int pid)
 	l->pids[l->npids++] = pid;
 }
 
+/* cache_log - the client store's log messages, on stderr. */
+static void
+cache_log(void *arg, int level, const char *msg)
+{
+	fprintf(stderr, "sessload: --cache: %s\n", msg);
+}
+
 /* run_lane - n connections in a row, each offering the previous session,
  * lane number k's connection i to target (k + i) mod T; lat[i] gets
  * connection i's latency in microseconds (0 if it failed) */
@@ -471,6 +558,9 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 {
 	SSL_CTX *ctx = make_ctx(o);
 	SSL_SESSION *sess = NULL;
+	struct sessdb *db = NULL;
+	struct sessdb_options dbo = { .log = cache_log };
+	char err[256];
 	int prev_pid = 0, prev_target = -1;
 	long i;
 
@@ -479,12 +569,22 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 		l->failed = (uint64_t)n;
 		goto done;
 	}
+	if (o->cache != NULL) {
+		if ((db = sessdb_open(o->cache, &dbo, err, sizeof err)) == NULL ||
+		    sessdb_ssl_attach_client(ctx, db, o->share_cert ?
+		    SESSDB_SSL_SHARE_CLIENT_CERT : 0) < 0) {
+			snprintf(l->error, sizeof l->error, "--cache %.40s: %.100s",
+			    o->cache, db == NULL ? err : "attach failed");
+			l->failed = (uint64_t)n;
+			goto done;
+		}
+	}
 	for (i = 0; i < n; i++) {
 		struct result r = { 0 };
 		int ti = (int)((k + i) % o->ntargets);
 		struct tcount *tc = &l->per[ti];
 		double t0 = tool_now_s();
-		int rc = one_conn(o, ctx, &o->targets[ti], &sess, &r, l);
+		int rc = one_conn(o, ctx, db, &o->targets[ti], &sess, &r, l);
 		uint64_t us = (uint64_t)((tool_now_s() - t0) * 1e6);
 
 		lat[i] = rc < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : us < 1 ? 1 : (uint32_t)us;
@@ -500,6 +600,11 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 		}
 		l->ok++;
 		tc->ok++;
+		if (i == 0) {
+			l->lanes++;
+			l->first_offered += (uint64_t)r.offered;
+			l->first_resumed += (uint64_t)r.resumed;
+		}
 		tc->resumed += (uint64_t)r.resumed;
 		if (r.resumed && prev_target >= 0 && ti != prev_target)
 			l->cross_target++;
@@ -515,7 +620,10 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 	}
 done:
 	SSL_SESSION_free(sess);
+	if (db != NULL)
+		(void)sessdb_ssl_client_stats(ctx, &l->cst);
 	SSL_CTX_free(ctx);
+	sessdb_close(db);		/* after the ctx that uses it */
 	l->done = 1;
 }
 
@@ -542,6 +650,17 @@ merge(struct lane *a, const struct lane *b)
 	a->tls13 += b->tls13;
 	a->early_sent += b->early_sent;
 	a->early_accepted += b->early_accepted;
+	a->first_offered += b->first_offered;
+	a->first_resumed += b->first_resumed;
+	a->lanes += b->lanes;
+	a->cst.hits += b->cst.hits;
+	a->cst.taken += b->cst.taken;
+	a->cst.misses += b->cst.misses;
+	a->cst.stores += b->cst.stores;
+	a->cst.store_failures += b->cst.store_failures;
+	a->cst.skipped += b->cst.skipped;
+	a->cst.refused += b->cst.refused;
+	a->cst.rejected += b->cst.rejected;
 	a->lat_sum_us += b->lat_sum_us;
 	a->pid_overflow |= b->pid_overflow;
 	for (i = 0; i < b->npids; i++)
@@ -636,12 +755,23 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 		    ",\"early_sent\":%" PRIu64 ",\"early_accepted\":%" PRIu64
 		    ",\"lost_lanes\":%ld,\"parallel\":%d,\"new\":%s,"
 		    "\"latency_ms\":{\"avg\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
-		    "\"p99\":%.3f,\"max\":%.3f}",
+		    "\"p99\":%.3f,\"max\":%.3f},\"cache\":%s,\"lanes\":%" PRIu64
+		    ",\"first_offered\":%" PRIu64 ",\"first_resumed\":%" PRIu64,
 		    conns, t->ok, t->failed, secs, rate, t->offered, t->resumed,
 		    conns ? (double)t->resumed / (double)conns : 0.0, t->server_resumed,
 		    t->cross, t->npids, t->tls12, t->tls13, t->early_sent,
 		    t->early_accepted, lost, o->parallel, o->fresh ? "true" : "false",
-		    lt->avg, lt->p50, lt->p90, lt->p99, lt->max);
+		    lt->avg, lt->p50, lt->p90, lt->p99, lt->max,
+		    o->cache ? "true" : "false", t->lanes, t->first_offered,
+		    t->first_resumed);
+		if (o->cache)
+			printf(",\"client_cache\":{\"hits\":%" PRIu64 ",\"taken\":%"
+			    PRIu64 ",\"misses\":%" PRIu64 ",\"stores\":%" PRIu64
+			    ",\"store_failures\":%" PRIu64 ",\"skipped\":%" PRIu64
+			    ",\"refused\":%" PRIu64 ",\"rejected\":%" PRIu64 "}",
+			    t->cst.hits, t->cst.taken, t->cst.misses, t->cst.stores,
+			    t->cst.store_failures, t->cst.skipped, t->cst.refused,
+			    t->cst.rejected);
 		report_targets_json(o, t);
 		return;
 	}
@@ -657,6 +787,16 @@ report(const struct options *o, const struct lane *t, const struct latency *lt,
 	    t->tls13);
 	printf("sessload: latency ms: avg %.2f, p50 %.2f, p90 %.2f, p99 %.2f, max %.2f\n",
 	    lt->avg, lt->p50, lt->p90, lt->p99, lt->max);
+	printf("sessload: first connections: %" PRIu64 "/%" PRIu64 " lanes "
+	    "resumed%s\n", t->first_resumed, t->lanes,
+	    o->cache ? " (shared client cache)" : "");
+	if (o->cache)
+		printf("sessload: client cache: %" PRIu64 " hits (%" PRIu64
+		    " tickets taken), %" PRIu64 " misses, %" PRIu64 " stored, %"
+		    PRIu64 " store failures, %" PRIu64 " skipped, %" PRIu64
+		    " refused, %" PRIu64 " rejected\n", t->cst.hits, t->cst.taken,
+		    t->cst.misses, t->cst.stores, t->cst.store_failures,
+		    t->cst.skipped, t->cst.refused, t->cst.rejected);
 	if (o->early)
 		printf("sessload: early data sent %" PRIu64 ", accepted %" PRIu64 "\n",
 		    t->early_sent, t->early_accepted);

@@ -27,4 +27,10 @@ set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 if [ -f "$src/tests/fuzz/$name.dict" ]; then
 	set -- "$@" -dict="$src/tests/fuzz/$name.dict"
 fi
-exec "$exe" "$@" "$work/corpus" "$src/tests/fuzz/corpus/$name"
+# new inputs go to the first directory; a target without committed seeds
+# starts from what it found before
+set -- "$@" "$work/corpus"
+if [ -d "$src/tests/fuzz/corpus/$name" ]; then
+	set -- "$@" "$src/tests/fuzz/corpus/$name"
+fi
+exec "$exe" "$@"
