@@ -1265,7 +1265,12 @@ scan_keys(struct sessdb *db, struct bscan *s, size_t max, struct call *k)
 			redisReply *e = ks->element[i];
 			struct bitem *it = &s->items[s->n];
 
-			if (e->type != REDIS_REPLY_STRING || e->len < r->prefix_len ||
+			/* Only keys of our prefix that can be record keys: the
+			 * reply is the server's, and a longer key would overrun
+			 * the key buffers of mget and remove. */
+			if (e->type != REDIS_REPLY_STRING || e->len <= r->prefix_len ||
+			    e->len - r->prefix_len > REC_KEY_MAX ||
+			    memcmp(e->str, r->prefix, r->prefix_len) != 0 ||
 			    rec_key_is_meta(e->str + r->prefix_len,
 			    e->len - r->prefix_len))
 				continue;

@@ -32,6 +32,14 @@
  *	back for a second: kept to the first connection, which
  *	sessdb_open always attempts, it costs no coverage.)
  *
+ *	One step depends on timing: before a take the backend checks
+ *	whether the server closed the connection, and whether this
+ *	program's end of the part has arrived by then is a race between the
+ *	two threads.  So a crash file of an input that ran several calls on
+ *	one connection may not replay; written again with each call's
+ *	replies in a part of their own (a call that fails ends its
+ *	connection), it does: corpus/redis/crash-* are in that form.
+ *
  *	Seeds (FUZZ_MAKE_SEEDS): the replies of a sound server to that
  *	sequence, with real records (rec_encode), keys of the store's prefix
  *	and an INFO text; and variants with error replies and RESP3 types.
