@@ -27,6 +27,8 @@
 
 struct sessdb;
 
+#define BSTORE_NEW	0x01	/* store: only where no live record is */
+
 /* One key and its value. */
 struct bitem {
 	unsigned char	*key;
@@ -61,10 +63,13 @@ struct backend {
 	int  (*fetch)(struct sessdb *db, const unsigned char *key, size_t key_len,
 	    struct bitem *out);
 	/* store - insert or replace, unless the record is new and
-	 * store_cap_exceeded() says the caps forbid it: 1 stored, 0
-	 * declined, -1. */
+	 * store_cap_exceeded() says the caps forbid it; with BSTORE_NEW,
+	 * only if no live record is there (an expired or unreadable one is
+	 * replaced), decided in the same atomic step: 1 stored, 0
+	 * declined, 2 a live record is there (BSTORE_NEW), -1. */
 	int  (*store)(struct sessdb *db, const unsigned char *key, size_t key_len,
-	    const unsigned char *val, size_t val_len, int64_t expires);
+	    const unsigned char *val, size_t val_len, int64_t expires,
+	    unsigned flags);
 	/* take - fetch and delete as one step: of many processes taking one
 	 * key, one gets 1 (out->val set); 0 absent, -1. */
 	int  (*take)(struct sessdb *db, const unsigned char *key, size_t key_len,

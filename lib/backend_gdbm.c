@@ -1571,9 +1571,21 @@ gdbm_be_remove(struct sessdb *db, const struct bitem *items, size_t n,
 	return 0;
 }
 
+/* live_value - does old (under key) hold a record that is live now? */
+static int
+live_value(struct sessdb *db, datum old, const unsigned char *key,
+    size_t key_len)
+{
+	struct rec r;
+
+	return old.dptr != NULL && rec_decode((unsigned char *)old.dptr,
+	    (size_t)old.dsize, key, key_len, &r) == REC_OK &&
+	    r.expires > sessdb_now(db);
+}
+
 static int
 gdbm_be_store(struct sessdb *db, const unsigned char *key, size_t key_len,
-    const unsigned char *val, size_t val_len, int64_t expires)
+    const unsigned char *val, size_t val_len, int64_t expires, unsigned flags)
 {
 	struct gdb *g = db->be_state;
 	datum k = to_datum(key, key_len), v = to_datum(val, val_len), old;
@@ -1587,6 +1599,15 @@ gdbm_be_store(struct sessdb *db, const unsigned char *key, size_t key_len,
 	    key_len + val_len) && !gdbm_exists(g->dbf, k)) {
 		store_end(db, 0);
 		return 0;
+	}
+	if (flags & BSTORE_NEW) {
+		old = gdbm_fetch(g->dbf, k);
+		rc = live_value(db, old, key, key_len);
+		store_free_value(old.dptr, old.dptr != NULL ? (size_t)old.dsize : 0);
+		if (rc) {
+			store_end(db, 0);
+			return 2;
+		}
 	}
 	if (store_reserve(db, key_len + val_len) == -1)
 		return reserve_fail(db);

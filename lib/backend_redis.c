@@ -1115,15 +1115,19 @@ redis_take(struct sessdb *db, const unsigned char *key, size_t key_len,
 	return get_like(db, "GETDEL", 0, key, key_len, out);
 }
 
+/* redis_store - SET ... EX; with BSTORE_NEW, SET ... NX EX, which Redis
+ * answers with a nil when a record is there (Redis expires its own): not
+ * sent again on a broken connection, the first may have run. */
 static int
 redis_store(struct sessdb *db, const unsigned char *key, size_t key_len,
-    const unsigned char *val, size_t val_len, int64_t expires)
+    const unsigned char *val, size_t val_len, int64_t expires, unsigned flags)
 {
 	struct rds *r = db->be_state;
 	char k[PREFIX_MAX + REC_KEY_MAX], ttl[24];
 	int64_t secs = expires - sessdb_now(db);
-	const char *argv[5] = { "SET", k, (const char *)val, "EX", ttl };
-	size_t lens[5] = { 3, make_key(r, k, key, key_len), val_len, 2, 0 };
+	int only_new = (flags & BSTORE_NEW) != 0;
+	const char *argv[6] = { "SET", k, (const char *)val, "EX", ttl, "NX" };
+	size_t lens[6] = { 3, make_key(r, k, key, key_len), val_len, 2, 0, 2 };
 	redisReply *x;
 	int rc;
 
@@ -1131,9 +1135,12 @@ redis_store(struct sessdb *db, const unsigned char *key, size_t key_len,
 	 * have passed since. */
 	lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%lld",
 	    (long long)(secs > 0 ? secs : 1));
-	if (one(db, 1, 5, argv, lens, &x) == -1)
+	if (one(db, !only_new, only_new ? 6 : 5, argv, lens, &x) == -1)
 		return -1;
-	if (x->type == REDIS_REPLY_STATUS) {
+	if (only_new && x->type == REDIS_REPLY_NIL) {
+		write_ok(db);
+		rc = 2;
+	} else if (x->type == REDIS_REPLY_STATUS) {
 		write_ok(db);
 		rc = 1;
 	} else if (x->type == REDIS_REPLY_ERROR) {

@@ -134,6 +134,8 @@ sessdb_strerror(int code)
 		return "out of memory";
 	case SESSDB_E_SYSTEM:
 		return "system error";
+	case SESSDB_E_KEY:
+		return "key file refused";
 	default:
 		return code > 0 && code < 1000 ? strerror(code) : "unknown error code";
 	}

@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "diag.h"
 #include "record.h"
+#include "seal.h"
 #include "sessdb.h"
 
 struct sessdb {
@@ -23,6 +24,9 @@ struct sessdb {
 	unsigned long		fork_epoch;	/* process be_state belongs to */
 	int32_t			pid;		/* getpid() of that process */
 	struct sessdb_stats	st;
+	struct seal		*seal;		/* keys (opts.key_file), or NULL */
+	int			told_nokey;	/* logged "sealed, no key" once */
+	int			told_unsealed;	/* logged "plain records" once */
 	int			errcode;	/* SESSDB_E_* of err */
 	char			err[512];
 };
@@ -36,6 +40,22 @@ int store_ready(struct sessdb *db);
  * whatever keeps its counters still. */
 int store_cap_exceeded(const struct sessdb *db, uint64_t entries,
     uint64_t bytes, size_t size);
+
+/* store_encode - the value to store for a record of len bytes of data
+ * under key: sealed under the newest key when the handle has keys.
+ * Returns a malloc'ed value of *val_len bytes (wipe with
+ * store_free_value), or NULL with the error set. */
+unsigned char *store_encode(struct sessdb *db, const unsigned char *key,
+    size_t key_len, const void *data, size_t len, int64_t created,
+    int64_t expires, size_t *val_len);
+
+/* store_unseal - open the sealed record r, decoded from val under key,
+ * into *pt (malloc'ed, r->payload_len - SEAL_OVERHEAD bytes, wipe with
+ * store_free_value).  Returns a seal_open_status; *pt only if
+ * SEAL_OPENED. */
+enum seal_open_status store_unseal(struct sessdb *db, const unsigned char *key,
+    size_t key_len, const unsigned char *val, const struct rec *r,
+    unsigned char **pt);
 
 /* store_free_value - wipe and free a value a backend handed us: record
  * payloads hold master secrets.  NULL is a no-op. */

@@ -124,12 +124,32 @@ rec_strerror(enum rec_status status)
 	}
 }
 
+/* id_valid - is id a well-formed identifier of namespace ns? */
+static int
+id_valid(unsigned ns, const unsigned char *id, size_t id_len)
+{
+	const unsigned char *nul;
+
+	switch (ns) {
+	case SESSDB_NS_SERVER:
+	case SESSDB_NS_CLIENT:
+		return id_len >= 1 && id_len <= SESSDB_ID_MAX;
+	case SESSDB_NS_OPAQUE:
+		/* consumer name, 0x00, the consumer's key: both non-empty */
+		if (id_len < 3 || id_len > SESSDB_OPAQUE_ID_MAX)
+			return 0;
+		nul = memchr(id, 0, id_len < SESSDB_CONSUMER_MAX + 1 ?
+		    id_len : SESSDB_CONSUMER_MAX + 1);
+		return nul != NULL && nul != id && nul != id + id_len - 1;
+	default:
+		return 0;
+	}
+}
+
 size_t
 rec_key_make(unsigned char out[REC_KEY_MAX], unsigned ns, const void *id, size_t id_len)
 {
-	if (ns != SESSDB_NS_SERVER && ns != SESSDB_NS_CLIENT)
-		return 0;
-	if (id == NULL || id_len == 0 || id_len > SESSDB_ID_MAX)
+	if (id == NULL || !id_valid(ns, id, id_len))
 		return 0;
 	out[0] = (unsigned char)ns;
 	memcpy(out + 1, id, id_len);
@@ -142,7 +162,7 @@ rec_key_parse(const unsigned char *key, size_t key_len, unsigned *ns,
 {
 	if (key == NULL || key_len < 2 || key_len > REC_KEY_MAX)
 		return REC_BAD_KEY;
-	if (key[0] != SESSDB_NS_SERVER && key[0] != SESSDB_NS_CLIENT)
+	if (!id_valid(key[0], key + 1, key_len - 1))
 		return REC_BAD_KEY;
 	*ns = key[0];
 	*id = key + 1;
@@ -162,21 +182,36 @@ record_crc(const unsigned char *key, size_t key_len, const unsigned char *header
 }
 
 void
-rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
-    const struct rec *r)
+rec_encode_header(unsigned char *out, const struct rec *r)
 {
+	int sealed = (r->flags & REC_F_SEALED) != 0;
+
 	memcpy(out, REC_MAGIC, 4);
-	out[4] = REC_VERSION;
+	/* A plain record stays version 1, which every older reader takes. */
+	out[4] = r->flags != 0 ? REC_VERSION_SEALED : REC_VERSION;
 	out[5] = (unsigned char)r->flags;
-	out[6] = 0;
-	out[7] = 0;
+	out[6] = sealed ? (unsigned char)(r->key_id >> 8) : 0;
+	out[7] = sealed ? (unsigned char)r->key_id : 0;
 	put_be64(out + 8, (uint64_t)r->created);
 	put_be64(out + 16, (uint64_t)r->expires);
 	put_be32(out + 24, (uint32_t)r->payload_len);
+}
+
+void
+rec_encode_finish(unsigned char *out, const unsigned char *key, size_t key_len)
+{
+	put_be32(out + 28, record_crc(key, key_len, out, out + REC_HEADER_LEN,
+	    get_be32(out + 24)));
+}
+
+void
+rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
+    const struct rec *r)
+{
+	rec_encode_header(out, r);
 	if (r->payload_len > 0)
 		memcpy(out + REC_HEADER_LEN, r->payload, r->payload_len);
-	put_be32(out + 28, record_crc(key, key_len, out,
-	    out + REC_HEADER_LEN, r->payload_len));
+	rec_encode_finish(out, key, key_len);
 }
 
 enum rec_status
@@ -197,11 +232,13 @@ rec_decode(const unsigned char *value, size_t value_len,
 		return REC_SHORT;
 	if (memcmp(value, REC_MAGIC, 4) != 0)
 		return REC_BAD_MAGIC;
-	if (value[4] != REC_VERSION)
+	if (value[4] != REC_VERSION && value[4] != REC_VERSION_SEALED)
 		return REC_BAD_VERSION;
-	if ((value[5] & ~REC_FLAGS_KNOWN) != 0)
+	/* Version 1 has no flags; version 2 is written only with one. */
+	if ((value[5] & ~(value[4] == REC_VERSION ? 0 : REC_FLAGS_KNOWN)) != 0 ||
+	    (value[4] == REC_VERSION_SEALED && value[5] == 0))
 		return REC_BAD_FLAGS;
-	if (value[6] != 0 || value[7] != 0)
+	if ((value[5] & REC_F_SEALED) == 0 && (value[6] != 0 || value[7] != 0))
 		return REC_BAD_RESERVED;
 	payload_len = get_be32(value + 24);
 	if (payload_len != value_len - REC_HEADER_LEN)
@@ -218,6 +255,8 @@ rec_decode(const unsigned char *value, size_t value_len,
 		return REC_BAD_CHECKSUM;
 	}
 	r->flags = value[5];
+	if (r->flags & REC_F_SEALED)
+		r->key_id = (unsigned)value[6] << 8 | value[7];
 	r->payload = value + REC_HEADER_LEN;
 	r->payload_len = payload_len;
 	return REC_OK;

@@ -3,14 +3,20 @@
  *	record.h - the on-disk key and record codec (pure: no I/O, no allocation)
  *
  * DESCRIPTION
- *	Key:    one namespace byte, then the identifier (1..SESSDB_ID_MAX bytes).
+ *	Key:    one namespace byte, then the identifier: 1..SESSDB_ID_MAX bytes
+ *	        for sessions ('S', 'C'); for opaque payloads ('O', format 2.1)
+ *	        a consumer name (1..SESSDB_CONSUMER_MAX bytes, no 0x00), 0x00,
+ *	        and the consumer's key (1 or more bytes), SESSDB_OPAQUE_ID_MAX
+ *	        bytes in all.
  *	Value:  a 32-byte big-endian header, then the payload:
  *
  *	  off len field
  *	    0   4 magic "SDBR"
- *	    4   1 format version (REC_VERSION)
- *	    5   1 flags (REC_FLAGS_KNOWN; unknown bits make the record unreadable)
- *	    6   2 reserved, zero
+ *	    4   1 format version: REC_VERSION (1) for a plain record,
+ *	          REC_VERSION_SEALED (2) for a sealed one
+ *	    5   1 flags (version 1: none; version 2: REC_F_SEALED; unknown
+ *	          bits make the record unreadable)
+ *	    6   2 key id of a sealed record (seal.h); zero otherwise
  *	    8   8 created, unix seconds, signed
  *	   16   8 expires, unix seconds, signed
  *	   24   4 payload length
@@ -28,11 +34,16 @@
 #include "sessdb.h"
 
 #define REC_MAGIC	"SDBR"
-#define REC_VERSION	1
+#define REC_VERSION	1	/* plain records: what older versions read */
+#define REC_VERSION_SEALED 2	/* records with flags (sealed) */
 #define REC_HEADER_LEN	SESSDB_RECORD_OVERHEAD
-#define REC_KEY_MAX	(1 + SESSDB_ID_MAX)
+#define REC_KEY_MAX	(1 + SESSDB_OPAQUE_ID_MAX)	/* longest key of any namespace */
+#define REC_SESSION_KEY_MAX (1 + SESSDB_ID_MAX)	/* longest session key ('S', 'C') */
 #define REC_NS_META	0x00	/* the store's own keys (the marker), never records */
-#define REC_FLAGS_KNOWN	0x00	/* no flags defined yet (0x01 reserved: encrypted) */
+#define REC_F_SEALED	0x01	/* payload: nonce, ciphertext, tag (seal.h) */
+#define REC_FLAGS_KNOWN	REC_F_SEALED
+#define REC_AAD_LEN	(REC_HEADER_LEN - 4) /* header bytes a seal binds:
+					   all but the checksum */
 
 enum rec_status {
 	REC_OK = 0,
@@ -41,11 +52,12 @@ enum rec_status {
 	REC_BAD_MAGIC,
 	REC_BAD_VERSION,
 	REC_BAD_FLAGS,		/* unknown flag bits */
-	REC_BAD_RESERVED,	/* reserved bytes not zero */
+	REC_BAD_RESERVED,	/* reserved bytes (key id) not zero in a plain record */
 	REC_BAD_LENGTH,		/* payload length disagrees with the value size */
 	REC_BAD_TIMES,		/* expires not after created */
 	REC_BAD_CHECKSUM,	/* torn write, bit rot, or value under the wrong key */
-	REC_BAD_KEY,		/* key: empty, unknown namespace, id of 0 or > 32 bytes */
+	REC_BAD_KEY,		/* key: empty, unknown namespace, id too short or long,
+				   opaque id without its consumer name */
 };
 
 struct rec {
@@ -54,6 +66,7 @@ struct rec {
 	int64_t			expires;
 	const unsigned char	*payload;	/* points into the decoded value */
 	size_t			payload_len;
+	unsigned		key_id;		/* sealed: the key that sealed it */
 };
 
 /* rec_strerror - a short description of status. */
@@ -70,6 +83,16 @@ enum rec_status rec_key_parse(const unsigned char *key, size_t key_len,
  * REC_HEADER_LEN + r->payload_len bytes.  r->payload may alias nothing in out. */
 void rec_encode(unsigned char *out, const unsigned char *key, size_t key_len,
     const struct rec *r);
+
+/* rec_encode_header - write header bytes 0..27 (all but the checksum)
+ * for r, whose payload_len is the length the payload will have: a seal
+ * binds these bytes before the payload exists. */
+void rec_encode_header(unsigned char *out, const struct rec *r);
+
+/* rec_encode_finish - write the checksum of a record whose header and
+ * payload (payload_len bytes) are in place in out. */
+void rec_encode_finish(unsigned char *out, const unsigned char *key,
+    size_t key_len);
 
 /* rec_decode - check and parse value (stored under key) into r; r->payload
  * points into value.  Returns REC_OK or why the record is unreadable. */

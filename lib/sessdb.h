@@ -6,7 +6,8 @@
  *	#include <sessdb.h>
  *
  * DESCRIPTION
- *	A store maps keys (a namespace byte and a 1..32 byte identifier) to
+ *	A store maps keys (a namespace byte and an identifier: 1..32 bytes
+ *	for sessions, up to 1280 for other consumers' opaque payloads) to
  *	records (opaque payload bytes with a creation and an expiry time) in one
  *	GDBM file.  Any number of processes may open the same file: readers
  *	take a shared flock on "<db>.lock", writers an exclusive one, and each
@@ -57,6 +58,7 @@ extern "C" {
 #define SESSDB_OK	0
 #define SESSDB_MISS	1	/* get/take: no live record under that key */
 #define SESSDB_FULL	2	/* put: declined, the store is at its cap */
+#define SESSDB_EXISTS	3	/* add: a live record is already there */
 
 /*
  * Error codes: sessdb_errcode() of a handle, sessdb_open_errcode() after a
@@ -77,15 +79,29 @@ extern "C" {
 #define SESSDB_E_BACKEND	1010	/* the backend is unavailable */
 #define SESSDB_E_NOMEM		1011	/* out of memory */
 #define SESSDB_E_SYSTEM		1012	/* another system error */
+#define SESSDB_E_KEY		1013	/* key file refused: missing, mode,
+					   owner, size (the message says) */
 
 /* Key namespaces (first byte of every key). */
 #define SESSDB_NS_SERVER 0x53	/* 'S': server-side session ID / ticket ID */
 #define SESSDB_NS_CLIENT 0x43	/* 'C': client sessions (peer key, slot: sessdb_ssl.h) */
+/* 'O': opaque payloads of other consumers (Apache's socache users: OCSP
+ * stapling, authn, the HTTP cache).  The identifier is the consumer's name
+ * (1..SESSDB_CONSUMER_MAX bytes, no 0x00), a 0x00 byte, then the
+ * consumer's own key (1 or more bytes, any bytes), SESSDB_OPAQUE_ID_MAX in
+ * all.  The store never looks inside the payload; sessdump lists, counts
+ * and exports it as it is. */
+#define SESSDB_NS_OPAQUE 0x4f
+#define SESSDB_CONSUMER_MAX 64
+#define SESSDB_OPAQUE_ID_MAX 1280	/* a key of 1 KiB with a long name */
 
-#define SESSDB_ID_MAX	32	/* longest identifier, as SSL_MAX_SSL_SESSION_ID_LENGTH */
+#define SESSDB_ID_MAX	32	/* longest identifier in the session namespaces
+				   ('S', 'C'), as SSL_MAX_SSL_SESSION_ID_LENGTH */
 #define SESSDB_PAYLOAD_MAX (1u << 20) /* longest payload accepted by put */
 #define SESSDB_RECORD_OVERHEAD 32	/* bytes a stored value holds beyond its
 					   payload (the record header) */
+#define SESSDB_SEAL_OVERHEAD 28		/* and a sealed one beyond that (nonce
+					   and tag) */
 
 /* Open flags (struct sessdb_options.flags). */
 #define SESSDB_RDONLY	0x01	/* never write; the file must exist */
@@ -122,6 +138,15 @@ struct sessdb_options {
 	/* Clock in unix seconds; NULL = time(NULL).  Tests inject a fake one. */
 	int64_t		(*clock)(void *arg);
 	void		*clock_arg;
+	/* Sealing (docs/OPERATIONS.md, "Sealing"): a file of one or more
+	   32-byte random keys (head -c 32 /dev/urandom), mode 0600 or 0400,
+	   owned by us (root may read any owner's).  The last key seals new
+	   records with AES-256-GCM; every key opens the records it sealed.
+	   With keys, plain records are misses to get/take (anyone who can
+	   write the store could plant one; sessdb_rekey seals them).
+	   NULL: records are stored plain, sealed ones are misses.  Read
+	   during sessdb_open only; the keys are kept (wiped at close). */
+	const char	*key_file;
 };
 
 /* Per-handle counters since open (or the last sessdb_stats_reset). */
@@ -139,20 +164,40 @@ struct sessdb_stats {
 	uint64_t reopens;	/* GDBM handle reopened after another process
 				   wrote; Redis: reconnections */
 	uint64_t recoveries;	/* damaged files recovered or moved aside */
+	uint64_t tampered;	/* sealed records that failed authentication
+				   (misses, removed like corrupt ones) */
+	uint64_t sealed_nokey;	/* sealed records under a key this handle does
+				   not hold (misses, never removed) */
+	uint64_t unsealed;	/* plain records met by a handle with keys
+				   (misses, kept for sessdb_rekey) */
 };
 
 /* Metadata of a record, filled by get/take when asked. */
 struct sessdb_meta {
 	int64_t		created;	/* unix seconds */
 	int64_t		expires;	/* unix seconds; live while now < expires */
-	unsigned	flags;		/* record flags (format flags, see FORMAT.md) */
+	unsigned	flags;		/* record flags: SESSDB_REC_SEALED */
+	unsigned	key_id;		/* sealed: the id of the key that sealed it */
 };
+
+#define SESSDB_REC_SEALED	0x01	/* meta.flags: the record is sealed */
+
+/* struct sessdb_record.seal: what became of a sealed record. */
+#define SESSDB_SEAL_NONE	0	/* not sealed (or undecodable) */
+#define SESSDB_SEAL_OPENED	1	/* sealed and opened: data is the payload */
+#define SESSDB_SEAL_NOKEY	2	/* sealed under a key not given: problem
+					   says so, data is the stored value */
+#define SESSDB_SEAL_TAMPERED	3	/* sealed, fails authentication under its
+					   key: problem says so, data as NOKEY */
 
 /*
  * One record as seen by sessdb_foreach().  All pointers are valid only
  * during the callback.  When problem is non-NULL the record failed to
  * decode: problem says why, key/key_len hold the raw key, and the other
- * fields are zero except data/len, which hold the raw value.
+ * fields are zero except data/len, which hold the raw value.  A sealed
+ * record that could not be opened (seal is SESSDB_SEAL_NOKEY or
+ * SESSDB_SEAL_TAMPERED) also has a problem, but its ns, id and meta are
+ * filled: its header is sound, and it is never removed as undecodable.
  */
 struct sessdb_record {
 	unsigned		ns;
@@ -164,6 +209,7 @@ struct sessdb_record {
 	const unsigned char	*data;	/* payload */
 	size_t			len;
 	const char		*problem; /* NULL when the record is well formed */
+	unsigned		seal;	/* SESSDB_SEAL_* */
 };
 
 /* Return 0 to continue, non-zero to stop (sessdb_foreach returns that value). */
@@ -185,6 +231,9 @@ typedef int (*sessdb_foreach_fn)(void *arg, const struct sessdb_record *rec);
  *	counts, compaction is a no-op, the stats' reopens count reconnections.
  *	A file whose name starts with "unix:" or "redis://" must be given as
  *	"./unix:...".  docs/OPERATIONS.md, "Redis", has the details.
+ *	With opts->key_file, records are sealed (encrypted and
+ *	authenticated); a key file that is not fit is refused
+ *	(SESSDB_E_KEY, or SESSDB_E_PERMISSION when it cannot be read).
  *	Returns a handle, or NULL with a message in errbuf (if errbuf_len > 0)
  *	and the code in sessdb_open_errcode().
  */
@@ -221,10 +270,27 @@ int sessdb_put(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
     const void *data, size_t len, int64_t expires);
 
 /*
+ * sessdb_add - sessdb_put only where no live record is under (ns, id):
+ *	the test and the store are one atomic step across processes (and,
+ *	on Redis, across machines: SET NX), so of several processes adding
+ *	under one key at once, exactly one stores.  An expired or unreadable
+ *	record there is replaced.  Returns 0 (stored), SESSDB_EXISTS (a live
+ *	record is there; nothing changed), SESSDB_FULL or -1.
+ */
+int sessdb_add(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
+    const void *data, size_t len, int64_t expires);
+
+/*
  * sessdb_get - look up (ns, id).  On SESSDB_OK *data is a malloc'ed copy of
  *	the payload (release with sessdb_free) of *len bytes; meta, if not
  *	NULL, is filled.  An expired or corrupt record is a miss and is
- *	removed (unless read-only).  Returns SESSDB_OK, SESSDB_MISS or -1.
+ *	removed (unless read-only).  A sealed record is opened with the
+ *	handle's keys: one that fails authentication is a miss, counted
+ *	(tampered), logged and removed; one under a key the handle does not
+ *	hold is a miss, counted (sealed_nokey) and kept.  A handle with keys
+ *	takes sealed records only: a plain one is a miss, counted (unsealed)
+ *	and kept (sessdb_rekey seals it).  sessdb_foreach shows it as is.
+ *	Returns SESSDB_OK, SESSDB_MISS or -1.
  */
 int sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
     void **data, size_t *len, struct sessdb_meta *meta);
@@ -232,7 +298,8 @@ int sessdb_get(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
 /*
  * sessdb_take - like sessdb_get, but the record is also deleted under the
  *	same exclusive lock: of many processes taking one key, exactly one
- *	gets SESSDB_OK.
+ *	gets SESSDB_OK.  A sealed record this handle holds no key for is
+ *	written back (a lookup meanwhile misses it), not consumed.
  */
 int sessdb_take(struct sessdb *db, unsigned ns, const void *id, size_t id_len,
     void **data, size_t *len, struct sessdb_meta *meta);
@@ -302,6 +369,29 @@ int sessdb_info(struct sessdb *db, struct sessdb_info *info);
  *	through the change counter and reopen.  One compaction at a time.
  */
 int sessdb_compact(struct sessdb *db);
+
+/* What a rekey did. */
+struct sessdb_rekey_result {
+	uint64_t examined;	/* records looked at */
+	uint64_t resealed;	/* records sealed again under the newest key */
+	uint64_t current;	/* already sealed under the newest key */
+	uint64_t unopened;	/* sealed under a key not given, or tampered:
+				   left as they are */
+	uint64_t skipped;	/* expired, undecodable, or changed meanwhile */
+	uint64_t batches;	/* exclusive steps used */
+};
+
+/*
+ * sessdb_rekey - seal every live record again under the newest key of
+ *	opts.key_file (plain records too, trusted as found: run it when
+ *	sealing is turned on): in batches of opts.sweep_batch,
+ *	each record replaced only if it still holds the bytes read (one
+ *	exclusive step per batch removes them, then each is written back
+ *	sealed; a lookup in between misses).  Records that cannot be opened
+ *	are left alone.  Needs a key file and a writable handle.  res may
+ *	be NULL.  Returns 0 or -1.
+ */
+int sessdb_rekey(struct sessdb *db, struct sessdb_rekey_result *res);
 
 /* sessdb_stats - copy the per-handle counters. */
 void sessdb_stats(const struct sessdb *db, struct sessdb_stats *st);

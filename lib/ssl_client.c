@@ -331,36 +331,49 @@ cli_info_cb(const SSL *ssl, int where, int ret)
 }
 
 /*
- * cli_ticket_slot - the ticket slot to store a new ticket of c in: the
- *	first empty one (from a rotating start), else the one that expires
- *	first.  Called with g's mutex held.
+ * cli_store_ticket - store a ticket of c: in the first free ticket slot
+ *	from a rotating start, claimed with sessdb_add (of processes storing
+ *	tickets for one peer at once, each gets a slot of its own: none
+ *	overwrites another's), else over the one that expires first.
+ *	Called with g's mutex held.  Returns what the store call returned.
  */
 static int
-cli_ticket_slot(struct cli_glue *g, struct cli_conn *c)
+cli_store_ticket(struct cli_glue *g, struct cli_conn *c,
+    const unsigned char *payload, size_t len, int64_t expires)
 {
 	struct sessdb_meta meta;
 	int64_t oldest = INT64_MAX;
 	unsigned start = g->next++;
 	void *data;
-	size_t len;
+	size_t dlen;
 	int i, slot, pick = 1, rc;
 
 	for (i = 0; i < CLI_TICKET_SLOTS; i++) {
 		slot = 1 + (int)((start + (unsigned)i) % CLI_TICKET_SLOTS);
+		rc = sessdb_add(g->db, SESSDB_NS_CLIENT, cli_slot_id(c, slot),
+		    CLI_ID_LEN, payload, len, expires);
+		if (rc != SESSDB_EXISTS)
+			return rc;	/* stored, full, or an error */
+	}
+	for (i = 0; i < CLI_TICKET_SLOTS; i++) {	/* all taken */
+		slot = 1 + i;
 		data = NULL;
 		rc = sessdb_get(g->db, SESSDB_NS_CLIENT, cli_slot_id(c, slot),
-		    CLI_ID_LEN, &data, &len, &meta);
+		    CLI_ID_LEN, &data, &dlen, &meta);
 		if (data != NULL)
-			OPENSSL_cleanse(data, len);
+			OPENSSL_cleanse(data, dlen);
 		sessdb_free(data);
-		if (rc != SESSDB_OK)
-			return slot;	/* empty (or unreadable: reuse it) */
+		if (rc != SESSDB_OK) {
+			pick = slot;	/* taken meanwhile: free again */
+			break;
+		}
 		if (meta.expires < oldest) {
 			oldest = meta.expires;
 			pick = slot;
 		}
 	}
-	return pick;
+	return sessdb_put(g->db, SESSDB_NS_CLIENT, cli_slot_id(c, pick),
+	    CLI_ID_LEN, payload, len, expires);
 }
 
 /*
@@ -375,7 +388,7 @@ cli_new_cb(SSL *ssl, SSL_SESSION *sess)
 	struct cli_conn *c = cli_conn_of(ssl);
 	unsigned char *payload;
 	size_t len;
-	int once, slot, rc;
+	int once, rc;
 
 	if (g == NULL)
 		return 0;
@@ -394,9 +407,10 @@ cli_new_cb(SSL *ssl, SSL_SESSION *sess)
 		return 0;
 	}
 	if (pthread_mutex_lock(&g->mu) == 0) {
-		slot = once ? cli_ticket_slot(g, c) : 0;
-		rc = sessdb_put(g->db, SESSDB_NS_CLIENT, cli_slot_id(c, slot),
-		    CLI_ID_LEN, payload, len, ssl_shared_expires(sess));
+		rc = once ? cli_store_ticket(g, c, payload, len,
+		    ssl_shared_expires(sess)) : sessdb_put(g->db,
+		    SESSDB_NS_CLIENT, cli_slot_id(c, 0), CLI_ID_LEN, payload,
+		    len, ssl_shared_expires(sess));
 		if (rc == SESSDB_OK)
 			g->st.stores++;
 		else

@@ -42,13 +42,21 @@ bscan_free(struct bscan *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* describe - fill rec from a raw key and value; returns 1 if decodable. */
+/*
+ * describe - fill rec from a raw key and value; returns 1 if the header
+ *	decodes.  With open, a sealed record is opened into *pt (wipe it
+ *	after the callback) or, when it cannot be, reported with a problem
+ *	and its seal status but still counted as decodable: a record we
+ *	merely cannot open is never removed as garbage.
+ */
 static int
-describe(const struct bitem *it, struct sessdb_record *rec)
+describe(struct sessdb *db, const struct bitem *it, struct sessdb_record *rec,
+    int open, unsigned char **pt)
 {
 	struct rec r;
 	enum rec_status rs;
 
+	*pt = NULL;
 	memset(rec, 0, sizeof(*rec));
 	rec->key = it->key;
 	rec->key_len = it->key_len;
@@ -63,8 +71,29 @@ describe(const struct bitem *it, struct sessdb_record *rec)
 	rec->meta.created = r.created;
 	rec->meta.expires = r.expires;
 	rec->meta.flags = r.flags;
+	rec->meta.key_id = r.key_id;
 	rec->data = r.payload;
 	rec->len = r.payload_len;
+	if (!open || (r.flags & REC_F_SEALED) == 0)
+		return 1;
+	switch (store_unseal(db, it->key, it->key_len, it->val, &r, pt)) {
+	case SEAL_OPENED:
+		rec->seal = SESSDB_SEAL_OPENED;
+		rec->data = *pt;
+		rec->len = r.payload_len - SEAL_OVERHEAD;
+		return 1;
+	case SEAL_FAILED:
+		rec->seal = SESSDB_SEAL_TAMPERED;
+		rec->problem = "sealed, fails authentication (tampered)";
+		break;
+	default:
+		rec->seal = SESSDB_SEAL_NOKEY;
+		rec->problem = db->seal == NULL ? "sealed, no key" :
+		    "sealed under a key not in the key file";
+		break;
+	}
+	rec->data = it->val;
+	rec->len = it->val_len;
 	return 1;
 }
 
@@ -177,6 +206,7 @@ report_one(struct sessdb *db, const struct reaper *q, size_t i,
     const struct reap_report *rp)
 {
 	struct sessdb_record rec;
+	unsigned char *pt;
 
 	if (!q->gone[i]) {
 		if (rp->res != NULL)
@@ -196,8 +226,10 @@ report_one(struct sessdb *db, const struct reaper *q, size_t i,
 	}
 	/* A report's return value cannot stop a sweep midway. */
 	if (rp->on_removed != NULL) {
-		describe(&q->items[i], &rec);
+		describe(db, &q->items[i], &rec, 1, &pt);
 		(void)rp->on_removed(rp->arg, &rec);
+		if (pt != NULL)
+			store_free_value(pt, rec.len);
 	}
 }
 
@@ -245,6 +277,7 @@ sessdb_foreach(struct sessdb *db, unsigned flags, sessdb_foreach_fn fn, void *ar
 	struct reaper q = { 0 };
 	struct reap_report rp = { 0, NULL, NULL, NULL };
 	struct sessdb_record rec;
+	unsigned char *pt;
 	uint64_t seen = 0;
 	int remove_bad = (flags & SESSDB_ITER_REMOVE_BAD) != 0, rc = 0;
 
@@ -263,12 +296,15 @@ sessdb_foreach(struct sessdb *db, unsigned flags, sessdb_foreach_fn fn, void *ar
 			if (w.items[i].val == NULL)
 				continue;	/* deleted between listing and fetch */
 			seen++;
-			int ok = describe(&w.items[i], &rec);
-			if (ok && (flags & SESSDB_ITER_LIVE) && rec.meta.expires <= now)
+			int ok = describe(db, &w.items[i], &rec, 1, &pt);
+			if ((ok && (flags & SESSDB_ITER_LIVE) && rec.meta.expires <= now) ||
+			    (ok && (flags & SESSDB_ITER_EXPIRED) && rec.meta.expires > now)) {
+				store_free_value(pt, rec.len);
 				continue;
-			if (ok && (flags & SESSDB_ITER_EXPIRED) && rec.meta.expires > now)
-				continue;
+			}
 			rc = fn(arg, &rec);
+			if (pt != NULL)
+				store_free_value(pt, rec.len);
 			if (!ok && remove_bad &&
 			    reaper_add(db, &q, &w.items[i], 1, seen) == -1)
 				rc = -1;
@@ -292,6 +328,7 @@ sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed,
 	struct reaper q = { 0 };
 	struct sessdb_sweep_result tmp;
 	struct sessdb_record rec;
+	unsigned char *pt;
 	struct reap_report rp;
 	uint64_t seen = 0, recoveries = db->st.recoveries;
 	int rc = -1, retried = 0;
@@ -329,7 +366,7 @@ sessdb_sweep(struct sessdb *db, unsigned flags, sessdb_foreach_fn on_removed,
 				continue;
 			seen++;
 			res->examined++;
-			int ok = describe(&w.items[i], &rec);
+			int ok = describe(db, &w.items[i], &rec, 0, &pt);
 			if (ok && rec.meta.expires > now) {
 				res->live++;
 				continue;

@@ -13,7 +13,7 @@
 #	  3. runs the C test programs under valgrind (meson test --setup
 #	     valgrind: the suites unit, multiproc, kill, corrupt, identity);
 #	     the script-driven suites (sessdump, realpeer, client, bench-smoke,
-#	     fault, faults-live, install) would put valgrind around python3, so they
+#	     fault, faults-live, install, apache) would put valgrind around python3, so they
 #	     are left to the ASan run, which checks the programs they drive.
 #	     Without valgrind the build has no such setup: step 3 is skipped,
 #	     and says so;
@@ -63,7 +63,8 @@ if command -v valgrind >/dev/null 2>&1; then
 	    --num-processes 2 \
 	    --no-suite sessdump --no-suite realpeer --no-suite client \
 	    --no-suite bench-smoke \
-	    --no-suite fault --no-suite faults-live --no-suite install || status=1
+	    --no-suite fault --no-suite faults-live --no-suite install \
+	    --no-suite apache || status=1
 	# meson names the log after the setup: testlog-valgrind.json
 	summary_files="$summary_files build-test/meson-logs/testlog-valgrind.json"
 else

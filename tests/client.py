@@ -245,6 +245,42 @@ def case_resume(tmp, kind, tls):
     return 0
 
 
+def case_sealed(tmp, tls):
+    """case_sealed - sessload --cache-key: the client records are sealed,
+    a second process with the key resumes, one without it is offered
+    nothing and leaves them in place"""
+    srv = Server(tmp, "openssl", tls).start()
+    cache = os.path.join(tmp, "client.db")
+    key = os.path.join(tmp, "cache.key")
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, os.urandom(32))
+    os.close(fd)
+    sealed = ["--cache-key", key]
+    try:
+        first = sessload(srv, cache, tls, extra=sealed)
+        check(first["first_offered"] == 0, "offered on an empty cache")
+        recs = client_records(cache)
+        check(len(recs) >= 1 and all(r["status"] == "sealed" and r["sealed"]
+                                     for r in recs),
+              "the client records are not sealed: %s" % recs)
+        second = sessload(srv, cache, tls, extra=sealed)
+        check(second["first_offered"] == 1 and second["first_resumed"] == 1,
+              "a process with the key did not resume: %s" % second)
+        before = len(client_records(cache))
+        third = sessload(srv, cache, tls)
+        check(third["first_offered"] == 0, "a process without the key was "
+              "offered a sealed session: %s" % third)
+        # (its own new session may replace one under the same key: a
+        # put, not a removal)
+        check(len(client_records(cache)) >= before,
+              "a process without the key removed sealed records")
+        log("TLS %s: sealed client records; resumed with the key, not without"
+            % tls)
+    finally:
+        srv.stop()
+    return 0
+
+
 def case_wrong_peer(tmp, tls):
     """case_wrong_peer - one setting differs: nothing is offered"""
     srv = Server(tmp, "openssl", tls).start()
@@ -468,6 +504,8 @@ def main(argv):
                 return case_resume(tmp, argv[2], argv[3])
             if case == "wrong-peer" and len(argv) == 3:
                 return case_wrong_peer(tmp, argv[2])
+            if case == "sealed" and len(argv) == 3:
+                return case_sealed(tmp, argv[2])
             if case == "once" and len(argv) == 3:
                 return case_once(tmp, argv[2])
             if case == "usage":

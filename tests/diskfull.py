@@ -133,6 +133,17 @@ class Server:
                 ids.append(fields[3])
         return ids, len(lines)
 
+    def wait_logged(self, skip, n, secs=10):
+        """wait_logged - the session IDs after line `skip` once n lines
+        follow it: a worker logs a connection after the client saw it
+        end, so the last lines may come a moment after sessload exits"""
+        deadline = time.monotonic() + secs
+        while True:
+            ids, total = self.session_ids(skip)
+            if total - skip >= n or time.monotonic() > deadline:
+                return ids
+            time.sleep(0.05)
+
 
 def load(srv, n, tls, new):
     """load - n connections, 4 at a time; every one must complete"""
@@ -224,11 +235,13 @@ def after_space(srv, mnt, db):
     log("remounted with %s: %d bytes free" % (LARGE, free_bytes(mnt)))
     # A library may look at a full disk again only now and then (say once
     # a second) rather than on every put: give it that before counting.
+    _, before = srv.session_ids()
     load(srv, 20, "1.2", True)
     time.sleep(RETRY_GRACE)
+    srv.wait_logged(before, 20)
     _, skip = srv.session_ids()
     load(srv, 100, "1.2", True)
-    ids, _ = srv.session_ids(skip)
+    ids = srv.wait_logged(skip, 100)
     check(len(ids) == 100, "access log has %d sessions for 100 connections" %
           len(ids))
     r = load(srv, 100, "1.2", False)

@@ -74,11 +74,12 @@ def free_port(host="127.0.0.1"):
 
 def wait_listening(proc, port, host="127.0.0.1", seconds=15):
     """wait_listening - until host:port accepts connections; Fail if proc
-    exits first or it takes longer than seconds"""
+    (None: a daemon that detached) exits first or it takes longer than
+    seconds"""
     import socket
     deadline = time.time() + seconds
     while time.time() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise Fail("server exited with %d before listening on %d" % (
                 proc.returncode, port))
         try:

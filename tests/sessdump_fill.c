@@ -6,6 +6,7 @@
  *	sessdump_fill populate DB MANIFEST LIVE EXPIRED BADHDR BADDER MISMATCH
  *	sessdump_fill worker DB MANIFEST SECONDS TAG OUTFILE
  *	sessdump_fill peer DB MANIFEST CERTDIR
+ *	sessdump_fill opaque DB MANIFEST COUNT
  *
  * DESCRIPTION
  *	populate stores real DER SSL_SESSIONs (made with SSL_SESSION_new and
@@ -25,6 +26,11 @@
  *	(server.pem, client.pem and ca.pem from CERTDIR) and stores the
  *	server's session, which carries the peer certificate and the SNI;
  *	it appends a "peer" line to MANIFEST.
+ *
+ *	opaque stores COUNT records of namespace 'O' (another consumer's, as
+ *	Apache's socache users write them) for the consumer "test-consumer":
+ *	keys of 1 to 1200 bytes, zero bytes included, and payloads that are
+ *	not DER; MANIFEST gets "opaque NAME/KEYHEX PAYLOADHEX" per record.
  */
 #include <gdbm.h>
 #include <stdio.h>
@@ -439,6 +445,58 @@ worker(char **argv)
 	return (fclose(out) != 0 || errors) ? 1 : 0;
 }
 
+/* hexline - len bytes of p in hex to f. */
+static void
+hexline(FILE *f, const unsigned char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		fprintf(f, "%02x", p[i]);
+}
+
+/* opaque - COUNT opaque records of "test-consumer", listed in MANIFEST. */
+static int
+opaque(char **argv)
+{
+	static const char name[] = "test-consumer";
+	static unsigned char id[SESSDB_OPAQUE_ID_MAX];
+	unsigned char payload[300];
+	struct sessdb *db;
+	FILE *mf;
+	char err[256];
+	int n = atoi(argv[2]);
+
+	if ((db = sessdb_open(argv[0], NULL, err, sizeof err)) == NULL ||
+	    (mf = fopen(argv[1], "w")) == NULL) {
+		fprintf(stderr, "sessdump_fill: %s\n", db ? argv[1] : err);
+		return 1;
+	}
+	memcpy(id, name, sizeof name);	/* the name and its 0x00 */
+	for (int i = 0; i < n; i++) {
+		/* lengths 1, 401, 801, 1201: short keys and ones over 1 KiB */
+		size_t key_len = 1 + (size_t)(i % 4) * 400;
+		size_t len = 10 + (size_t)i % 200;
+
+		for (size_t k = 0; k < key_len; k++)
+			id[sizeof name + k] = (unsigned char)(k % 7 == 0 ? 0 : i + k);
+		id[sizeof name] = (unsigned char)i;	/* keys differ */
+		for (size_t k = 0; k < len; k++)
+			payload[k] = (unsigned char)(0xff - i - k);
+		if (sessdb_put(db, SESSDB_NS_OPAQUE, id, sizeof name + key_len,
+		    payload, len, time(NULL) + 3600) != 0) {
+			fprintf(stderr, "sessdump_fill: %s\n", sessdb_error(db));
+			return 1;
+		}
+		fprintf(mf, "opaque %s/", name);
+		hexline(mf, id + sizeof name, key_len);
+		fputc(' ', mf);
+		hexline(mf, payload, len);
+		fputc('\n', mf);
+	}
+	fclose(mf);
+	sessdb_close(db);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -450,9 +508,12 @@ main(int argc, char **argv)
 		return worker(argv + 2);
 	if (argc == 5 && strcmp(argv[1], "peer") == 0)
 		return peer(argv + 2);
+	if (argc == 5 && strcmp(argv[1], "opaque") == 0)
+		return opaque(argv + 2);
 	fprintf(stderr, "usage: sessdump_fill populate DB MANIFEST LIVE EXPIRED "
 	    "BADHDR BADDER MISMATCH\n"
 	    "       sessdump_fill worker DB MANIFEST SECONDS TAG OUTFILE\n"
-	    "       sessdump_fill peer DB MANIFEST CERTDIR\n");
+	    "       sessdump_fill peer DB MANIFEST CERTDIR\n"
+	    "       sessdump_fill opaque DB MANIFEST COUNT\n");
 	return 2;
 }

@@ -14,6 +14,7 @@ moves the sessions of a file store into Redis and back with export and
 import; it is skipped (77) without redis-server or a build without the
 Redis backend (SESSDB_HAVE_REDIS=0, or the library says so).
 """
+import hashlib
 import json
 import os
 import re
@@ -261,6 +262,50 @@ def case_verify(tmp):
     check(b"0 bad" in p.stdout, "verify after repair")
     want_eq(set(listed(s.path)[1]), s.ids("live", "expired"),
             "verify --repair kept every good record")
+
+
+def case_opaque(tmp):
+    """Other consumers' records (namespace 'O', format 2.1) next to the
+    sessions: listed as consumer/hexkey, counted, kept by verify --repair
+    and sweep, exported as SESSDB OPAQUE RECORD blocks (not with --der)
+    and imported back byte for byte."""
+    s = Store(tmp)
+    manifest = os.path.join(tmp, "opaque.manifest")
+    subprocess.run([FILL, "opaque", s.path, manifest, "8"], check=True)
+    with open(manifest) as f:
+        want = dict(line.split()[1:3] for line in f)
+    recs = run_json(["list", "--json"], s.path)["records"]
+    got = {r["id"] for r in recs if r.get("protocol") == "opaque"}
+    want_eq(got, set(want), "opaque records listed")
+    check(all(r["kind"] == "opaque" for r in recs if r.get("id") in got),
+          "opaque records' kind")
+    check(any(len(k.split("/")[1]) > 2 * 1024 for k in got), "a key over 1 KiB")
+    doc = run_json(["stats", "--json"], s.path)
+    want_eq(doc["records"]["live"], 12 + 8, "stats counts opaque records as live")
+    want_eq(doc["namespaces"]["opaque"], 8, "stats: opaque namespace")
+    want_eq(doc["namespaces"]["server"], s.total(), "stats: server namespace")
+    p = run(["verify", "--repair"], db=s.path, rc=0)
+    check(b"5 bad, 5 removed" in p.stdout, "verify --repair: %r" % p.stdout)
+    run(["sweep"], db=s.path)
+    recs = run_json(["list", "--json"], s.path)["records"]
+    want_eq({r["id"] for r in recs if r.get("protocol") == "opaque"}, set(want),
+            "opaque records after verify --repair and sweep")
+    pem = run(["export", "--live"], db=s.path).stdout
+    want_eq(pem.count(b"BEGIN SESSDB OPAQUE RECORD"), 8, "opaque blocks exported")
+    want_eq(run(["export", "--live", "--der"], db=s.path).stdout.count(b"test-consumer"),
+            0, "no opaque record in DER output")
+    other = os.path.join(tmp, "other.db")
+    run(["import"], db=other, stdin=pem)
+    recs = run_json(["list", "--json"], other)["records"]
+    want_eq({r["id"] for r in recs if r.get("protocol") == "opaque"}, set(want),
+            "opaque records imported")
+    # byte for byte: export them again from the copy
+    want_eq(run(["export", "--live"], db=other).stdout.count(
+        b"BEGIN SESSDB OPAQUE RECORD"), 8, "re-exported")
+    a = re.findall(rb"-----BEGIN SESSDB OPAQUE RECORD-----.*?-----END", pem, re.S)
+    b = re.findall(rb"-----BEGIN SESSDB OPAQUE RECORD-----.*?-----END",
+                   run(["export", "--live"], db=other).stdout, re.S)
+    want_eq(sorted(a), sorted(b), "opaque records unchanged by export/import")
 
 
 def sess_id_of(pem_or_der, der=False):
@@ -565,8 +610,16 @@ def usage_checks(s):
     p = run(["list"], rc=2)
     check(b"SESSDB_PATH" in p.stderr, "no database: names SESSDB_PATH")
     # Global options after the command work as before it.
-    want_eq(run(["list", "--live", "--json", "--db", s.path]).stdout,
-            run(["--db", s.path, "list", "--live", "--json"]).stdout,
+    # (the clock may tick between the two runs: "now" and the seconds
+    # left are not compared)
+    def timeless(args):
+        doc = json.loads(run(args).stdout)
+        doc.pop("now")
+        for r in doc["records"]:
+            r.pop("seconds_left")
+        return doc
+    want_eq(timeless(["list", "--live", "--json", "--db", s.path]),
+            timeless(["--db", s.path, "list", "--live", "--json"]),
             "list --db X == --db X list")
     run(["stats", "--db=" + s.path, "--lock-timeout", "500", "--no-progress"])
     run(["show", s.kinds["live"][0][0], "--db", s.path])
@@ -865,15 +918,15 @@ def case_foreign(tmp):
 
 # ---- migration between two demo servers ----
 
-def start_demo(tmp, name, tls):
-    """Start sessdemo on a kernel-chosen port with its own cache; return
-    (proc, port, cache)."""
+def start_demo(tmp, name, tls, extra=()):
+    """Start sessdemo on a kernel-chosen port with its own cache (extra:
+    more options); return (proc, port, cache)."""
     ready = os.path.join(tmp, name + ".ready")
     cache = os.path.join(tmp, name + ".db")
     with open(os.path.join(tmp, name + ".log"), "w") as log:
         proc = subprocess.Popen([SESSDEMO, "--port", "0", "--cache", cache,
                                  "--workers", "2", "--ready-file", ready,
-                                 "--tls", tls],
+                                 "--tls", tls] + list(extra),
                                 stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 15
     while not os.path.exists(ready):
@@ -944,6 +997,138 @@ def migrate(tmp, tls):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# ---- sealed stores: --key, rekey, rotation, and a server that seals ----
+
+def key_file(tmp, name, nkeys=1, mode=0o600, data=None):
+    """A key file of nkeys random keys (or data); (path, [key ids])."""
+    path = os.path.join(tmp, name)
+    data = data if data is not None else os.urandom(32 * nkeys)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+    ids = [hashlib.sha256(b"sessdb key id" + data[i:i + 32]).digest()[:2].hex()
+           for i in range(0, len(data) - len(data) % 32, 32)]
+    return path, ids
+
+
+def case_seal(tmp):
+    s = Store(tmp)
+    k1, (id1,) = key_file(tmp, "k1")
+    with open(k1, "rb") as f:
+        old = f.read()
+    k12, (_, id2) = key_file(tmp, "k12", data=old + os.urandom(32))
+    sealable = s.ids("live") | s.ids("badder", "mismatch")  # sound headers
+    run(["rekey"], db=s.path, rc=2)             # no key: usage error
+    p = run(["--key", k1, "rekey", "--batch", "4"], db=s.path)
+    check(b"resealed %d," % len(sealable) in p.stdout, "rekey summary: %r"
+          % p.stdout)
+    # Without the key: sealed records are reported, with their key id.
+    doc, recs = listed(s.path)
+    for ident in sealable:
+        want_eq(recs[ident]["status"], "sealed", "status without the key")
+        want_eq(recs[ident]["key_id"], id1, "key id of " + ident)
+        check("sealed, no key" in recs[ident]["problem"], "problem names it")
+    for ident in s.ids("expired"):
+        want_eq(recs[ident]["sealed"], False, "expired records are not sealed")
+    want_eq(set(listed(s.path, "--live")[1]), s.ids("live") |
+            s.ids("badder", "mismatch"), "list --live counts sealed ones")
+    st = run_json(["stats", "--json"], s.path)
+    want_eq(st["sealed"], {"total": len(sealable), "unopened": len(sealable)},
+            "stats sealed without the key")
+    want_eq(st["records"]["corrupt"], 2, "only bad headers are corrupt")
+    want_eq(st["sealed_by_key_id"], {id1: len(sealable)}, "stats by key id")
+    ident, mk, _ = s.kinds["live"][0]
+    doc = run_json(["show", "--json", ident], s.path)
+    want_eq((doc["status"], doc["key_id"]), ("sealed", id1), "show, no key")
+    check(mk not in run(["show", "--secrets", ident], db=s.path)
+          .stdout.decode().lower(), "no master key without the key")
+    # With the key: the sessions themselves, the master key on request.
+    sec = run(["--key", k1, "show", "--secrets", ident], db=s.path).stdout
+    check(mk in sec.decode().lower(), "show --key --secrets opens the record")
+    _, recs = listed(s.path, "--key", k1, "--live")
+    want_eq(set(recs), s.ids("live"), "list --key --live")
+    check(all(r["sealed"] and r["protocol"].startswith("TLS")
+              for r in recs.values()), "opened records decode")
+    st = run_json(["--key", k1, "stats", "--json"], s.path)
+    want_eq(st["sealed"]["unopened"], 0, "stats with the key")
+    want_eq(st["records"]["corrupt"], 5, "stats corrupt with the key")
+    # export needs the key; import seals with it.
+    p = run(["export", "--live", "-o", os.path.join(tmp, "none.pem")],
+            db=s.path)
+    check(b"skipped %d sealed records: no key" % len(sealable) in p.stderr,
+          "export without the key says why: %r" % p.stderr)
+    pem = os.path.join(tmp, "live.pem")
+    run(["--key", k1, "export", "--live", "-o", pem], db=s.path)
+    other = os.path.join(tmp, "other.db")
+    run(["--key", k1, "import", pem], db=other)
+    _, recs = listed(other)
+    want_eq({(r["status"], r["key_id"]) for r in recs.values()},
+            {("sealed", id1)}, "import --key seals")
+    want_eq(set(listed(other, "--key", k1, "--live")[1]), s.ids("live"),
+            "the imported sessions open with the key")
+    # verify --repair without the key keeps what it cannot open.
+    p = run(["verify", "--repair"], db=s.path)
+    check(b"%d sealed records not checked" % len(sealable) in p.stdout,
+          "verify counts unopened records: %r" % p.stdout)
+    _, recs = listed(s.path, "--key", k1, "--live")
+    want_eq(set(recs), s.ids("live"), "verify --repair kept sealed records")
+    # The key from the environment; rotation to the second key.
+    os.environ["SESSDB_KEY_FILE"] = k12
+    try:
+        run(["rekey"], db=s.path)
+        doc, recs = listed(s.path, "--live")
+        want_eq({r["key_id"] for r in recs.values()}, {id2},
+                "after rotation every record is under the new key")
+    finally:
+        del os.environ["SESSDB_KEY_FILE"]
+    p = run(["--key", k1, "list", "--live"], db=s.path)
+    check(p.stdout.count(b"sealed under a key not in the key file") ==
+          len(sealable), "the old key alone opens nothing now")
+    # Key files that are not fit are refused, and say why.
+    for name, mode, data, msg in (
+            ("k-mode", 0o644, None, b"mode 0644"),
+            ("k-short", 0o600, os.urandom(31), b"whole number"),
+            ("k-zero", 0o600, bytes(32), b"repeated")):
+        path, _ = key_file(tmp, name, mode=mode, data=data)
+        p = run(["--key", path, "list"], db=s.path, rc=4)
+        check(msg in p.stderr, "%s: %r" % (name, p.stderr))
+    p = run(["list", "--key", os.path.join(tmp, "nope")], db=s.path, rc=4)
+    check(b"No such file" in p.stderr, "a missing key file")
+    if SESSDEMO and os.path.exists(SESSDEMO):
+        sealed_server(tmp, k12, id2)
+    else:
+        print("sessdemo not built: the server part is skipped")
+
+
+def sealed_server(tmp, key, key_id):
+    """sessdemo --cache-key: clients resume; the file holds only sealed
+    records, which sessdump opens with the key alone."""
+    proc, port, cache = start_demo(tmp, "sealed", "1.2",
+                                   ["--cache-key", key])
+    try:
+        sess = os.path.join(tmp, "sealed.sess")
+        check("New, TLSv1.2" in s_client(port, "-sess_out", sess),
+              "first handshake is new")
+        time.sleep(0.3)
+        for _ in range(3):
+            out = s_client(port, "-sess_in", sess)
+            check("Reused, TLSv1.2" in out, "resumes through a sealed cache")
+        _, recs = listed(cache)
+        check(len(recs) >= 1 and all(r["status"] == "sealed" and
+              r["key_id"] == key_id for r in recs.values()),
+              "the server's records are sealed: %r" % recs)
+        _, recs = listed(cache, "--key", key, "--live")
+        check(all(r["protocol"] == "TLSv1.2" for r in recs.values()),
+              "sessdump --key opens the server's records")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 # ---- Redis: every command on redis://, and the migration file -> Redis -> file ----

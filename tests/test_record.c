@@ -16,7 +16,7 @@ static size_t
 encode_sample(unsigned char *buf, const unsigned char *key, size_t key_len)
 {
 	static const unsigned char payload[16] = "0123456789abcdef";
-	struct rec r = { 0, 1000, 2000, payload, sizeof(payload) };
+	struct rec r = { 0, 1000, 2000, payload, sizeof(payload), 0 };
 
 	rec_encode(buf, key, key_len, &r);
 	return REC_HEADER_LEN + sizeof(payload);
@@ -58,13 +58,62 @@ static void
 test_negative_times(void)
 {
 	unsigned char buf[REC_HEADER_LEN];
-	struct rec in = { 0, -5, -1, NULL, 0 }, out;
+	struct rec in = { 0, -5, -1, NULL, 0, 0 }, out;
 
 	rec_encode(buf, KEY, sizeof(KEY), &in);
 	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
 	CU_ASSERT_EQUAL(out.created, -5);
 	CU_ASSERT_EQUAL(out.expires, -1);
 	CU_ASSERT_EQUAL(out.payload_len, 0);
+}
+
+/* A sealed record's header (format 2): version 2, the flag, the key id;
+ * each rule broken alone (CRC computed again) is refused. */
+static void
+test_sealed_header(void)
+{
+	static const unsigned char payload[40] = "nonce, ciphertext and tag stand-in....";
+	struct rec in = { REC_F_SEALED, 1000, 2000, payload, sizeof(payload), 0xbeef };
+	unsigned char buf[REC_HEADER_LEN + sizeof(payload)];
+	static const struct {
+		const char	*name;
+		int		off, val;
+		enum rec_status	want;
+	} bad[] = {
+		{ "version 1 with the flag",	4, 1,    REC_BAD_FLAGS },
+		{ "unknown flag beside it",	5, 0x03, REC_BAD_FLAGS },
+		{ "version 2 without it",	5, 0,    REC_BAD_FLAGS },
+	};
+	struct rec out;
+
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT_EQUAL(buf[4], REC_VERSION_SEALED);
+	CU_ASSERT_EQUAL(buf[5], REC_F_SEALED);
+	CU_ASSERT(buf[6] == 0xbe && buf[7] == 0xef);
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out), REC_OK);
+	CU_ASSERT_EQUAL(out.flags, REC_F_SEALED);
+	CU_ASSERT_EQUAL(out.key_id, 0xbeef);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned char c[sizeof(buf)];
+		enum rec_status got;
+
+		memcpy(c, buf, sizeof(c));
+		c[bad[i].off] = (unsigned char)bad[i].val;
+		rec_encode_finish(c, KEY, sizeof(KEY));
+		got = rec_decode(c, sizeof(c), KEY, sizeof(KEY), &out);
+		if (got != bad[i].want)
+			printf("\n  %s: got %s, want %s\n", bad[i].name,
+			    rec_strerror(got), rec_strerror(bad[i].want));
+		CU_ASSERT_EQUAL(got, bad[i].want);
+	}
+	/* A plain record keeps version 1 and zero key id bytes. */
+	in.flags = 0;
+	rec_encode(buf, KEY, sizeof(KEY), &in);
+	CU_ASSERT(buf[4] == REC_VERSION && buf[6] == 0 && buf[7] == 0);
+	buf[6] = 1;
+	rec_encode_finish(buf, KEY, sizeof(KEY));
+	CU_ASSERT_EQUAL(rec_decode(buf, sizeof(buf), KEY, sizeof(KEY), &out),
+	    REC_BAD_RESERVED);
 }
 
 /* CRC-32C check value from RFC 3720 (B.4): 32 bytes of zeros. */
@@ -100,8 +149,9 @@ static const struct bad_case bad_cases[] = {
 	{ "bad magic",		0,  0,  'X',  REC_BAD_MAGIC },
 	{ "bad magic 4th",	0,  3,  0,    REC_BAD_MAGIC },
 	{ "version 0",		0,  4,  0,    REC_BAD_VERSION },
-	{ "version 2",		0,  4,  2,    REC_BAD_VERSION },
-	{ "flag encrypted",	0,  5,  1,    REC_BAD_FLAGS },
+	{ "version 2, no flag",	0,  4,  2,    REC_BAD_FLAGS },
+	{ "version 3",		0,  4,  3,    REC_BAD_VERSION },
+	{ "flag sealed in v1",	0,  5,  1,    REC_BAD_FLAGS },
 	{ "flag high",		0,  5,  0x80, REC_BAD_FLAGS },
 	{ "reserved",		0,  7,  1,    REC_BAD_RESERVED },
 	{ "huge length",	0,  24, 0xff, REC_BAD_LENGTH },
@@ -170,6 +220,7 @@ test_keys(void)
 		{ SESSDB_NS_CLIENT, 16, 17 },
 		{ 0,                16, 0 },
 		{ 0x1ff,            16, 0 },
+		{ SESSDB_NS_OPAQUE, 16, 0 },	/* no 0x00 after a consumer name */
 	};
 	unsigned char id[64], key[REC_KEY_MAX];
 
@@ -213,6 +264,75 @@ test_keys(void)
 	}
 }
 
+struct opaque_case {
+	const char	*name;		/* consumer name, then 0x00 */
+	size_t		name_len;
+	size_t		key_len;	/* bytes of the consumer's key after it */
+	int		valid;
+};
+
+/* Opaque keys (format 2.1): a consumer name, 0x00, a key of up to 1 KiB and
+ * more; a name that is empty, too long or not ended by 0x00 is refused. */
+static void
+test_opaque_keys(void)
+{
+	static char long_name[SESSDB_CONSUMER_MAX + 2];
+	static const struct opaque_case cases[] = {
+		{ "mod_ssl-stapling", 16, 20, 1 },
+		{ "authn-socache", 13, 1, 1 },
+		{ "mod_cache_socache", 17, 1024, 1 },
+		{ "c", 1, SESSDB_OPAQUE_ID_MAX - 2, 1 },
+		{ "c", 1, SESSDB_OPAQUE_ID_MAX - 1, 0 },	/* one byte too long */
+		{ "mod_ssl-stapling", 16, 0, 0 },		/* no key */
+		{ "", 0, 20, 0 },				/* no name */
+		{ long_name, SESSDB_CONSUMER_MAX, 20, 1 },
+		{ long_name, SESSDB_CONSUMER_MAX + 1, 20, 0 },
+	};
+	static unsigned char id[SESSDB_OPAQUE_ID_MAX + 8];
+	unsigned char key[REC_KEY_MAX];
+
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct opaque_case *c = &cases[i];
+		size_t id_len = c->name_len + 1 + c->key_len, got;
+
+		memcpy(id, c->name, c->name_len);
+		id[c->name_len] = 0;
+		memset(id + c->name_len + 1, 0, c->key_len);	/* keys may hold 0x00 */
+		got = rec_key_make(key, SESSDB_NS_OPAQUE, id, id_len);
+		if ((got != 0) != c->valid)
+			printf("\n  opaque key %zu (name %zu, key %zu): got %zu, "
+			    "want %s\n", i, c->name_len, c->key_len, got,
+			    c->valid ? "valid" : "refused");
+		CU_ASSERT_EQUAL(got != 0, c->valid);
+		if (got > 0) {
+			unsigned ns;
+			const unsigned char *pid;
+			size_t plen;
+			unsigned char buf[64 + REC_HEADER_LEN];
+			size_t len = encode_sample(buf, key, got);
+			struct rec r;
+
+			CU_ASSERT_EQUAL(got, 1 + id_len);
+			CU_ASSERT_EQUAL(rec_key_parse(key, got, &ns, &pid, &plen), REC_OK);
+			CU_ASSERT_EQUAL(ns, SESSDB_NS_OPAQUE);
+			CU_ASSERT_EQUAL(plen, id_len);
+			CU_ASSERT_EQUAL(rec_decode(buf, len, key, got, &r), REC_OK);
+		} else {
+			unsigned ns;
+			const unsigned char *pid;
+			size_t plen;
+
+			key[0] = SESSDB_NS_OPAQUE;
+			if (id_len <= REC_KEY_MAX - 1) {
+				memcpy(key + 1, id, id_len);
+				CU_ASSERT_EQUAL(rec_key_parse(key, 1 + id_len, &ns,
+				    &pid, &plen), REC_BAD_KEY);
+			}
+		}
+	}
+}
+
 static void
 test_strerror(void)
 {
@@ -225,9 +345,11 @@ static const struct tc_case cases[] = {
 	{ "roundtrip", test_roundtrip },
 	{ "layout", test_layout },
 	{ "negative times", test_negative_times },
+	{ "sealed header", test_sealed_header },
 	{ "crc32c vectors", test_crc32c_vectors },
 	{ "malformed records", test_malformed },
 	{ "value under wrong key", test_wrong_key },
+	{ "opaque keys", test_opaque_keys },
 	{ "keys", test_keys },
 	{ "strerror", test_strerror },
 };

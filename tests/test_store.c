@@ -394,6 +394,92 @@ test_take_delete(void)
 	sessdb_close(db);
 }
 
+/* add_racer - one of ADDERS processes released at once through fd: add
+ * under one key; exits 0 if it stored, 1 if a live record was there, 2
+ * on anything else. */
+static void
+add_racer(int fd, unsigned me)
+{
+	struct sessdb *db = open_default();
+	char go, val[16];
+	int rc;
+
+	snprintf(val, sizeof(val), "adder %u", me);
+	if (db == NULL || read(fd, &go, 1) != 1)
+		_exit(2);
+	rc = sessdb_add(db, NS, "race", 4, val, strlen(val), 0);
+	sessdb_close(db);
+	_exit(rc == 0 ? 0 : rc == SESSDB_EXISTS ? 1 : 2);
+}
+
+#define ADDERS	6
+
+/* test_add - put only where no live record is: the second add of a key
+ * changes nothing, an expired record is replaced (local stores: Redis
+ * expires by its own clock, not the test's), and of ADDERS processes
+ * adding one key at once exactly one stores. */
+static void
+test_add(void)
+{
+	struct sessdb *db;
+	struct sessdb_stats st;
+	int fds[2], stored = 0, existed = 0, status;
+	pid_t pid[ADDERS];
+	void *data;
+	size_t len;
+
+	fresh("add");
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(sessdb_add(db, NS, "a", 1, "first", 5, 0), 0);
+	CU_ASSERT_EQUAL(sessdb_add(db, NS, "a", 1, "second", 6, 0), SESSDB_EXISTS);
+	expect_get(db, "a", "first");
+	CU_ASSERT_EQUAL(put_str(db, "a", "replaced", 0), 0);	/* put still replaces */
+	expect_get(db, "a", "replaced");
+	if (cur->flags & BK_LOCAL) {
+		CU_ASSERT_EQUAL(put_str(db, "old", "gone soon", tc_now + 5), 0);
+		tc_now += 5;
+		CU_ASSERT_EQUAL(sessdb_add(db, NS, "old", 3, "new", 3, 0), 0);
+		expect_get(db, "old", "new");
+		tc_now -= 5;
+	}
+	sessdb_stats(db, &st);
+	CU_ASSERT_EQUAL(st.errors, 0);
+	sessdb_close(db);	/* the children inherit no handle of ours */
+
+	CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+	fflush(stdout);
+	for (unsigned i = 0; i < ADDERS; i++) {
+		if ((pid[i] = fork()) == 0) {
+			close(fds[1]);
+			add_racer(fds[0], i);
+		}
+		CU_ASSERT_FATAL(pid[i] > 0);
+	}
+	close(fds[0]);
+	tc_sleep_ms(100);		/* all of them open, waiting */
+	for (unsigned i = 0; i < ADDERS; i++)
+		CU_ASSERT_EQUAL(write(fds[1], "g", 1), 1);
+	close(fds[1]);
+	for (unsigned i = 0; i < ADDERS; i++) {
+		CU_ASSERT_EQUAL(waitpid(pid[i], &status, 0), pid[i]);
+		CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) < 2);
+		stored += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		existed += WIFEXITED(status) && WEXITSTATUS(status) == 1;
+	}
+	if (stored != 1)
+		printf("\n  %d processes adding one key at once: %d stored, "
+		    "want 1\n", ADDERS, stored);
+	CU_ASSERT_EQUAL(stored, 1);
+	CU_ASSERT_EQUAL(existed, ADDERS - 1);
+	db = open_default();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT_EQUAL(sessdb_get(db, NS, "race", 4, &data, &len, NULL), SESSDB_OK);
+	CU_ASSERT(len > 6 && memcmp(data, "adder ", 6) == 0);
+	sessdb_free(data);
+	sessdb_close(db);
+}
+
 struct tally {
 	int live, expired, bad, calls, stop_at;
 };
@@ -1287,6 +1373,7 @@ static const struct tc_case api_cases[] = {
 	{ "bad keys and sizes", test_bad_keys },
 	{ "expiry boundaries", test_expiry_boundaries },
 	{ "take and delete", test_take_delete },
+	{ "add: only where no live record is", test_add },
 	{ "foreach", test_foreach },
 	{ "foreach deleting", test_foreach_deleting },
 	{ "sweep", test_sweep },

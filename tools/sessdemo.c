@@ -4,7 +4,7 @@
  *
  * SYNOPSIS
  *	sessdemo [--port P] [--workers N] [--cache PATH|URL | --no-cache]
- *	    [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]
+ *	    [--cache-key FILE] [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]
  *	    [--access-log FILE] [--bind ADDR] [--ready-file FILE]
  *	    [--timeout SECS] [--tickets N] [--session-timeout SECS]
  *	    [--verify-client CAFILE] [--session-id-context STR] [--verbose]
@@ -31,6 +31,8 @@
  *	The cache is a file, or a Redis store named by a URL
  *	(redis://HOST[:PORT][/DB][?prefix=P], unix:/SOCKET) that servers on
  *	several machines share; the URL is printed without its password.
+ *	--cache-key FILE seals the cache's records (sessdb_options.key_file;
+ *	--key is the TLS private key).
  *
  *	Session-ID context: a SHA-256 digest of the server certificate and
  *	of the client-certificate policy, so that servers with other
@@ -102,6 +104,7 @@ struct config {
 	int		port;
 	int		workers;
 	const char	*cache;		/* NULL with --no-cache */
+	const char	*cache_key;	/* --cache-key: seals the records */
 	char		cache_name[512]; /* cache as printed: a URL's password
 					   replaced by "***" */
 	const char	*cert;
@@ -170,7 +173,7 @@ static volatile sig_atomic_t worker_stop;
 
 static const char usage_text[] =
 "usage: sessdemo [--port P] [--workers N] [--cache PATH|URL | --no-cache]\n"
-"                [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]\n"
+"                [--cache-key FILE] [--cert FILE --key FILE] [--tls 1.2|1.3] [--early-data]\n"
 "                [--access-log FILE] [--bind ADDR] [--ready-file FILE]\n"
 "                [--timeout SECS] [--tickets N] [--session-timeout SECS]\n"
 "                [--verify-client CAFILE] [--session-id-context STR]\n"
@@ -252,6 +255,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		{ "workers",	required_argument, NULL, 'w' },
 		{ "cache",	required_argument, NULL, 'c' },
 		{ "no-cache",	no_argument,	   NULL, 'n' },
+		{ "cache-key",	required_argument, NULL, 'k' },
 		{ "cert",	required_argument, NULL, 'C' },
 		{ "key",	required_argument, NULL, 'K' },
 		{ "tls",	required_argument, NULL, 't' },
@@ -281,6 +285,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 		case 'w': bad |= tool_parse_int(optarg, 1, MAX_WORKERS, &cfg->workers); break;
 		case 'c': cfg->cache = optarg; have_cache = 1; break;
 		case 'n': no_cache = 1; break;
+		case 'k': cfg->cache_key = optarg; break;
 		case 'C': cfg->cert = optarg; break;
 		case 'K': cfg->key = optarg; break;
 		case 't': bad |= parse_tls(optarg, cfg); break;
@@ -305,7 +310,7 @@ parse_args(int argc, char **argv, struct config *cfg)
 	}
 	if (optind != argc || (cfg->cert == NULL) != (cfg->key == NULL))
 		bad = -1;
-	if (no_cache && (cfg->list || have_cache))
+	if (no_cache && (cfg->list || have_cache || cfg->cache_key != NULL))
 		bad = -1;
 	if (bad) {
 		fputs(usage_text, stderr);
@@ -439,7 +444,7 @@ static struct sessdb *
 open_store(const struct config *cfg, unsigned flags)
 {
 	struct sessdb_options o = { .flags = flags, .log = store_log,
-	    .log_arg = (void *)cfg };
+	    .log_arg = (void *)cfg, .key_file = cfg->cache_key };
 	char err[256] = "";
 	struct sessdb *db = sessdb_open(cfg->cache, &o, err, sizeof err);
 
@@ -957,10 +962,12 @@ print_report(const struct report *r, struct counters *tot)
 	if (r->have_stats)
 		printf("; store hits %" PRIu64 " misses %" PRIu64 " stores %" PRIu64
 		    " declined %" PRIu64 " deletes %" PRIu64 " errors %" PRIu64
-		    " lock-timeouts %" PRIu64 " reopens %" PRIu64 " recoveries %" PRIu64,
+		    " lock-timeouts %" PRIu64 " reopens %" PRIu64 " recoveries %" PRIu64
+		    " tampered %" PRIu64 " sealed-nokey %" PRIu64 " unsealed %" PRIu64,
 		    r->st.hits, r->st.misses, r->st.stores, r->st.declined,
 		    r->st.deletes, r->st.errors, r->st.lock_timeouts, r->st.reopens,
-		    r->st.recoveries);
+		    r->st.recoveries, r->st.tampered, r->st.sealed_nokey,
+		    r->st.unsealed);
 	printf("\n");
 	tot->conns += r->c.conns;
 	tot->resumed += r->c.resumed;

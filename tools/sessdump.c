@@ -3,8 +3,8 @@
  *	sessdump - inspect, verify, migrate and sweep a sessdb session store
  *
  * SYNOPSIS
- *	sessdump [--db PATH] [--lock-timeout MS] [--no-progress] COMMAND
- *	    [OPTIONS] [ARGS]
+ *	sessdump [--db PATH] [--key FILE] [--lock-timeout MS] [--no-progress]
+ *	    COMMAND [OPTIONS] [ARGS]
  *
  * DESCRIPTION
  *	This file parses the global options, finds the command in a table and
@@ -72,6 +72,10 @@ static const struct sd_cmd cmds[] = {
 	  "  --no-compact    never compact\n"
 	  "  --compact-free P  compact when at least P% of the file is free\n"
 	  "                  and it is at least 1 MiB (default 50)\n" },
+	{ "rekey", sd_cmd_rekey, "rekey [--batch N]",
+	  "  seal every live record again under the newest key of --key FILE\n"
+	  "  (plain records too), online, a batch at a time\n"
+	  "  --batch N       records replaced per exclusive lock (default 256)\n" },
 };
 
 #define NCMDS (sizeof cmds / sizeof cmds[0])
@@ -90,12 +94,14 @@ sd_find_cmd(const char *name)
 static void
 main_usage(FILE *fp)
 {
-	fputs("usage: sessdump [--db PATH] [--lock-timeout MS] [--no-progress] "
-	    "COMMAND [OPTIONS] [ARGS]\n\n"
+	fputs("usage: sessdump [--db PATH] [--key FILE] [--lock-timeout MS] "
+	    "[--no-progress] COMMAND [OPTIONS] [ARGS]\n\n"
 	    "The database is --db PATH, or $SESSDB_PATH: a file, or a Redis\n"
 	    "store, redis://HOST[:PORT][/DB][?prefix=P] or unix:/SOCKET, its\n"
-	    "password in $SESSDB_REDIS_PASSWORD or ?password_file=FILE.  The\n"
-	    "global options may also follow the command.\n\ncommands:\n", fp);
+	    "password in $SESSDB_REDIS_PASSWORD or ?password_file=FILE.\n"
+	    "--key FILE (or $SESSDB_KEY_FILE): the keys of a sealed store, 32\n"
+	    "random bytes each, mode 0600; the last one seals.  The global\n"
+	    "options may also follow the command.\n\ncommands:\n", fp);
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(fp, "  %s\n", cmds[i].synopsis);
 	fputs("\n'sessdump COMMAND --help' describes a command's options.\n", fp);
@@ -105,7 +111,7 @@ main_usage(FILE *fp)
 void
 sd_usage(FILE *fp, const struct sd_cmd *cmd)
 {
-	fprintf(fp, "usage: sessdump [--db PATH] %s\n%s", cmd->synopsis,
+	fprintf(fp, "usage: sessdump [--db PATH] [--key FILE] %s\n%s", cmd->synopsis,
 	    cmd->help);
 }
 
@@ -199,6 +205,7 @@ sd_open(const struct sd_global *g, unsigned flags,
 		memset(&o, 0, sizeof o);
 	o.flags |= flags;
 	o.lock_timeout_ms = g->lock_timeout_ms;
+	o.key_file = g->key_file;
 	if ((o.flags & (SESSDB_RDONLY | SESSDB_NOCREATE)) && !g->remote &&
 	    precheck(g->db_path))
 		return NULL;
@@ -232,21 +239,22 @@ sd_close(struct sessdb *db)
 }
 
 /* Global options' getopt values: above every command's own values. */
-enum { OPT_DB = 0x1000, OPT_LOCK_TIMEOUT, OPT_NO_PROGRESS, OPT_VERSION,
-    OPT_HELP };
+enum { OPT_DB = 0x1000, OPT_LOCK_TIMEOUT, OPT_NO_PROGRESS, OPT_KEY,
+    OPT_VERSION, OPT_HELP };
 
-/* global_opts - the options every command accepts; the first three may
+/* global_opts - the options every command accepts; the first four may
  * also follow the command name (sd_getopt). */
 static const struct option global_opts[] = {
 	{ "db", required_argument, NULL, OPT_DB },
 	{ "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
 	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+	{ "key", required_argument, NULL, OPT_KEY },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
 
-#define NGLOBAL_AFTER 3		/* --db, --lock-timeout, --no-progress */
+#define NGLOBAL_AFTER 4		/* --db, --lock-timeout, --no-progress, --key */
 
 /* global_opt - apply one global option; 0, or -1 after saying why. */
 static int
@@ -266,6 +274,9 @@ global_opt(struct sd_global *g, int c, const char *arg)
 		return 0;
 	case OPT_NO_PROGRESS:
 		g->progress = 0;
+		return 0;
+	case OPT_KEY:
+		g->key_file = arg;
 		return 0;
 	default:
 		return -1;
@@ -345,6 +356,9 @@ sd_getopt(struct sd_global *g, int argc, char **argv, const char *shortopts,
 	}
 	if (g->db_path == NULL)
 		g->db_path = getenv("SESSDB_PATH");
+	if (g->key_file == NULL && (g->key_file = getenv("SESSDB_KEY_FILE")) != NULL &&
+	    *g->key_file == '\0')
+		g->key_file = NULL;
 	if (g->db_path == NULL || *g->db_path == '\0') {
 		sd_err("no database: give --db PATH (before or after the "
 		    "command) or set SESSDB_PATH");
@@ -380,6 +394,7 @@ parse_global(struct sd_global *g, int argc, char **argv)
 		case OPT_DB:
 		case OPT_LOCK_TIMEOUT:
 		case OPT_NO_PROGRESS:
+		case OPT_KEY:
 			if (global_opt(g, c, optarg) == 0)
 				break;
 			return sd_bad_usage(NULL, NULL);

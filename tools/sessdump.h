@@ -44,6 +44,7 @@ struct sd_global {
 	int		remote;			/* db_path is a URL (Redis) */
 	unsigned	lock_timeout_ms;	/* 0 = library default */
 	int		progress;		/* show progress on stderr */
+	const char	*key_file;		/* --key or $SESSDB_KEY_FILE */
 };
 
 /* One command: its name, entry point and usage text. */
@@ -56,7 +57,8 @@ struct sd_cmd {
 
 /* A decoded record, copied out of a sessdb_foreach callback. */
 struct sd_entry {
-	char		*idhex;		/* session ID, or the raw key if corrupt */
+	char		*idhex;		/* session ID, the raw key if corrupt,
+					   "consumer/hexkey" if opaque */
 	unsigned	ns;
 	int64_t		created;	/* record header times */
 	int64_t		expires;
@@ -68,7 +70,14 @@ struct sd_entry {
 	char		*peer;		/* client records: "host:port", else NULL */
 	int		ticket;		/* client records: a single-use TLS 1.3 ticket */
 	char		*problem;	/* NULL if the record decodes */
+	int		sealed;		/* the record is sealed ... */
+	unsigned	key_id;		/* ... under this key */
+	unsigned	seal;		/* SESSDB_SEAL_*: opened, or why not */
 };
+
+/* sd_entry_unopened - a sealed record we hold no key for: its header
+ * (times, ID) is sound, its payload unread.  Never "corrupt". */
+#define sd_entry_unopened(e) ((e)->seal == SESSDB_SEAL_NOKEY)
 
 /* sessdump.c */
 void sd_usage(FILE *fp, const struct sd_cmd *cmd);
@@ -89,6 +98,7 @@ int sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 int sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec);
 void sd_entry_clear(struct sd_entry *e);
 uint64_t sd_record_size(const struct sessdb_record *rec);
+char *sd_opaque_name(const struct sessdb_record *rec);
 int sd_parse_hex_id(const char *s, unsigned char *out, size_t *len);
 const char *sd_proto_name(int version, char *buf, size_t len);
 void sd_fmt_time(int64_t t, char *buf, size_t len);
@@ -116,10 +126,13 @@ void sd_progress_end(struct sd_progress *p);
 
 /* sessdump_parse.c: the sessions of an import input, PEM or DER */
 #define SD_PEM_LABEL	"-----BEGIN SSL SESSION PARAMETERS-----"
+#define SD_OPAQUE_LABEL	"SESSDB OPAQUE RECORD"	/* PEM name; format 2.1 */
 
-/* One parsed session and where it came from. */
+/* One parsed session, or opaque record, and where it came from. */
 struct sd_insess {
-	SSL_SESSION	*s;
+	SSL_SESSION	*s;		/* NULL for an opaque record */
+	unsigned char	*opaque;	/* the SD_OPAQUE_LABEL block's bytes */
+	size_t		opaque_len;
 	const char	*name;		/* input name */
 	unsigned	index;		/* 1-based position in that input */
 };
@@ -142,6 +155,7 @@ int sd_cmd_verify(struct sd_global *g, int argc, char **argv);
 int sd_cmd_export(struct sd_global *g, int argc, char **argv);
 int sd_cmd_import(struct sd_global *g, int argc, char **argv);
 int sd_cmd_sweep(struct sd_global *g, int argc, char **argv);
+int sd_cmd_rekey(struct sd_global *g, int argc, char **argv);
 
 const struct sd_cmd *sd_find_cmd(const char *name);
 

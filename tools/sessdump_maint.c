@@ -1,6 +1,6 @@
 /*
  * NAME
- *	sessdump_maint.c - the maintenance commands: verify and sweep
+ *	sessdump_maint.c - the maintenance commands: verify, sweep and rekey
  *
  * DESCRIPTION
  *	verify decodes every record (header, DER, ID against key) and, with
@@ -12,6 +12,13 @@
  *	batches of --batch keys under one exclusive lock each, so servers
  *	wait at most one batch.  Afterwards, if much of the file is free, it
  *	compacts it with sessdb_compact (other processes notice and reopen).
+ *
+ *	A sealed record we hold no key for is counted, never "bad": verify
+ *	cannot check it and --repair never removes it.  One that fails
+ *	authentication is reported bad but left for its key's holders.
+ *
+ *	rekey seals every live record again under the newest key of --key
+ *	(sessdb_rekey), in batches, while servers run.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -28,7 +35,7 @@ struct badkey {
 
 struct verify {
 	int			quiet;
-	uint64_t		total, bad;
+	uint64_t		total, bad, unopened;
 	struct badkey		*del;		/* DER-level bad records */
 	size_t			ndel, cap;
 	struct sd_progress	prog;
@@ -63,6 +70,10 @@ verify_one(void *arg, const struct sessdb_record *rec)
 
 	sd_progress_tick(&v->prog);
 	v->total++;
+	if (rec->seal == SESSDB_SEAL_NOKEY) {
+		v->unopened++;		/* not ours to judge */
+		return 0;
+	}
 	if (sd_decode(rec, NULL, &problem) == 0)
 		return 0;
 	v->bad++;
@@ -127,6 +138,9 @@ verify_repair(struct sessdb *db, const struct sd_global *g, struct verify *v)
 	printf("verify: %llu records, %llu bad, %llu removed\n",
 	    (unsigned long long)v->total, (unsigned long long)v->bad,
 	    (unsigned long long)(v->bad - again.bad));
+	if (v->unopened)
+		printf("verify: %llu sealed records not checked (no key for "
+		    "them; kept)\n", (unsigned long long)v->unopened);
 	free(again.del);
 	if (again.bad != 0) {
 		sd_err("verify: %llu bad records remain",
@@ -170,6 +184,9 @@ sd_cmd_verify(struct sd_global *g, int argc, char **argv)
 	} else if (rc == 0) {
 		printf("verify: %llu records, %llu bad\n",
 		    (unsigned long long)v.total, (unsigned long long)v.bad);
+		if (v.unopened)
+			printf("verify: %llu sealed records not checked (no key "
+			    "for them)\n", (unsigned long long)v.unopened);
 		rc = v.bad ? SD_EXIT_DIRTY : SD_EXIT_OK;
 	}
 	free(v.del);
@@ -367,4 +384,60 @@ sd_cmd_sweep(struct sd_global *g, int argc, char **argv)
 	rc = sw.dry ? 0 : maybe_compact(db, g, &sw);
 	sd_close(db);
 	return rc;
+}
+
+/* ---- rekey ---- */
+
+static const struct option rekey_opts[] = {
+	{ "batch", required_argument, NULL, 'b' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* sd_cmd_rekey - seal every live record again under the newest key. */
+int
+sd_cmd_rekey(struct sd_global *g, int argc, char **argv)
+{
+	const struct sd_cmd *me = sd_find_cmd("rekey");
+	struct sessdb_rekey_result res;
+	struct sessdb_options o;
+	struct sessdb *db;
+	int ch, rc;
+
+	memset(&o, 0, sizeof o);
+	while ((ch = sd_getopt(g, argc, argv, "", rekey_opts)) != -1) {
+		switch (ch) {
+		case 'b':
+			if (tool_parse_uint(optarg, 1, 1000000, &o.sweep_batch) == -1)
+				return sd_bad_usage(me, "rekey: --batch wants "
+				    "1..1000000, got '%s'", optarg);
+			break;
+		default:
+			return sd_bad_usage(me, NULL);
+		}
+	}
+	if (optind != argc)
+		return sd_bad_usage(me, "rekey: unexpected argument '%s'",
+		    argv[optind]);
+	if (g->key_file == NULL)
+		return sd_bad_usage(me, "rekey: give the key file with --key FILE "
+		    "(its last key seals)");
+	if ((db = sd_open(g, SESSDB_NOCREATE, &o)) == NULL)
+		return SD_EXIT_DB;
+	rc = sessdb_rekey(db, &res);
+	if (rc == -1) {
+		sd_err("%s: rekey: %s", g->db_name, sd_db_error(g, db));
+		sd_close(db);
+		return SD_EXIT_DB;
+	}
+	printf("rekey: examined %llu, resealed %llu, already current %llu, "
+	    "not opened %llu, skipped %llu, %llu batches\n",
+	    (unsigned long long)res.examined, (unsigned long long)res.resealed,
+	    (unsigned long long)res.current, (unsigned long long)res.unopened,
+	    (unsigned long long)res.skipped, (unsigned long long)res.batches);
+	if (res.unopened)
+		sd_err("warning: %llu sealed records could not be opened with "
+		    "these keys (another key, or tampered): left as they are",
+		    (unsigned long long)res.unopened);
+	sd_close(db);
+	return SD_EXIT_OK;
 }

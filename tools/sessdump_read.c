@@ -26,9 +26,11 @@ static int
 keep(const struct sd_entry *e, enum filter f, int64_t now)
 {
 	switch (f) {
-	case F_LIVE:	return e->problem == NULL && e->expires > now;
-	case F_EXPIRED:	return e->problem == NULL && e->expires <= now;
-	case F_CORRUPT:	return e->problem != NULL;
+	case F_LIVE:	return (e->problem == NULL || sd_entry_unopened(e)) &&
+			    e->expires > now;
+	case F_EXPIRED:	return (e->problem == NULL || sd_entry_unopened(e)) &&
+			    e->expires <= now;
+	case F_CORRUPT:	return e->problem != NULL && !sd_entry_unopened(e);
 	case F_ALL:
 	default:	return 1;
 	}
@@ -213,9 +215,9 @@ reverse(struct sd_entry *v, size_t n)
 static void
 list_text_row(const struct sd_entry *e, int64_t now)
 {
-	char created[32], expires[32], left[32];
+	char created[32], expires[32], left[32], seal[8] = "-";
 
-	if (e->problem != NULL) {
+	if (e->problem != NULL && !sd_entry_unopened(e)) {
 		printf("%-64s  CORRUPT: %s (%llu bytes)\n", e->idhex, e->problem,
 		    (unsigned long long)e->size);
 		return;
@@ -223,8 +225,17 @@ list_text_row(const struct sd_entry *e, int64_t now)
 	sd_fmt_time(e->created, created, sizeof created);
 	sd_fmt_time(e->expires, expires, sizeof expires);
 	sd_fmt_left(e->expires - now, left, sizeof left);
-	printf("%-64s  %-7s  %-29s  %s  %s  %-8s  %5llu  ", e->idhex, e->proto,
-	    e->cipher, created, expires, left, (unsigned long long)e->size);
+	if (e->sealed)
+		snprintf(seal, sizeof seal, "%04x", e->key_id);
+	if (sd_entry_unopened(e)) {	/* no key: nothing but the header */
+		printf("%-64s  %-7s  %-29s  %s  %s  %-8s  %5llu  %-4s  (%s)\n",
+		    e->idhex, "SEALED", "-", created, expires, left,
+		    (unsigned long long)e->size, seal, e->problem);
+		return;
+	}
+	printf("%-64s  %-7s  %-29s  %s  %s  %-8s  %5llu  %-4s  ", e->idhex,
+	    e->proto, e->cipher, created, expires, left,
+	    (unsigned long long)e->size, seal);
 	sd_print_safe(stdout, e->sni ? e->sni : "-");
 	fputs("  ", stdout);
 	sd_print_safe(stdout, e->subject ? e->subject : "-");
@@ -263,9 +274,9 @@ list_text(const struct collect *c)
 	for (i = 0; i < c->n; i++)
 		nclient += is_client(&c->v[i]);
 	if (c->kind != K_CLIENT) {
-		printf("%-64s  %-7s  %-29s  %-20s  %-20s  %-8s  %5s  %s  %s\n",
+		printf("%-64s  %-7s  %-29s  %-20s  %-20s  %-8s  %5s  %-4s  %s  %s\n",
 		    "ID", "PROTO", "CIPHER", "CREATED", "EXPIRES", "LEFT",
-		    "SIZE", "SNI", "PEER");
+		    "SIZE", "SEAL", "SNI", "PEER");
 		for (i = 0; i < c->n; i++)
 			if (!is_client(&c->v[i]))
 				list_text_row(&c->v[i], c->now);
@@ -286,18 +297,29 @@ list_text(const struct collect *c)
 static void
 json_entry(const struct sd_entry *e, int64_t now)
 {
-	char created[32], expires[32];
-	int bad = e->problem != NULL;
+	char created[32], expires[32], kid[8];
+	int unopened = sd_entry_unopened(e);
+	int bad = e->problem != NULL && !unopened;
 
 	sd_fmt_time(e->created, created, sizeof created);
 	sd_fmt_time(e->expires, expires, sizeof expires);
+	snprintf(kid, sizeof kid, "%04x", e->key_id);
 	fputs("{", stdout);
 	sd_json_kstr(stdout, bad ? "key" : "id", e->idhex, 0);
-	sd_json_kstr(stdout, "status", bad ? "corrupt" :
+	sd_json_kstr(stdout, "status", bad ? "corrupt" : unopened ? "sealed" :
 	    e->expires > now ? "live" : "expired", 1);
 	sd_json_kstr(stdout, "problem", e->problem, 1);
 	sd_json_kint(stdout, "size", (int64_t)e->size, 1);
-	if (!bad) {
+	fputs(e->sealed ? ", \"sealed\": true" : ", \"sealed\": false", stdout);
+	sd_json_kstr(stdout, "key_id", e->sealed ? kid : NULL, 1);
+	if (unopened) {
+		sd_json_kint(stdout, "namespace", e->ns, 1);
+		sd_json_kint(stdout, "created", e->created, 1);
+		sd_json_kint(stdout, "expires", e->expires, 1);
+		sd_json_kint(stdout, "seconds_left",
+		    e->expires > now ? e->expires - now : 0, 1);
+	}
+	if (!bad && !unopened) {
 		sd_json_kint(stdout, "namespace", e->ns, 1);
 		sd_json_kstr(stdout, "protocol", e->proto, 1);
 		sd_json_kstr(stdout, "cipher", e->cipher, 1);
@@ -308,7 +330,7 @@ json_entry(const struct sd_entry *e, int64_t now)
 		sd_json_kint(stdout, "seconds_left",
 		    e->expires > now ? e->expires - now : 0, 1);
 		sd_json_kstr(stdout, "kind", is_client(e) ? "client" :
-		    "server", 1);
+		    e->ns == SESSDB_NS_OPAQUE ? "opaque" : "server", 1);
 		sd_json_kstr(stdout, "sni", e->sni, 1);
 		sd_json_kstr(stdout, "peer_subject", e->subject, 1);
 		if (is_client(e)) {
@@ -600,27 +622,36 @@ show_record(struct show *sh, const struct sessdb_record *rec)
 	struct fields fs = { .n = 0 };
 	const char *problem;
 	SSL_SESSION *s;
-	char left[32];
+	char left[32], kid[8];
 	int bad = sd_decode(rec, &s, &problem) == -1;
+	int unopened = rec->seal == SESSDB_SEAL_NOKEY;	/* header sound */
 
-	add_own(&fs, bad ? "key:" : rec->ns == SESSDB_NS_CLIENT ?
-	    "client key:" : "session ID:", bad ? "key" : "id",
-	    bad ? tool_hex(rec->key, rec->key_len) : tool_hex(rec->id, rec->id_len));
+	add_own(&fs, bad && !unopened ? "key:" : rec->ns == SESSDB_NS_CLIENT ?
+	    "client key:" : "session ID:", bad && !unopened ? "key" : "id",
+	    bad && !unopened ? tool_hex(rec->key, rec->key_len) :
+	    tool_hex(rec->id, rec->id_len));
 	sd_fmt_left(rec->meta.expires - sh->now, left, sizeof left);
-	add_str(&fs, "status:", "status", bad ? "corrupt" :
+	add_str(&fs, "status:", "status", unopened ? "sealed" : bad ? "corrupt" :
 	    rec->meta.expires > sh->now ? "live" : "expired");
 	add_str(&fs, "problem:", "problem", bad ? problem : NULL);
 	add_num(&fs, "record size:", "size", (int64_t)sd_record_size(rec));
-	if (!bad) {
+	snprintf(kid, sizeof kid, "%04x", rec->meta.key_id);
+	add_str(&fs, "sealed under key:", "key_id",
+	    rec->meta.flags & SESSDB_REC_SEALED ? kid : NULL);
+	if (!bad || unopened) {
 		add_time(&fs, "created:", "created_utc", rec->meta.created);
 		add_num(&fs, "created (unix):", "created", rec->meta.created);
 		add_time(&fs, "expires:", "expires_utc", rec->meta.expires);
 		add_num(&fs, "expires (unix):", "expires", rec->meta.expires);
 		add_str(&fs, "time left:", "time_left", left);
+	}
+	if (!bad) {
 		if (rec->ns == SESSDB_NS_CLIENT)
 			add_client(&fs, rec);
-		add_session(&fs, s, sh->secrets);
-		SSL_SESSION_free(s);
+		if (s != NULL) {	/* NULL: an opaque record */
+			add_session(&fs, s, sh->secrets);
+			SSL_SESSION_free(s);
+		}
 	}
 	fields_print(&fs, sh->json);
 	fields_free(&fs);
@@ -660,6 +691,8 @@ show_get(struct sessdb *db, struct show *sh)
 	rec.key_len = sh->key_len;
 	rec.data = data;
 	rec.len = len;
+	if (rec.meta.flags & SESSDB_REC_SEALED)
+		rec.seal = SESSDB_SEAL_OPENED;
 	show_record(sh, &rec);
 	OPENSSL_cleanse(data, len);
 	sessdb_free(data);

@@ -74,8 +74,11 @@ struct stats {
 	char			*oldest_id, *newest_id;
 	uint64_t		ttl[NBUCKETS];
 	struct tallies		protos, ciphers;
+	uint64_t		sealed, unopened;	/* unopened: no key */
+	struct tallies		keys;		/* sealed records per key id */
 	/* client sessions (namespace 'C'), counted apart as well */
 	uint64_t		client, client_live, client_tickets;
+	uint64_t		opaque;	/* other consumers' records ('O') */
 	struct tallies		peers;		/* "host:port sni" of live ones */
 	struct sd_progress	prog;
 };
@@ -126,7 +129,16 @@ stats_one(void *arg, const struct sessdb_record *rec)
 	}
 	st->total++;
 	st->bytes += e.size;
-	if (e.problem != NULL) {
+	if (e.sealed) {
+		char kid[8];
+
+		snprintf(kid, sizeof kid, "%04x", e.key_id);
+		st->sealed++;
+		tally_add(&st->keys, kid);
+	}
+	if (sd_entry_unopened(&e))
+		st->unopened++;		/* live or expired by its header */
+	if (e.problem != NULL && !sd_entry_unopened(&e)) {
 		st->corrupt++;
 	} else if (e.expires <= st->now) {
 		st->expired++;
@@ -140,6 +152,7 @@ stats_one(void *arg, const struct sessdb_record *rec)
 	}
 	if (e.ns == SESSDB_NS_CLIENT)
 		stats_client(st, &e);
+	st->opaque += e.ns == SESSDB_NS_OPAQUE && e.problem == NULL;
 	if (e.problem == NULL) {
 		stats_times(st, &e);
 		tally_add(&st->protos, e.proto);
@@ -190,11 +203,12 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 	    (unsigned long long)st->total, (unsigned long long)st->live,
 	    (unsigned long long)st->expired, (unsigned long long)st->corrupt);
 	printf("namespaces:   server %llu, client %llu (live %llu, of which "
-	    "%llu single-use tickets, for %zu servers)\n",
-	    (unsigned long long)(st->total - st->client),
+	    "%llu single-use tickets, for %zu servers), opaque %llu\n",
+	    (unsigned long long)(st->total - st->client - st->opaque),
 	    (unsigned long long)st->client,
 	    (unsigned long long)st->client_live,
-	    (unsigned long long)st->client_tickets, st->peers.n);
+	    (unsigned long long)st->client_tickets, st->peers.n,
+	    (unsigned long long)st->opaque);
 	if (st->oldest_id != NULL) {
 		sd_fmt_time(st->oldest, t, sizeof t);
 		printf("oldest:       %s  %s\n", t, st->oldest_id);
@@ -207,6 +221,9 @@ stats_text(const struct stats *st, const struct sessdb_info *info,
 		    (unsigned long long)st->ttl[b]);
 	stats_text_tally("protocols:", &st->protos);
 	stats_text_tally("ciphers:", &st->ciphers);
+	printf("sealed:       %llu (%llu not opened: no key for them)\n",
+	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
+	stats_text_tally("sealed records by key id:", &st->keys);
 	if (st->client > 0)
 		stats_text_tally("client sessions by server (live):",
 		    &st->peers);
@@ -279,12 +296,16 @@ stats_json(const struct stats *st, const struct sessdb_info *info,
 	fputs("]", stdout);
 	stats_json_tally("protocols", &st->protos);
 	stats_json_tally("ciphers", &st->ciphers);
+	printf(",\n \"sealed\": {\"total\": %llu, \"unopened\": %llu}",
+	    (unsigned long long)st->sealed, (unsigned long long)st->unopened);
+	stats_json_tally("sealed_by_key_id", &st->keys);
 	printf(",\n \"namespaces\": {\"server\": %llu, \"client\": %llu, "
-	    "\"client_live\": %llu, \"client_tickets\": %llu}",
-	    (unsigned long long)(st->total - st->client),
+	    "\"client_live\": %llu, \"client_tickets\": %llu, \"opaque\": %llu}",
+	    (unsigned long long)(st->total - st->client - st->opaque),
 	    (unsigned long long)st->client,
 	    (unsigned long long)st->client_live,
-	    (unsigned long long)st->client_tickets);
+	    (unsigned long long)st->client_tickets,
+	    (unsigned long long)st->opaque);
 	stats_json_tally("client_servers", &st->peers);
 	fputs("\n}\n", stdout);
 }
@@ -297,6 +318,7 @@ stats_free(struct stats *st)
 	free(st->newest_id);
 	free(st->protos.v);
 	free(st->ciphers.v);
+	free(st->keys.v);
 	free(st->peers.v);
 }
 

@@ -7,6 +7,9 @@
  *	A record is "bad" when the store could not decode its header (the
  *	foreach callback's problem), when its payload is not the DER of an
  *	SSL_SESSION, or when a server session's ID differs from its key.
+ *	Records of the opaque namespace (other consumers': OCSP responses,
+ *	cached pages, credentials) are never parsed: a header that decodes
+ *	makes them good, and they are listed by consumer name and key.
  *	Strings that come from the network (SNI, certificate names) are
  *	escaped before they reach a terminal or a JSON document.
  */
@@ -34,6 +37,8 @@ sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 		*problem = rec->problem;
 		return -1;
 	}
+	if (rec->ns == SESSDB_NS_OPAQUE)
+		return 0;	/* not a session: the payload is the consumer's */
 	if (rec->ns == SESSDB_NS_CLIENT)	/* a peer header, then the DER */
 		s = sessdb_ssl_client_decode(rec->data, rec->len, NULL, problem);
 	else
@@ -49,13 +54,39 @@ sd_decode(const struct sessdb_record *rec, SSL_SESSION **out,
 	return 0;
 }
 
+/* sd_opaque_name - "consumer/hexkey" for an opaque record's ID (the
+ * consumer name with anything unprintable as '?'), malloc'ed; NULL when out
+ * of memory. */
+char *
+sd_opaque_name(const struct sessdb_record *rec)
+{
+	const unsigned char *nul = memchr(rec->id, 0, rec->id_len);
+	size_t name_len = nul != NULL ? (size_t)(nul - rec->id) : 0;
+	char *hex, *out;
+
+	if (nul == NULL)	/* the store checked it: cannot happen */
+		return tool_hex(rec->id, rec->id_len);
+	if ((hex = tool_hex(nul + 1, rec->id_len - name_len - 1)) == NULL)
+		return NULL;
+	if ((out = malloc(name_len + 1 + strlen(hex) + 1)) != NULL) {
+		for (size_t i = 0; i < name_len; i++)
+			out[i] = rec->id[i] > 0x20 && rec->id[i] < 0x7f &&
+			    rec->id[i] != '/' ? (char)rec->id[i] : '?';
+		out[name_len] = '/';
+		strcpy(out + name_len + 1, hex);
+	}
+	free(hex);
+	return out;
+}
+
 /* sd_record_size - bytes the record takes in the file (key and value). */
 uint64_t
 sd_record_size(const struct sessdb_record *rec)
 {
 	if (rec->problem != NULL)
-		return rec->key_len + rec->len;
-	return rec->key_len + SESSDB_RECORD_OVERHEAD + rec->len;
+		return rec->key_len + rec->len;	/* the raw value */
+	return rec->key_len + SESSDB_RECORD_OVERHEAD + rec->len +
+	    (rec->seal == SESSDB_SEAL_OPENED ? SESSDB_SEAL_OVERHEAD : 0);
 }
 
 /* sd_parse_hex_id - a hex session ID (colons allowed) into out
@@ -152,10 +183,21 @@ sd_entry_fill(struct sd_entry *e, const struct sessdb_record *rec)
 	e->created = rec->meta.created;
 	e->expires = rec->meta.expires;
 	e->size = sd_record_size(rec);
+	e->sealed = (rec->meta.flags & SESSDB_REC_SEALED) != 0;
+	e->key_id = rec->meta.key_id;
+	e->seal = rec->seal;
 	if (sd_decode(rec, &s, &problem) == -1) {
-		e->idhex = tool_hex(rec->key, rec->key_len);
+		/* A sealed record we cannot open still has a sound ID. */
+		e->idhex = rec->seal == SESSDB_SEAL_NOKEY ?
+		    tool_hex(rec->id, rec->id_len) : tool_hex(rec->key, rec->key_len);
 		e->problem = strdup(problem);
 		return e->idhex && e->problem ? 0 : -1;
+	}
+	if (s == NULL) {	/* opaque: no session fields */
+		e->idhex = sd_opaque_name(rec);
+		snprintf(e->proto, sizeof e->proto, "opaque");
+		snprintf(e->cipher, sizeof e->cipher, "-");
+		return e->idhex ? 0 : -1;
 	}
 	e->idhex = tool_hex(rec->id, rec->id_len);
 	fill_session(e, s);

@@ -6,7 +6,9 @@
  *	export writes sessions as PEM "SSL SESSION PARAMETERS" blocks
  *	(PEM_write_bio_SSL_SESSION) or as concatenated DER, the formats that
  *	`openssl sess_id` reads and writes.  The output holds master secrets:
- *	a file named with -o is created mode 0600.
+ *	a file named with -o is created mode 0600.  Other consumers' opaque
+ *	records go out as "SESSDB OPAQUE RECORD" blocks (PEM only), which
+ *	import stores back unchanged and `openssl sess_id` skips.
  *
  *	import reads such files (or stdin), parses every session (with
  *	sd_parse_sessions, sessdump_parse.c, which is fuzzed) before it
@@ -42,6 +44,7 @@ struct export {
 	int			der, live_only;
 	int64_t			now;
 	uint64_t		written, skipped, clients;
+	uint64_t		sealed;		/* skipped: sealed, no key for them */
 	int			failed;
 	struct sd_progress	prog;
 };
@@ -106,6 +109,41 @@ write_session(struct export *ex, SSL_SESSION *s)
 	return 0;
 }
 
+/* write_opaque - an opaque record (another consumer's) as a PEM block
+ * SD_OPAQUE_LABEL holding: expires (8 bytes, big-endian), the identifier's
+ * length (2 bytes), the identifier (consumer name, 0x00, key), the payload.
+ * DER output has no room for it: counted as skipped.  Returns 0 or -1. */
+static int
+write_opaque(struct export *ex, const struct sessdb_record *rec)
+{
+	size_t len = 10 + rec->id_len + rec->len;
+	unsigned char *buf;
+	int ok;
+
+	if (ex->der) {
+		ex->skipped++;
+		return 0;
+	}
+	if ((buf = malloc(len)) == NULL) {
+		ex->failed = 1;
+		return -1;
+	}
+	for (int i = 0; i < 8; i++)
+		buf[i] = (unsigned char)((uint64_t)rec->meta.expires >> (56 - 8 * i));
+	buf[8] = (unsigned char)(rec->id_len >> 8);
+	buf[9] = (unsigned char)rec->id_len;
+	memcpy(buf + 10, rec->id, rec->id_len);
+	memcpy(buf + 10 + rec->id_len, rec->data, rec->len);
+	ok = PEM_write_bio(ex->out, SD_OPAQUE_LABEL, "", buf, (long)len) > 0;
+	tool_wipe_free(buf, len);
+	if (!ok) {
+		ex->failed = 1;
+		return -1;
+	}
+	ex->written++;
+	return 0;
+}
+
 /* export_one - foreach callback for --all and --live. */
 static int
 export_one(void *arg, const struct sessdb_record *rec)
@@ -116,8 +154,13 @@ export_one(void *arg, const struct sessdb_record *rec)
 	int rc;
 
 	sd_progress_tick(&ex->prog);
-	if (ex->live_only && rec->problem == NULL && rec->meta.expires <= ex->now)
+	if (ex->live_only && (rec->problem == NULL ||
+	    rec->seal == SESSDB_SEAL_NOKEY) && rec->meta.expires <= ex->now)
 		return 0;
+	if (rec->seal == SESSDB_SEAL_NOKEY) {
+		ex->sealed++;
+		return 0;
+	}
 	/* A client session without its peer header would be imported as a
 	   server session: client sessions stay out of the export. */
 	if (rec->ns == SESSDB_NS_CLIENT) {
@@ -128,6 +171,8 @@ export_one(void *arg, const struct sessdb_record *rec)
 		ex->skipped++;
 		return 0;
 	}
+	if (s == NULL)		/* opaque: another consumer's record */
+		return write_opaque(ex, rec) == -1 ? -2 : 0;
 	rc = write_session(ex, s);
 	SSL_SESSION_free(s);
 	return rc == -1 ? -2 : 0;
@@ -276,6 +321,9 @@ export_run(struct sessdb *db, const struct sd_global *g, struct export *ex,
 	if (ex->skipped)
 		sd_err("export: skipped %llu undecodable records (see verify)",
 		    (unsigned long long)ex->skipped);
+	if (ex->sealed)
+		sd_err("export: skipped %llu sealed records: no key for them "
+		    "(give --key FILE)", (unsigned long long)ex->sealed);
 	if (ex->clients)
 		sd_err("export: left out %llu client sessions (they are not "
 		    "exported)", (unsigned long long)ex->clients);
@@ -492,6 +540,49 @@ store_one(struct sessdb *db, struct import *im, SSL_SESSION *s)
 	return 0;
 }
 
+/* store_opaque - put one opaque record block back under its identifier
+ * with its expiry; 0 or an exit status.  An expired one is refused. */
+static int
+store_opaque(struct sessdb *db, struct import *im, const struct sd_insess *in,
+    int64_t now)
+{
+	const unsigned char *b = in->opaque;
+	size_t id_len = (size_t)b[8] << 8 | b[9];
+	int64_t expires = 0;
+	int rc;
+
+	for (int i = 0; i < 8; i++)
+		expires = (int64_t)((uint64_t)expires << 8 | b[i]);
+	if (expires <= now) {
+		sd_err("import: %s: record %u refused: it has expired", in->name,
+		    in->index);
+		im->refused++;
+		return SD_EXIT_INPUT;
+	}
+	if (im->dry) {
+		im->stored++;
+		return 0;
+	}
+	rc = sessdb_put(db, SESSDB_NS_OPAQUE, b + 10, id_len, b + 10 + id_len,
+	    in->opaque_len - 10 - id_len, expires);
+	if (rc == SESSDB_FULL) {
+		sd_err("import: the store is full; record declined");
+		return SD_EXIT_DB;
+	}
+	if (rc == -1 && sessdb_errcode(db) == SESSDB_E_ARG) {
+		sd_err("import: %s: record %u refused: %s", in->name, in->index,
+		    sessdb_error(db));
+		im->refused++;
+		return SD_EXIT_INPUT;
+	}
+	if (rc == -1) {
+		sd_err("import: %s", sessdb_error(db));
+		return SD_EXIT_DB;
+	}
+	im->stored++;
+	return 0;
+}
+
 /* import_all - check and store every parsed session; an exit status. */
 static int
 import_all(struct sessdb *db, struct import *im)
@@ -501,11 +592,21 @@ import_all(struct sessdb *db, struct import *im)
 
 	for (size_t i = 0; i < im->in.n; i++) {
 		const struct sd_insess *in = &im->in.v[i];
-		const char *why = refusal(in->s, now);
+		const char *why;
 		unsigned int id_len;
-		const unsigned char *id = SSL_SESSION_get_id(in->s, &id_len);
+		const unsigned char *id;
 		char *hex;
 
+		if (in->s == NULL) {
+			if ((r = store_opaque(db, im, in, now)) != 0) {
+				rc = r;
+				if (r == SD_EXIT_DB)
+					break;
+			}
+			continue;
+		}
+		why = refusal(in->s, now);
+		id = SSL_SESSION_get_id(in->s, &id_len);
 		if (why != NULL) {
 			hex = tool_hex(id, id_len);
 			sd_err("import: %s: session %u (%s) refused: %s", in->name,

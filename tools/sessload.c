@@ -6,7 +6,7 @@
  *	sessload --connect HOST:PORT [--connect HOST:PORT ...]
  *	    [--connections K] [--parallel C]
  *	    [--tls 1.2|1.3] [--new] [--early-data] [--ca FILE] [--path PATH]
- *	    [--cache PATH] [--sni NAME] [--cert FILE --key FILE]
+ *	    [--cache PATH [--cache-key FILE]] [--sni NAME] [--cert FILE --key FILE]
  *	    [--share-client-cert] [--timeout SECS] [--json]
  *
  * DESCRIPTION
@@ -93,6 +93,7 @@ struct options {
 	const char	*ca;
 	const char	*path;
 	const char	*cache;		/* --cache: the shared client store */
+	const char	*cache_key;	/* --cache-key: its records are sealed */
 	char		*sni;		/* --sni: instead of the host name */
 	const char	*cert;		/* --cert, --key: a client certificate */
 	const char	*key;
@@ -147,7 +148,7 @@ static const char usage_text[] =
 "usage: sessload --connect HOST:PORT [--connect HOST:PORT ...]\n"
 "                [--connections K] [--parallel C] [--tls 1.2|1.3] [--new]\n"
 "                [--early-data] [--ca FILE] [--path PATH] [--cache PATH]\n"
-"                [--sni NAME] [--cert FILE --key FILE] [--share-client-cert]\n"
+"                [--cache-key FILE] [--sni NAME] [--cert FILE --key FILE] [--share-client-cert]\n"
 "                [--timeout SECS] [--json]\n";
 
 /* want_long - parse option name's value arg into *out, in [lo, hi];
@@ -198,6 +199,7 @@ parse_args(int argc, char **argv, struct options *o)
 		{ "timeout",	 required_argument, NULL, 'T' },
 		{ "json",	 no_argument,	    NULL, 'j' },
 		{ "cache",	 required_argument, NULL, 'C' },
+		{ "cache-key",	 required_argument, NULL, 'Y' },
 		{ "sni",	 required_argument, NULL, 'S' },
 		{ "cert",	 required_argument, NULL, 'X' },
 		{ "key",	 required_argument, NULL, 'K' },
@@ -256,6 +258,7 @@ parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'j': o->json = 1; break;
 		case 'C': o->cache = optarg; break;
+		case 'Y': o->cache_key = optarg; break;
 		case 'S':
 			if (optarg[0] == '\0' || strlen(optarg) > 255)
 				bad = bad_arg("sni", optarg, "a name of 1 to "
@@ -280,6 +283,10 @@ parse_args(int argc, char **argv, struct options *o)
 	}
 	if (!bad && (o->cert == NULL) != (o->key == NULL)) {
 		fputs("sessload: --cert and --key go together\n", stderr);
+		bad = -1;
+	}
+	if (!bad && o->cache_key != NULL && o->cache == NULL) {
+		fputs("sessload: --cache-key goes with --cache\n", stderr);
 		bad = -1;
 	}
 	if (!bad && o->cache != NULL && (o->fresh || o->early)) {
@@ -559,7 +566,7 @@ run_lane(const struct options *o, int k, long n, struct lane *l, uint32_t *lat)
 	SSL_CTX *ctx = make_ctx(o);
 	SSL_SESSION *sess = NULL;
 	struct sessdb *db = NULL;
-	struct sessdb_options dbo = { .log = cache_log };
+	struct sessdb_options dbo = { .log = cache_log, .key_file = o->cache_key };
 	char err[256];
 	int prev_pid = 0, prev_target = -1;
 	long i;

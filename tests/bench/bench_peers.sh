@@ -18,6 +18,8 @@
 #	  apache-shmcb	apache2 -f CONF -k start, prefork with 4 children,
 #			SSLSessionCache shmcb: (10 MB)
 #	  apache-dbm	the same with SSLSessionCache dbm:
+#	  apache-sessdb	the same with SSLSessionCache sessdb: (this build's
+#			mod_socache_sessdb.so; left out when it was not built)
 #	  sessdb-ext4	sessdemo --workers 4 --cache on DISK_DIR (/var/tmp)
 #	  sessdb-tmpfs	sessdemo --workers 4 --cache on TMPFS_DIR (/dev/shm)
 #	Their configurations, pid files, logs and caches live in a private
@@ -28,7 +30,7 @@
 #	resumed connections per second, the resumed fraction of resumable
 #	connections (the first connection of each lane is a full handshake,
 #	so resumable = connections - lanes), and the ratios of the resumed
-#	rate to nginx and to Apache shmcb.  Every cache must resume 100% of
+#	rate to nginx, to Apache shmcb and to Apache dbm.  Every cache must resume 100% of
 #	the resumable connections in every run, and every connection must
 #	succeed; otherwise it says FAIL and exits 1.  The client shares the
 #	machine's CPUs with the servers: figures are for the pair.
@@ -39,6 +41,7 @@
 #
 # ENVIRONMENT
 #	SESSDEMO, SESSLOAD	the programs (default BUILDDIR/tools/...)
+#	MOD_SOCACHE_SESSDB	the module (default BUILDDIR/apache/...)
 #	RUNS (3), CONNECTIONS (3000), PARALLEL (4), TLS ("1.2 1.3"),
 #	SESSION_TIMEOUT (300 s), TMPFS_DIR (/dev/shm), DISK_DIR (/var/tmp),
 #	KEEP=1 keeps the temporary directory (configurations, logs)
@@ -60,6 +63,7 @@ top=$(cd "$here/../.." && pwd)
 build=${1:-$top/build}
 demo=${SESSDEMO:-$build/tools/sessdemo}
 load=${SESSLOAD:-$build/tools/sessload}
+modsessdb=${MOD_SOCACHE_SESSDB:-$build/apache/mod_socache_sessdb.so}
 cert=$top/data/server-chain.pem
 key=$top/data/server.key
 if [ $quick = 1 ]; then
@@ -282,6 +286,11 @@ start_apache() {
 Group www-data"
 	fi
 	cache=$(echo "$2" | sed "s|@DIR@|$d|")
+	# sessdb: a store directory of User's (a rebuild writes beside the file)
+	mkdir -p "$d/run/sessdb"
+	[ -n "$user" ] && chown www-data:www-data "$d/run/sessdb"
+	loadsessdb=
+	[ -f "$modsessdb" ] && loadsessdb="LoadModule socache_sessdb_module $modsessdb"
 	apache_confs="$apache_confs $d/apache2.conf"
 	for _ in 1 2 3 4 5; do
 		port=$(free_port)
@@ -298,6 +307,7 @@ LoadModule mpm_prefork_module $apache_mods/mod_mpm_prefork.so
 LoadModule authz_core_module $apache_mods/mod_authz_core.so
 LoadModule socache_shmcb_module $apache_mods/mod_socache_shmcb.so
 LoadModule socache_dbm_module $apache_mods/mod_socache_dbm.so
+$loadsessdb
 LoadModule ssl_module $apache_mods/mod_ssl.so
 StartServers $workers
 MinSpareServers $workers
@@ -364,16 +374,22 @@ field() {
 servers="nginx apache_shmcb apache_dbm sessdb_ext4 sessdb_tmpfs"
 port_nginx='' port_apache_shmcb='' port_apache_dbm='' port_sessdb_ext4='' port_sessdb_tmpfs=''
 nserv=5
+port_apache_sessdb=''
+if [ -f "$modsessdb" ]; then
+	servers="$servers apache_sessdb"
+	nserv=6
+fi
 echo "$me: $([ $quick = 1 ] && echo quick || echo full) mode, $runs run(s), TLS $tlsvers," \
     "$conns connections, $par lanes ($resumable resumable), $workers workers per server," \
     "session timeout ${stimeout}s, tickets off"
 start_nginx
 start_apache apache_shmcb "shmcb:@DIR@/run/ssl_scache(10485760)"
 start_apache apache_dbm "dbm:@DIR@/run/ssl_scache"
+[ -f "$modsessdb" ] && start_apache apache_sessdb "sessdb:@DIR@/run/sessdb/sessions.db"
 start_demo sessdb_ext4 "$disk_db"
 start_demo sessdb_tmpfs "$tmpfs_db"
 echo "  $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), shared:SSL:10m, 127.0.0.1:$port_nginx"
-echo "  $("$apache_bin" -v | sed -n 's/^Server version: //p') prefork, shmcb 10 MB on 127.0.0.1:$port_apache_shmcb, dbm on 127.0.0.1:$port_apache_dbm"
+echo "  $("$apache_bin" -v | sed -n 's/^Server version: //p') prefork, shmcb 10 MB on 127.0.0.1:$port_apache_shmcb, dbm on 127.0.0.1:$port_apache_dbm${port_apache_sessdb:+, sessdb on 127.0.0.1:$port_apache_sessdb}"
 echo "  sessdemo: ext4 cache $disk_db ($(fstype "$disk_db")) on 127.0.0.1:$port_sessdb_ext4," \
     "tmpfs cache $tmpfs_db ($(fstype "$tmpfs_db")) on 127.0.0.1:$port_sessdb_tmpfs"
 echo "  client: sessload --connect 127.0.0.1:PORT --connections $conns --parallel $par --tls V --json"
@@ -457,17 +473,18 @@ ratio() {
 
 echo
 echo "== medians over $runs run(s) of $conns connections, $par lanes (resumed/s = resumed connections per second)"
-printf '| %-13s | %-3s | %9s | %8s | %8s | %15s |\n' "server/cache" TLS resumed/s resumed "vs nginx" "vs Apache shmcb"
-printf '|%s|%s|%s|%s|%s|%s|\n' --------------- ----- ----------: ---------: ---------: ----------------:
+printf '| %-13s | %-3s | %9s | %8s | %8s | %15s | %13s |\n' "server/cache" TLS resumed/s resumed "vs nginx" "vs Apache shmcb" "vs Apache dbm"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' --------------- ----- ----------: ---------: ---------: ----------------: --------------:
 for tls in $tlsvers; do
 	ng=$(median 3 "$tls" nginx)
 	sh=$(median 3 "$tls" apache_shmcb)
+	dbm=$(median 3 "$tls" apache_dbm)
 	for s in $servers; do
 		rps=$(median 3 "$tls" "$s")
 		frac=$(minimum 4 "$tls" "$s")
 		pct=$(awk -v f="$frac" 'BEGIN { printf "%.1f%%", f * 100 }')
-		printf '| %-13s | %-3s | %9s | %8s | %8s | %15s |\n' "$s" "$tls" "$rps" "$pct" \
-		    "$(ratio "$rps" "$ng")" "$(ratio "$rps" "$sh")"
+		printf '| %-13s | %-3s | %9s | %8s | %8s | %15s | %13s |\n' "$s" "$tls" "$rps" "$pct" \
+		    "$(ratio "$rps" "$ng")" "$(ratio "$rps" "$sh")" "$(ratio "$rps" "$dbm")"
 	done
 done
 echo "(resumed: resumed / resumable connections, the lowest over the runs; it must be 100%)"

@@ -9,7 +9,7 @@
  *	    [--size-records N] [--no-matrix] [--no-sweep]
  *	    [--ops OP,...] [--sessdb-only] [--count N] [--no-latency]
  *	    [--latency-records N] [--latency-secs S] [--writer-rate N]
- *	    [--max-entries N]
+ *	    [--max-entries N] [--key FILE]
  *
  * DESCRIPTION
  *	For every directory (default: /dev/shm, a tmpfs, and /var/tmp, a disk
@@ -72,6 +72,8 @@
  *	--max-entries N opens the matrix's sessdb stores with that cap,
  *	which also sizes the index (N * 1.25 slots, up to 1M; without it,
  *	16,384 slots: at 100k or 1M records most gets are not in the index).
+ *	--key FILE seals the matrix's sessdb records with that key file
+ *	(sessdb_options.key_file), to measure what sealing costs.
  *
  *	Every figure is the median over --runs runs (default 5).  Ratios are
  *	sessdb / baseline (higher is better for sessdb).
@@ -134,6 +136,7 @@ static const char *only_ops;	/* --ops: comma-separated operation names */
 static int sessdb_only;		/* --sessdb-only: skip the baseline (profiling) */
 static uint64_t op_count;	/* --count: operations per phase, not a time */
 static uint64_t max_entries;	/* --max-entries: the matrix's sessdb cap */
+static const char *key_file;	/* --key: the matrix's records are sealed */
 
 /* ---- small helpers ---- */
 
@@ -210,6 +213,7 @@ target_open(struct target *t)
 		/* a cap also sizes the index of live records */
 		memset(&o, 0, sizeof(o));
 		o.max_entries = max_entries;
+		o.key_file = key_file;
 		t->db = sessdb_open(t->path, &o, err, sizeof(err));
 		if (t->db == NULL)
 			tc_die(PROG, "%s", err);
@@ -1487,7 +1491,7 @@ usage(void)
 	    "[--sweep-records N] [--size-records N] [--no-matrix] [--no-sweep] "
 	    "[--ops OP,...] [--sessdb-only] [--count N] [--no-latency] "
 	    "[--latency-records N] [--latency-secs S] [--writer-rate N] "
-	    "[--max-entries N]\n");
+	    "[--max-entries N] [--key FILE]\n");
 	exit(2);
 }
 
@@ -1562,6 +1566,8 @@ parse_args(int argc, char **argv)
 				usage();
 		} else if (strcmp(a, "--max-entries") == 0) {
 			max_entries = strtoull(v, NULL, 10);
+		} else if (strcmp(a, "--key") == 0) {
+			key_file = v;
 		} else if (strcmp(a, "--latency-records") == 0) {
 			lat_records = (size_t)strtoull(v, NULL, 10);
 			if (lat_records < 2)

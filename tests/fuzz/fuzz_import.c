@@ -10,16 +10,19 @@
  *	The input is an import file as it is: sd_parse_sessions
  *	(tools/sessdump_parse.c) reads it, PEM if it carries the PEM label,
  *	DER otherwise, exactly as `sessdump import FILE` would; a crash
- *	file replays with that command too.  Every session it accepts then
- *	goes through what import does with it before storing: the refusal
- *	checks' getters, sessdb_ssl_encode (the record payload), and the
- *	payload is decoded back with sessdb_ssl_decode under the session's
- *	own ID, which must succeed: a session import accepts must be one the
- *	glue can read back.
+ *	file replays with that command too.  An opaque record block it
+ *	accepts must hold the header (expiry, identifier length) and the
+ *	identifier that import's store_opaque reads.  Every session it
+ *	accepts goes through what import does with it before storing: the
+ *	refusal checks' getters, sessdb_ssl_encode (the record payload),
+ *	and the payload is decoded back with sessdb_ssl_decode under the
+ *	session's own ID, which must succeed: a session import accepts must
+ *	be one the glue can read back.
  *
- *	Seeds (tests/fuzz/corpus/import): sessions that `sessdump export`
- *	wrote, PEM and DER, made with `openssl sess_id` from sessions of
- *	real handshakes (TLS 1.2, TLS 1.3, with a client certificate).
+ *	Seeds (tests/fuzz/corpus/import): what `sessdump export --all` and
+ *	`--der` wrote of a store filled by tests/sessdump_fill (populate
+ *	and peer: real sessions, one with a client certificate), a
+ *	truncated DER file, and an export holding an opaque record too.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -72,8 +75,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sd_sessions in = { 0 };
 
 	(void)sd_parse_sessions(&in, data, size, 0, "fuzz");
-	for (size_t i = 0; i < in.n; i++)
-		check(in.v[i].s);
+	for (size_t i = 0; i < in.n; i++) {
+		const struct sd_insess *e = &in.v[i];
+
+		if (e->s != NULL) {
+			check(e->s);
+		} else if (e->opaque == NULL || e->opaque_len < 10 ||
+		    e->opaque_len < 10u + ((size_t)e->opaque[8] << 8 |
+		    e->opaque[9])) {
+			/* what store_opaque reads must be there */
+			fprintf(stderr, "fuzz_import: an opaque record block "
+			    "shorter than its header says was accepted\n");
+			abort();
+		}
+	}
 	sd_sessions_free(&in);
 	ERR_clear_error();
 	return 0;

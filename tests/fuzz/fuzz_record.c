@@ -76,7 +76,11 @@ main(int argc, char **argv)
 	if (getenv("SESSDB_UNDER_VALGRIND") != NULL && argc <= 1)
 		iterations = 20000;
 	for (unsigned long it = 0; it < iterations; it++) {
-		size_t key_len = 1 + xorshift(&seed) % REC_KEY_MAX;
+		/* session keys of 1..33 bytes, or (a third) opaque keys of
+		 * 4..39: the input format's key length byte is taken mod 40 */
+		unsigned ns_pick = (unsigned)(xorshift(&seed) % 3);
+		size_t key_len = ns_pick < 2 ? 1 + xorshift(&seed) % REC_SESSION_KEY_MAX :
+		    4 + xorshift(&seed) % 36;
 		size_t payload_len = xorshift(&seed) % 512;
 		unsigned char payload[512];
 		struct rec r;
@@ -85,9 +89,12 @@ main(int argc, char **argv)
 		for (size_t i = 0; i < payload_len; i++)
 			payload[i] = (unsigned char)xorshift(&seed);
 		buf[0] = (unsigned char)key_len;
-		buf[1] = (xorshift(&seed) & 1) ? SESSDB_NS_SERVER : SESSDB_NS_CLIENT;
+		buf[1] = ns_pick == 0 ? SESSDB_NS_SERVER : ns_pick == 1 ?
+		    SESSDB_NS_CLIENT : SESSDB_NS_OPAQUE;
 		for (size_t i = 2; i <= key_len; i++)
-			buf[i] = (unsigned char)xorshift(&seed);
+			buf[i] = (unsigned char)(xorshift(&seed) | 1);
+		if (ns_pick == 2)	/* the 0x00 after the consumer name */
+			buf[3 + xorshift(&seed) % (key_len - 3)] = 0;
 		r.flags = 0;
 		r.created = (int64_t)(xorshift(&seed) % 4000000000u);
 		r.expires = r.created + 1 + (int64_t)(xorshift(&seed) % 100000);
