@@ -827,8 +827,10 @@ exchange(struct rds *r, const struct pipe *p, redisReply **rep,
 			e = errno;
 			*timed_out = e == EAGAIN || e == EWOULDBLOCK;
 			*broken = r->c->err == REDIS_ERR_EOF || e == ECONNRESET;
-			while (i-- > 0)
+			while (i-- > 0) {	/* the callers free rep[] too */
 				reply_free(rep[i]);
+				rep[i] = NULL;
+			}
 			return -1;
 		}
 		rep[i] = x;
@@ -1270,10 +1272,12 @@ scan_keys(struct sessdb *db, struct bscan *s, size_t max, struct call *k)
 			redisReply *e = ks->element[i];
 			struct bitem *it = &s->items[s->n];
 
-			/* A key longer than any record's is not ours: skipped,
-			 * it would not fit the fixed key buffers below. */
-			if (e->type != REDIS_REPLY_STRING || e->len < r->prefix_len ||
+			/* Only keys of our prefix that can be record keys: the
+			 * reply is the server's, and a longer key would overrun
+			 * the key buffers of mget and remove. */
+			if (e->type != REDIS_REPLY_STRING || e->len <= r->prefix_len ||
 			    e->len - r->prefix_len > REC_KEY_MAX ||
+			    memcmp(e->str, r->prefix, r->prefix_len) != 0 ||
 			    rec_key_is_meta(e->str + r->prefix_len,
 			    e->len - r->prefix_len))
 				continue;

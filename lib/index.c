@@ -59,14 +59,21 @@ index_open(struct index *ix, struct lockfile *lf)
 {
 	const struct lock_page *p = lf->page;
 	struct stat st;
+	uint32_t slots;
 	size_t len;
 	void *map;
 
 	memset(ix, 0, sizeof(*ix));
-	if (p == NULL || p->index_slots == 0 ||
+	if (p == NULL)
+		return 0;
+	/* Read once (the page is shared), and only a geometry that
+	 * index_geometry makes sizes the mapping: a damaged page once asked
+	 * for a 16 GB lock file (tests/fuzz/corpus/dbfile/oom-index-slots). */
+	slots = __atomic_load_n(&p->index_slots, __ATOMIC_ACQUIRE);
+	if (slots < MIN_SLOTS || slots > MAX_SLOTS || (slots & (slots - 1)) != 0 ||
 	    p->index_slot_size != INDEX_SLOT_SIZE)
 		return 0;		/* no index, or one of another layout */
-	len = (size_t)p->index_slots * INDEX_SLOT_SIZE;
+	len = (size_t)slots * INDEX_SLOT_SIZE;
 	if (fstat(lf->fd, &st) == -1)
 		return -1;
 	if ((size_t)st.st_size < LOCK_PAGE_SIZE + len) {
@@ -80,7 +87,7 @@ index_open(struct index *ix, struct lockfile *lf)
 	if (map == MAP_FAILED)
 		return -1;
 	ix->base = map;
-	ix->nslots = p->index_slots;
+	ix->nslots = slots;
 	ix->map_len = len;
 	ix->writable = lf->writable;
 	return 0;

@@ -12,7 +12,8 @@ set -eu
 
 packages="gcc libc6-dev pkg-config meson ninja-build libssl-dev openssl
 libgdbm-dev libcunit1-dev gnutls-bin python3 valgrind procps util-linux
-man-db strace libhiredis-dev redis-server iproute2 nginx-light apache2 apache2-dev"
+man-db strace libhiredis-dev redis-server iproute2 nginx-light apache2 apache2-dev
+clang libclang-rt-14-dev"
 
 missing=
 for p in $packages; do

@@ -6,7 +6,7 @@
  *	sessdump.c parses the global options and dispatches to a command;
  *	sessdump_read.c holds list and show, sessdump_stats.c stats
  *	(the commands that only read), sessdump_maint.c verify and sweep, sessdump_xfer.c export
- *	and import; sessdump_util.c decodes records into
+ *	and import, sessdump_parse.c import's input parser; sessdump_util.c decodes records into
  *	printable entries and writes JSON, times and progress.  Helpers
  *	shared with sessdemo and sessload (hex, numbers, clock, X509 names,
  *	wiping frees) are in tools/common/tooling.h; sessions are encoded
@@ -123,6 +123,29 @@ void sd_progress_start(struct sd_progress *p, const struct sd_global *g,
 void sd_progress_tick(struct sd_progress *p);
 void sd_progress_clear(struct sd_progress *p);
 void sd_progress_end(struct sd_progress *p);
+
+/* sessdump_parse.c: the sessions of an import input, PEM or DER */
+#define SD_PEM_LABEL	"-----BEGIN SSL SESSION PARAMETERS-----"
+#define SD_OPAQUE_LABEL	"SESSDB OPAQUE RECORD"	/* PEM name; format 2.1 */
+
+/* One parsed session, or opaque record, and where it came from. */
+struct sd_insess {
+	SSL_SESSION	*s;		/* NULL for an opaque record */
+	unsigned char	*opaque;	/* the SD_OPAQUE_LABEL block's bytes */
+	size_t		opaque_len;
+	const char	*name;		/* input name */
+	unsigned	index;		/* 1-based position in that input */
+};
+
+/* The sessions parsed so far (zero it before the first parse). */
+struct sd_sessions {
+	struct sd_insess *v;
+	size_t		n, cap;
+};
+
+int sd_parse_sessions(struct sd_sessions *out, const unsigned char *buf,
+    size_t len, int fmt, const char *name);
+void sd_sessions_free(struct sd_sessions *out);
 
 /* The commands. */
 int sd_cmd_list(struct sd_global *g, int argc, char **argv);

@@ -10,7 +10,8 @@
  *	records go out as "SESSDB OPAQUE RECORD" blocks (PEM only), which
  *	import stores back unchanged and `openssl sess_id` skips.
  *
- *	import reads such files (or stdin), parses every session before it
+ *	import reads such files (or stdin), parses every session (with
+ *	sd_parse_sessions, sessdump_parse.c, which is fuzzed) before it
  *	stores any, refuses the whole run if an input is malformed, and
  *	refuses single sessions that are expired or cannot be resumed.  A
  *	session is stored under its own ID with the expiry it carries
@@ -37,8 +38,6 @@
 #include "sessdump.h"
 
 #define INPUT_MAX (64u << 20)	/* largest import input accepted */
-#define PEM_LABEL "-----BEGIN SSL SESSION PARAMETERS-----"
-#define OPAQUE_LABEL "SESSDB OPAQUE RECORD"	/* format 2.1 */
 
 struct export {
 	BIO			*out;
@@ -56,7 +55,7 @@ struct export {
 static int
 write_pem(BIO *out, const unsigned char *der, size_t len)
 {
-	static const char begin[] = PEM_LABEL "\n";
+	static const char begin[] = SD_PEM_LABEL "\n";
 	static const char end[] = "-----END SSL SESSION PARAMETERS-----\n";
 	size_t b64len = 4 * ((len + 2) / 3);
 	size_t cap = sizeof begin + b64len + b64len / 64 + 1 + sizeof end;
@@ -111,7 +110,7 @@ write_session(struct export *ex, SSL_SESSION *s)
 }
 
 /* write_opaque - an opaque record (another consumer's) as a PEM block
- * OPAQUE_LABEL holding: expires (8 bytes, big-endian), the identifier's
+ * SD_OPAQUE_LABEL holding: expires (8 bytes, big-endian), the identifier's
  * length (2 bytes), the identifier (consumer name, 0x00, key), the payload.
  * DER output has no room for it: counted as skipped.  Returns 0 or -1. */
 static int
@@ -135,7 +134,7 @@ write_opaque(struct export *ex, const struct sessdb_record *rec)
 	buf[9] = (unsigned char)rec->id_len;
 	memcpy(buf + 10, rec->id, rec->id_len);
 	memcpy(buf + 10 + rec->id_len, rec->data, rec->len);
-	ok = PEM_write_bio(ex->out, OPAQUE_LABEL, "", buf, (long)len) > 0;
+	ok = PEM_write_bio(ex->out, SD_OPAQUE_LABEL, "", buf, (long)len) > 0;
 	tool_wipe_free(buf, len);
 	if (!ok) {
 		ex->failed = 1;
@@ -403,57 +402,12 @@ sd_cmd_export(struct sd_global *g, int argc, char **argv)
 
 /* ---- import ---- */
 
-/* One parsed session and where it came from. */
-struct in_sess {
-	SSL_SESSION	*s;		/* NULL for an opaque record */
-	unsigned char	*opaque;	/* the OPAQUE_LABEL block's bytes */
-	size_t		opaque_len;
-	const char	*name;		/* input file name */
-	unsigned	index;		/* 1-based position in that file */
-};
-
 struct import {
-	struct in_sess	*v;
-	size_t		n, cap;
+	struct sd_sessions in;		/* parsed: sessdump_parse.c */
 	int		fmt;		/* 0 detect, 'p' PEM, 'd' DER */
 	int		dry;
 	uint64_t	stored, refused;
 };
-
-/* add_session - append one parsed session (taking the reference). */
-static int
-add_session(struct import *im, SSL_SESSION *s, const char *name, unsigned idx)
-{
-	if (im->n == im->cap) {
-		size_t cap = im->cap ? 2 * im->cap : 16;
-		struct in_sess *v = realloc(im->v, cap * sizeof *v);
-
-		if (v == NULL) {
-			SSL_SESSION_free(s);
-			return -1;
-		}
-		im->v = v;
-		im->cap = cap;
-	}
-	im->v[im->n++] = (struct in_sess){ s, NULL, 0, name, idx };
-	return 0;
-}
-
-/* add_opaque - append one opaque record block (taking data, of len bytes,
- * malloc'ed by OpenSSL); -1 if it is malformed or memory ran out. */
-static int
-add_opaque(struct import *im, unsigned char *data, long len, const char *name,
-    unsigned idx)
-{
-	if (len < 10 || (size_t)len < 10u + ((size_t)data[8] << 8 | data[9]) ||
-	    add_session(im, NULL, name, idx) == -1) {
-		OPENSSL_clear_free(data, len > 0 ? (size_t)len : 0);
-		return -1;
-	}
-	im->v[im->n - 1].opaque = data;
-	im->v[im->n - 1].opaque_len = (size_t)len;
-	return 0;
-}
 
 /* grow - double buf (cap bytes, n used) into a new buffer, wiping the old
  * one (realloc would free it with the sessions still in it). */
@@ -505,90 +459,6 @@ read_input(int fd, size_t *len, size_t *cap, const char *name)
 	return NULL;
 }
 
-/* parse_pem - every SSL SESSION PARAMETERS and OPAQUE_LABEL block of
- * buf (blocks of other names are skipped). */
-static int
-parse_pem(struct import *im, const unsigned char *buf, size_t len,
-    const char *name)
-{
-	BIO *b = BIO_new_mem_buf(buf, (int)len);
-	char *pname = NULL, *header = NULL;
-	unsigned char *data = NULL;
-	unsigned idx = 0;
-	long dlen;
-	unsigned long e;
-	int rc = -1;
-
-	if (b == NULL)
-		return -1;
-	ERR_clear_error();
-	while (PEM_read_bio(b, &pname, &header, &data, &dlen) == 1) {
-		const unsigned char *p = data;
-		SSL_SESSION *s;
-
-		OPENSSL_free(header);
-		if (strcmp(pname, "SSL SESSION PARAMETERS") == 0) {
-			++idx;
-			s = d2i_SSL_SESSION(NULL, &p, dlen);
-			OPENSSL_clear_free(data, (size_t)dlen);
-			if (s == NULL || add_session(im, s, name, idx) == -1) {
-				OPENSSL_free(pname);
-				goto bad;
-			}
-		} else if (strcmp(pname, OPAQUE_LABEL) == 0) {
-			if (add_opaque(im, data, dlen, name, ++idx) == -1) {
-				OPENSSL_free(pname);
-				goto bad;
-			}
-		} else {
-			OPENSSL_clear_free(data, (size_t)dlen);
-		}
-		OPENSSL_free(pname);
-	}
-	e = ERR_peek_last_error();
-	if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE && idx > 0) {
-		rc = 0;
-		goto out;
-	}
-bad:
-	e = ERR_peek_last_error();
-	if (idx == 0 && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
-		sd_err("import: %s: no SSL SESSION PARAMETERS block", name);
-	else
-		sd_err("import: %s: session %u is malformed (%s)", name,
-		    idx > 0 ? idx : 1, ERR_reason_error_string(e) ?
-		    ERR_reason_error_string(e) : "bad PEM or DER");
-out:
-	ERR_clear_error();
-	BIO_free(b);
-	return rc;
-}
-
-/* parse_der - concatenated DER sessions filling all of buf. */
-static int
-parse_der(struct import *im, const unsigned char *buf, size_t len,
-    const char *name)
-{
-	const unsigned char *p = buf, *end = buf + len;
-	SSL_SESSION *s;
-	unsigned idx = 0;
-
-	while (p < end) {
-		const unsigned char *start = p;
-
-		s = d2i_SSL_SESSION(NULL, &p, end - p);
-		if (s == NULL) {
-			sd_err("import: %s: malformed DER session at byte %zu "
-			    "(not an SSL session)", name, (size_t)(start - buf));
-			ERR_clear_error();
-			return -1;
-		}
-		if (add_session(im, s, name, ++idx) == -1)
-			return -1;
-	}
-	return 0;
-}
-
 /* parse_input - one input: PEM if it carries the PEM label or --pem.
  * Returns 0, -1 if it is malformed, -2 if it cannot be read. */
 static int
@@ -598,7 +468,7 @@ parse_input(struct import *im, const char *name)
 	int fd = stdin_ ? STDIN_FILENO : open(name, O_RDONLY | O_CLOEXEC);
 	unsigned char *buf;
 	size_t len, cap;
-	int rc, pem;
+	int rc;
 
 	if (fd == -1) {
 		sd_err("import: %s: %s", name, strerror(errno));
@@ -609,18 +479,8 @@ parse_input(struct import *im, const char *name)
 		close(fd);
 	if (buf == NULL)
 		return -2;
-	pem = im->fmt ? im->fmt == 'p' :
-	    memmem(buf, len, PEM_LABEL, strlen(PEM_LABEL)) != NULL ||
-	    memmem(buf, len, "-----BEGIN " OPAQUE_LABEL "-----",
-	    strlen("-----BEGIN " OPAQUE_LABEL "-----")) != NULL;
-	if (len == 0) {
-		sd_err("import: %s: empty input", stdin_ ? "standard input" : name);
-		rc = -1;
-	} else if (pem) {
-		rc = parse_pem(im, buf, len, stdin_ ? "standard input" : name);
-	} else {
-		rc = parse_der(im, buf, len, stdin_ ? "standard input" : name);
-	}
+	rc = sd_parse_sessions(&im->in, buf, len, im->fmt,
+	    stdin_ ? "standard input" : name);
 	tool_wipe_free(buf, cap);
 	return rc;
 }
@@ -683,7 +543,7 @@ store_one(struct sessdb *db, struct import *im, SSL_SESSION *s)
 /* store_opaque - put one opaque record block back under its identifier
  * with its expiry; 0 or an exit status.  An expired one is refused. */
 static int
-store_opaque(struct sessdb *db, struct import *im, const struct in_sess *in,
+store_opaque(struct sessdb *db, struct import *im, const struct sd_insess *in,
     int64_t now)
 {
 	const unsigned char *b = in->opaque;
@@ -730,8 +590,8 @@ import_all(struct sessdb *db, struct import *im)
 	int64_t now = sessdb_now(db);
 	int rc = 0, r;
 
-	for (size_t i = 0; i < im->n; i++) {
-		const struct in_sess *in = &im->v[i];
+	for (size_t i = 0; i < im->in.n; i++) {
+		const struct sd_insess *in = &im->in.v[i];
 		const char *why;
 		unsigned int id_len;
 		const unsigned char *id;
@@ -772,17 +632,6 @@ static const struct option import_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* import_free - release the parsed sessions. */
-static void
-import_free(struct import *im)
-{
-	for (size_t i = 0; i < im->n; i++) {
-		SSL_SESSION_free(im->v[i].s);
-		OPENSSL_clear_free(im->v[i].opaque, im->v[i].opaque_len);
-	}
-	free(im->v);
-}
-
 /* sd_cmd_import - sessions from PEM/DER files or stdin into the store. */
 int
 sd_cmd_import(struct sd_global *g, int argc, char **argv)
@@ -812,11 +661,11 @@ sd_cmd_import(struct sd_global *g, int argc, char **argv)
 			rc = ch == -2 ? SD_EXIT_IO : SD_EXIT_INPUT;
 	if (rc != 0) {
 		sd_err("import: nothing imported");
-		import_free(&im);
+		sd_sessions_free(&im.in);
 		return rc;
 	}
 	if ((db = sd_open(g, im.dry ? SESSDB_RDONLY : 0, NULL)) == NULL) {
-		import_free(&im);
+		sd_sessions_free(&im.in);
 		return SD_EXIT_DB;
 	}
 	rc = import_all(db, &im);
@@ -824,6 +673,6 @@ sd_cmd_import(struct sd_global *g, int argc, char **argv)
 	    im.dry ? "would store" : "stored", (unsigned long long)im.stored,
 	    (unsigned long long)im.refused);
 	sd_close(db);
-	import_free(&im);
+	sd_sessions_free(&im.in);
 	return rc;
 }
