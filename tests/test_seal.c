@@ -29,7 +29,7 @@
 
 #include "common.h"
 #include "handle.h"
-#include "redis_server.h"
+#include "redis_store.h"
 #include "seal.h"
 
 #define NS	SESSDB_NS_SERVER
@@ -47,31 +47,11 @@ struct test_backend {
 
 static struct rs redis;
 
-/* redis_start - a redis-server of our own, and a library that can use it. */
+/* redis_start - a redis-server of our own, usable as a store. */
 static int
 redis_start(char *why, size_t len)
 {
-	const char *missing = rs_missing();
-	struct sessdb *db;
-	char err[512], url[400];
-
-	if (missing != NULL) {
-		snprintf(why, len, "%s", missing);
-		return -1;
-	}
-	if (rs_start(&redis, NULL) != 0) {
-		snprintf(why, len, "redis-server did not start");
-		return -1;
-	}
-	snprintf(url, sizeof(url), "unix:%s?prefix=probe:&timeout_ms=2000",
-	    redis.sock);
-	if ((db = sessdb_open(url, NULL, err, sizeof(err))) == NULL) {
-		snprintf(why, len, "%s", err);
-		rs_destroy(&redis);
-		return -1;
-	}
-	sessdb_close(db);
-	return 0;
+	return rst_start(&redis, why, len);
 }
 
 static void
@@ -84,10 +64,7 @@ redis_stop(void)
 static int
 redis_fresh(char *where, size_t len, const char *name)
 {
-	static unsigned seq;
-
-	snprintf(where, len, "unix:%s?prefix=seal%u-%s:&timeout_ms=2000",
-	    redis.sock, ++seq, name);
+	rst_url(&redis, where, len, "seal", name);
 	tc_log_reset();
 	return 0;
 }
