@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "fuzz_store.h"
 #include "sessdb.h"
 
 #define FUZZ_NOW	1900000000	/* the fake clock: seeds are live then */
@@ -122,28 +123,11 @@ clean(void)
 	closedir(d);
 }
 
-/* count - a foreach callback that looks at every byte it is given. */
-static int
-count(void *arg, const struct sessdb_record *rec)
-{
-	unsigned sum = 0;
-
-	for (size_t i = 0; i < rec->len; i++)
-		sum += ((const unsigned char *)rec->data)[i];
-	for (size_t i = 0; i < rec->id_len; i++)
-		sum += rec->id[i];
-	*(unsigned *)arg += sum | 1;
-	return 0;
-}
-
 /* want - an operation's result must be one it documents. */
 static void
 want(int rc, int ok1, int ok2, const char *what)
 {
-	if (rc != ok1 && rc != ok2 && rc != -1) {
-		fprintf(stderr, "fuzz_dbfile: %s returned %d\n", what, rc);
-		abort();
-	}
+	fz_want("fuzz_dbfile", rc, ok1, ok2, what);
 }
 
 /* lookups - get and take of the seeds' keys. */
@@ -204,7 +188,7 @@ operate(struct sessdb *db, int rdonly, int compact)
 	unsigned seen = 0;
 
 	lookups(db);
-	want(sessdb_foreach(db, rdonly ? 0 : SESSDB_ITER_REMOVE_BAD, count,
+	want(sessdb_foreach(db, rdonly ? 0 : SESSDB_ITER_REMOVE_BAD, fz_count,
 	    &seen), 0, 0, "foreach");
 	if (!rdonly)
 		put_back(db);
@@ -213,7 +197,7 @@ operate(struct sessdb *db, int rdonly, int compact)
 	want(sessdb_info(db, &info), 0, 0, "info");
 	if (compact && !rdonly)
 		want(sessdb_compact(db), 0, 0, "compact");
-	want(sessdb_foreach(db, SESSDB_ITER_LIVE, count, &seen), 0, 0,
+	want(sessdb_foreach(db, SESSDB_ITER_LIVE, fz_count, &seen), 0, 0,
 	    "foreach live");
 }
 

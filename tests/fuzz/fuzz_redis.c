@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "fuzz_store.h"
 #include "record.h"
 #include "sessdb.h"
 
@@ -161,24 +162,7 @@ server(void *arg)
 static void
 want(int rc, int ok1, int ok2, const char *what)
 {
-	if (rc != ok1 && rc != ok2 && rc != -1) {
-		fprintf(stderr, "fuzz_redis: %s returned %d\n", what, rc);
-		abort();
-	}
-}
-
-/* count - a foreach callback that reads every byte it is given. */
-static int
-count(void *arg, const struct sessdb_record *rec)
-{
-	unsigned sum = 0;
-
-	for (size_t i = 0; i < rec->len; i++)
-		sum += ((const unsigned char *)rec->data)[i];
-	for (size_t i = 0; i < rec->id_len; i++)
-		sum += rec->id[i];
-	*(unsigned *)arg += sum | 1;
-	return 0;
+	fz_want("fuzz_redis", rc, ok1, ok2, what);
 }
 
 /* fz_clock - the fixed time of every run. */
@@ -218,7 +202,7 @@ operate(struct sessdb *db)
 	sessdb_free(data);
 	want(sessdb_delete(db, SESSDB_NS_SERVER, id_a, sizeof(id_a)), 0, 0,
 	    "delete");
-	want(sessdb_foreach(db, SESSDB_ITER_REMOVE_BAD, count, &seen), 0, 0,
+	want(sessdb_foreach(db, SESSDB_ITER_REMOVE_BAD, fz_count, &seen), 0, 0,
 	    "foreach");
 	want(sessdb_sweep(db, 0, NULL, NULL, &res), 0, 0, "sweep");
 	want(sessdb_info(db, &info), 0, 0, "info");
