@@ -185,6 +185,37 @@ tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s)
 	}
 }
 
+void
+tc_payload_fill(unsigned char *buf, size_t len, unsigned char tag,
+    unsigned key, uint32_t version, uint64_t *s)
+{
+	buf[0] = tag;
+	buf[1] = (unsigned char)(key >> 8);
+	buf[2] = (unsigned char)key;
+	tc_put_be32(buf + 3, version);
+	buf[7] = tag;
+	tc_random_bytes(buf + 8, len - 8, s);
+}
+
+uint32_t
+tc_payload_version(const unsigned char *data, size_t len, unsigned char tag,
+    unsigned key, tc_payload_fn make, size_t max)
+{
+	unsigned char *want;
+	uint32_t version;
+	int same;
+
+	if (len < 8 || data[0] != tag || data[7] != tag ||
+	    (unsigned)(data[1] << 8 | data[2]) != key)
+		return 0;
+	version = tc_get_be32(data + 3);
+	if (version == 0 || (want = malloc(max)) == NULL)
+		return 0;
+	same = make(want, key, version) == len && memcmp(want, data, len) == 0;
+	free(want);
+	return same ? version : 0;
+}
+
 /* tc_make_id - an ID a census can take apart again. */
 size_t
 tc_make_id(unsigned char *id, size_t len, unsigned tag, unsigned owner,

@@ -77,6 +77,20 @@ uint64_t tc_splitmix(uint64_t *s);
 /* tc_random_bytes - fill buf with len bytes from the generator at s. */
 void tc_random_bytes(unsigned char *buf, size_t len, uint64_t *s);
 
+/* tc_payload_fill - a payload that says whose it is: tag, key (16 bits,
+ * big-endian), version (32 bits, big-endian), tag, then len - 8 bytes
+ * from the generator at s (len >= 8). */
+void tc_payload_fill(unsigned char *buf, size_t len, unsigned char tag,
+    unsigned key, uint32_t version, uint64_t *s);
+
+/* tc_payload_version - the version data names if data is exactly what
+ * make writes for (key, version) (make fills at most max bytes and
+ * returns the length), or 0 if it is anything else. */
+typedef size_t (*tc_payload_fn)(unsigned char *buf, unsigned key,
+    uint32_t version);
+uint32_t tc_payload_version(const unsigned char *data, size_t len,
+    unsigned char tag, unsigned key, tc_payload_fn make, size_t max);
+
 /* tc_make_id - a session ID that says whose it is: tag, owner, key (16
  * bits, big-endian), then filler bytes derived from them; len bytes
  * (4..SESSDB_ID_MAX).  Returns len. */

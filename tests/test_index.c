@@ -106,12 +106,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 	uint64_t r = tc_splitmix(&s);
 	size_t len = 8 + ((r & 15) == 0 ? 1000 + (r >> 8) % 500 : (r >> 8) % 700);
 
-	buf[0] = 'I';
-	buf[1] = (unsigned char)(key >> 8);
-	buf[2] = (unsigned char)key;
-	tc_put_be32(buf + 3, version);
-	buf[7] = 'I';
-	tc_random_bytes(buf + 8, len - 8, &s);
+	tc_payload_fill(buf, len, 'I', key, version, &s);
 	return len;
 }
 
@@ -120,17 +115,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 static uint32_t
 payload_version(const unsigned char *data, size_t len, unsigned key)
 {
-	unsigned char want[PAYLOAD_MAX];
-	uint32_t version;
-
-	if (len < 8 || data[0] != 'I' || data[7] != 'I' ||
-	    (unsigned)(data[1] << 8 | data[2]) != key)
-		return 0;
-	version = tc_get_be32(data + 3);
-	if (version == 0 || make_payload(want, key, version) != len ||
-	    memcmp(want, data, len) != 0)
-		return 0;
-	return version;
+	return tc_payload_version(data, len, 'I', key, make_payload, PAYLOAD_MAX);
 }
 
 /* A test key: its number (in the payload) and its session ID. */

@@ -93,12 +93,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 	uint64_t r = tc_splitmix(&s);
 	size_t len = 8 + ((r & 7) == 0 ? (r >> 8) % 6000 : (r >> 8) % 900);
 
-	buf[0] = 'K';
-	buf[1] = (unsigned char)(key >> 8);
-	buf[2] = (unsigned char)key;
-	tc_put_be32(buf + 3, version);
-	buf[7] = 'K';
-	tc_random_bytes(buf + 8, len - 8, &s);
+	tc_payload_fill(buf, len, 'K', key, version, &s);
 	return len;
 }
 
@@ -107,17 +102,7 @@ make_payload(unsigned char buf[PAYLOAD_MAX], unsigned key, uint32_t version)
 static uint32_t
 payload_version(const unsigned char *data, size_t len, unsigned key)
 {
-	unsigned char want[PAYLOAD_MAX];
-	uint32_t version;
-
-	if (len < 8 || data[0] != 'K' || data[7] != 'K' ||
-	    (unsigned)(data[1] << 8 | data[2]) != key)
-		return 0;
-	version = tc_get_be32(data + 3);
-	if (version == 0 || make_payload(want, key, version) != len ||
-	    memcmp(want, data, len) != 0)
-		return 0;
-	return version;
+	return tc_payload_version(data, len, 'K', key, make_payload, PAYLOAD_MAX);
 }
 
 static struct sessdb_options
